@@ -1,0 +1,45 @@
+-- Claim a batch of events that are not fanned out yet, create one delivery per matching
+-- endpoint, and return those deliveries already leased to this worker so their first attempt
+-- goes out without a second claim. One statement: an event is fanned out exactly once.
+-- $1 events to claim, $2 lease in milliseconds, $3 worker id.
+WITH claimed AS (
+    SELECT e.id
+    FROM hookrelay.events e
+    WHERE e.fanned_out_at IS NULL
+    ORDER BY e.id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE hookrelay.events e
+    SET fanned_out_at = now()
+    FROM claimed c
+    WHERE e.id = c.id
+    RETURNING e.id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
+              e.account_id, e.created_at
+), fanned AS (
+    INSERT INTO hookrelay.deliveries
+        (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by)
+    SELECT m.id, ep.id, 1,
+           now() + $2::bigint * interval '1 millisecond',
+           now() + $2::bigint * interval '1 millisecond',
+           $3::text
+    FROM marked m
+    JOIN hookrelay.endpoints ep
+      ON ep.active
+     AND (cardinality(ep.events) = 0 OR m.event = ANY (ep.events))
+     AND (cardinality(ep.models) = 0 OR m.model = ANY (ep.models))
+     AND (ep.account_id IS NULL OR ep.account_id = m.account_id)
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+    RETURNING id, event_id, endpoint_id, attempts
+)
+SELECT f.id AS delivery_id, f.attempts AS attempt,
+       m.id AS event_id, m.event, m.model, m.object_id, m.object, m.changes, m.actor,
+       m.account_id, m.created_at,
+       ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
+       ep.timeout_ms, ep.max_attempts,
+       (SELECT count(*) FROM marked) AS events_claimed
+-- Events that matched no endpoint still give a row (with a NULL delivery) so the worker can
+-- tell a full batch from a drained queue.
+FROM marked m
+LEFT JOIN fanned f ON f.event_id = m.id
+LEFT JOIN hookrelay.endpoints ep ON ep.id = f.endpoint_id

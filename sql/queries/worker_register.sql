@@ -1,0 +1,8 @@
+-- Register this worker, and forget workers whose heartbeat stopped long ago.
+-- $1 worker id, $2 host, $3 pid.
+WITH gone AS (
+    DELETE FROM hookrelay.workers WHERE heartbeat_at < now() - interval '10 minutes'
+)
+INSERT INTO hookrelay.workers (id, host, pid)
+VALUES ($1, $2, $3)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), waiting = false

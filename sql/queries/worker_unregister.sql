@@ -1,0 +1,2 @@
+-- $1 worker id.
+DELETE FROM hookrelay.workers WHERE id = $1

@@ -1,0 +1,140 @@
+//! Claiming work: new events (fanned out to matching endpoints) and due deliveries.
+//!
+//! Each claim is one short statement with `FOR UPDATE SKIP LOCKED` that commits at once and
+//! leaves a lease (`locked_until`) on what it took, so any number of workers share the tables
+//! safely and no lock is held while requests are in flight. A worker that dies loses nothing:
+//! its leases expire and the deliveries become due again.
+
+use std::time::Duration;
+
+use deadpool_postgres::Client;
+use tokio_postgres::Row;
+
+use crate::payload::Event;
+use crate::sign::Scheme;
+
+const CLAIM_NEW: &str = include_str!("../sql/queries/claim_new.sql");
+const CLAIM_DUE: &str = include_str!("../sql/queries/claim_due.sql");
+
+/// The endpoint a claimed delivery goes to, as it was at claim time.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub secret: String,
+    pub scheme: Scheme,
+    pub timeout: Option<Duration>,
+    pub max_attempts: Option<u32>,
+}
+
+/// A claimed delivery, leased to this worker and ready to send.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery_id: i64,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    pub event: Event,
+    pub target: Target,
+}
+
+/// What one claim statement took.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub jobs: Vec<Job>,
+    /// Rows the statement locked: events for a fan-out claim, deliveries for a due claim.
+    /// Fewer than the limit means nothing more was waiting.
+    pub taken: usize,
+}
+
+/// The lease and identity a claim records.
+#[derive(Debug, Clone)]
+pub struct Lease<'a> {
+    pub duration: Duration,
+    pub worker: &'a str,
+}
+
+impl Lease<'_> {
+    fn millis(&self) -> i64 {
+        self.duration.as_millis().min(i64::MAX as u128) as i64
+    }
+}
+
+fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
+    let scheme: String = row.try_get("signature_scheme")?;
+    let timeout_ms: Option<i32> = row.try_get("timeout_ms")?;
+    let max_attempts: Option<i32> = row.try_get("max_attempts")?;
+    let attempt: i32 = row.try_get("attempt")?;
+    Ok(Job {
+        delivery_id: row.try_get("delivery_id")?,
+        attempt: attempt.max(1) as u32,
+        event: Event {
+            id: row.try_get("event_id")?,
+            event: row.try_get("event")?,
+            model: row.try_get("model")?,
+            object_id: row.try_get("object_id")?,
+            object: row.try_get("object")?,
+            changes: row.try_get("changes")?,
+            actor: row.try_get("actor")?,
+            account_id: row.try_get("account_id")?,
+            created_at: row.try_get("created_at")?,
+        },
+        target: Target {
+            id: row.try_get("endpoint_id")?,
+            name: row.try_get("endpoint_name")?,
+            url: row.try_get("url")?,
+            secret: row.try_get("secret")?,
+            // The endpoints trigger only admits known schemes.
+            scheme: scheme.parse().unwrap_or_default(),
+            timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(1) as u64)),
+            max_attempts: max_attempts.map(|n| n.max(1) as u32),
+        },
+    })
+}
+
+async fn claim(
+    client: &Client,
+    sql: &str,
+    limit: usize,
+    lease: &Lease<'_>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    let limit = limit as i64;
+    client
+        .query(&statement, &[&limit, &lease.millis(), &lease.worker])
+        .await
+}
+
+/// Fans out up to `limit` new events: creates their deliveries and returns them leased.
+pub async fn claim_new(
+    client: &Client,
+    limit: usize,
+    lease: &Lease<'_>,
+) -> Result<Claimed, tokio_postgres::Error> {
+    let rows = claim(client, CLAIM_NEW, limit, lease).await?;
+    let taken = match rows.first() {
+        Some(row) => row.try_get::<_, i64>("events_claimed")? as usize,
+        None => 0,
+    };
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<_, Option<i64>>("delivery_id")?.is_some() {
+            jobs.push(job_from_row(row)?);
+        }
+    }
+    Ok(Claimed { jobs, taken })
+}
+
+/// Claims up to `limit` deliveries that are due (retries, expired leases).
+pub async fn claim_due(
+    client: &Client,
+    limit: usize,
+    lease: &Lease<'_>,
+) -> Result<Claimed, tokio_postgres::Error> {
+    let rows = claim(client, CLAIM_DUE, limit, lease).await?;
+    let jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
+    Ok(Claimed {
+        taken: jobs.len(),
+        jobs,
+    })
+}

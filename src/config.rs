@@ -1,0 +1,183 @@
+//! Worker settings, with their defaults and the checks that keep them consistent.
+
+use std::time::Duration;
+
+use crate::retry::RetrySchedule;
+
+/// Errors in worker settings.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("--{name} must be between {min} and {max} (got {value})")]
+    OutOfRange {
+        name: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error(
+        "--lease ({lease:?}) must be longer than --request-timeout ({timeout:?}), or a slow \
+         request could be sent twice: raise --lease or lower --request-timeout"
+    )]
+    LeaseTooShort { lease: Duration, timeout: Duration },
+}
+
+/// Everything the worker loop needs to know.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Most events or deliveries taken by one claim.
+    pub batch_size: usize,
+    /// How often to look for work when no notification arrives.
+    pub poll_interval: Duration,
+    /// How long a claim is held before another worker may take it over.
+    pub lease: Duration,
+    /// Delays between attempts.
+    pub retry_schedule: RetrySchedule,
+    /// Attempts in all for endpoints without their own; `None`: one more than the schedule
+    /// has steps.
+    pub max_attempts: Option<u32>,
+    /// Request timeout for endpoints without their own.
+    pub request_timeout: Duration,
+    /// Bytes of each response body kept.
+    pub excerpt_bytes: usize,
+    /// How long a stopping worker lets requests in flight finish.
+    pub shutdown_timeout: Duration,
+    /// This worker's name in `locked_by` and `hookrelay.workers`.
+    pub worker_id: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 64,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            retry_schedule: RetrySchedule::default(),
+            max_attempts: None,
+            request_timeout: Duration::from_secs(10),
+            excerpt_bytes: 4096,
+            shutdown_timeout: Duration::from_secs(30),
+            worker_id: default_worker_id(),
+        }
+    }
+}
+
+/// `host:pid:random`, unique enough to tell workers apart in the tables.
+pub fn default_worker_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let mut tag = [0u8; 2];
+    let _ = getrandom::fill(&mut tag);
+    format!("{host}:{}:{}", std::process::id(), hex::encode(tag))
+}
+
+fn range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+impl WorkerConfig {
+    /// Checks ranges and that the lease outlasts a request.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        range("concurrency", self.concurrency as u64, 1, 10_000)?;
+        range("batch-size", self.batch_size as u64, 1, 10_000)?;
+        range(
+            "poll-interval (ms)",
+            self.poll_interval.as_millis() as u64,
+            10,
+            3_600_000,
+        )?;
+        range(
+            "request-timeout (ms)",
+            self.request_timeout.as_millis() as u64,
+            100,
+            300_000,
+        )?;
+        range(
+            "lease (ms)",
+            self.lease.as_millis() as u64,
+            1_000,
+            86_400_000,
+        )?;
+        range(
+            "response-excerpt-bytes",
+            self.excerpt_bytes as u64,
+            0,
+            1 << 20,
+        )?;
+        if let Some(n) = self.max_attempts {
+            range("max-attempts", n as u64, 1, 100)?;
+        }
+        if self.lease <= self.request_timeout {
+            return Err(ConfigError::LeaseTooShort {
+                lease: self.lease,
+                timeout: self.request_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// Attempts in all for an endpoint that does not set its own.
+    pub fn default_max_attempts(&self) -> u32 {
+        self.max_attempts
+            .unwrap_or_else(|| self.retry_schedule.max_attempts())
+    }
+
+    /// The timeout for one request: the endpoint's own, kept inside the lease so that a
+    /// request always ends before another worker could take its delivery over.
+    pub fn request_timeout_for(&self, endpoint: Option<Duration>) -> Duration {
+        let ceiling = self.lease.mul_f64(0.9);
+        endpoint.unwrap_or(self.request_timeout).min(ceiling)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = WorkerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.default_max_attempts(), 8);
+        assert_eq!(c.request_timeout_for(None), Duration::from_secs(10));
+        assert_eq!(
+            c.request_timeout_for(Some(Duration::from_secs(300))),
+            Duration::from_secs(54)
+        );
+    }
+
+    #[test]
+    fn lease_must_outlast_the_timeout() {
+        let c = WorkerConfig {
+            lease: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("--lease"), "{err}");
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let c = WorkerConfig {
+            concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--concurrency must be between 1 and 10000 (got 0)"
+        );
+    }
+}

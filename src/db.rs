@@ -1,0 +1,143 @@
+//! Database connections: parsing URLs, building pools, and explaining database errors.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Config, NoTls};
+
+/// Errors from connecting to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database URL is not valid ({0}): use postgres://user:password@host:port/dbname")]
+    BadUrl(String),
+    #[error("could not build the connection pool: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    #[error("could not get a database connection: {}", pool_error(.0))]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{}", explain(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => explain(pg),
+        other => other.to_string(),
+    }
+}
+
+/// A pool and the configuration it was built from (the listener opens its own connection).
+#[derive(Clone)]
+pub struct Db {
+    pub pool: Pool,
+    pub config: Config,
+}
+
+/// Parses a database URL and sets hookrelay's connection defaults.
+pub fn config(url: &str) -> Result<Config, DbError> {
+    let mut config = Config::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
+    if config.get_application_name().is_none() {
+        config.application_name("hookrelay");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+/// Builds a pool of up to `max_size` connections. Connections are opened lazily.
+pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
+    let config = config(url)?;
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(15)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?;
+    Ok(Db { pool, config })
+}
+
+/// A one-line description of a database error: the server's message with its detail and hint
+/// when it sent them, or the client-side cause.
+pub fn explain(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut out = db.message().to_string();
+        // "Failing row contains (…)" would copy application data into logs.
+        if let Some(detail) = db.detail().filter(|d| !d.starts_with("Failing row")) {
+            out.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            out.push_str(&format!("; hint: {hint}"));
+        }
+        return out;
+    }
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    out
+}
+
+/// True for errors that mean "the connection or server is gone", after which reconnecting
+/// is the cure, as opposed to errors in what was asked.
+pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => true,
+        Some(code) => {
+            let class = &code.code()[..2];
+            // 08: connection exception, 57: operator intervention (shutdown), 53: resources.
+            matches!(class, "08" | "57" | "53") || code == &SqlState::READ_ONLY_SQL_TRANSACTION
+        }
+    }
+}
+
+/// The URL with its password replaced, safe to print.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:****@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_for_printing() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:****@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("host=db user=x"), "host=db user=x");
+    }
+
+    #[test]
+    fn bad_urls_name_the_fix() {
+        let err = config("postgres://[nope").unwrap_err().to_string();
+        assert!(err.contains("postgres://user:password@host"), "{err}");
+        let ok = config("postgres://u@127.0.0.1:5/d").unwrap();
+        assert_eq!(ok.get_application_name(), Some("hookrelay"));
+    }
+}

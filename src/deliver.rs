@@ -1,0 +1,360 @@
+//! Delivery: one signed HTTP POST per attempt, and what came back, classified.
+//!
+//! 2xx is success. Anything else is a failed attempt with a stable error code: a non-2xx
+//! answer (`http_status`, redirects included, since they are never followed), a `timeout`
+//! (covering connect, headers and body), a `connect` failure, or another `network` error.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+
+use crate::claim::Job;
+use crate::payload;
+use crate::sign;
+
+/// Stable error codes, stored as text in `hookrelay.attempts.error_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No complete answer within the endpoint's timeout.
+    Timeout,
+    /// The connection could not be made (refused, DNS, TLS handshake).
+    Connect,
+    /// The receiver answered with a status other than 2xx.
+    HttpStatus,
+    /// The connection failed after it was made (reset, malformed answer).
+    Network,
+    /// The request could not be signed (a malformed secret); retrying cannot help.
+    Signing,
+    /// The request could not be built (a malformed URL); retrying cannot help.
+    InvalidRequest,
+    /// The worker stopped before recording a result (logged by the claim that found it).
+    LeaseExpired,
+}
+
+impl ErrorCode {
+    /// The text stored in the attempts table.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Connect => "connect",
+            ErrorCode::HttpStatus => "http_status",
+            ErrorCode::Network => "network",
+            ErrorCode::Signing => "signing",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::LeaseExpired => "lease_expired",
+        }
+    }
+
+    /// True when another attempt cannot succeed either.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ErrorCode::Signing | ErrorCode::InvalidRequest)
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    /// The HTTP status, when an answer arrived.
+    pub status: Option<u16>,
+    /// `None` for a 2xx answer.
+    pub error: Option<AttemptError>,
+    /// The start of the response body, capped.
+    pub excerpt: Option<String>,
+    /// A `Retry-After` the receiver asked for with a 429 or 503.
+    pub retry_after: Option<Duration>,
+}
+
+/// Settings for the HTTP client.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Request timeout for endpoints without their own.
+    pub default_timeout: Duration,
+    /// Bytes of each response body kept in the attempts table.
+    pub excerpt_bytes: usize,
+    /// Idle keep-alive connections kept per host.
+    pub idle_per_host: usize,
+}
+
+/// Errors from building the HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Sends attempts; cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    config: SenderConfig,
+}
+
+impl Sender {
+    /// A client that never follows redirects and keeps connections alive.
+    pub fn new(config: SenderConfig) -> Result<Self, DeliverError> {
+        // Fails only when a provider is already installed, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(crate::USER_AGENT)
+            .pool_max_idle_per_host(config.idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(Sender { client, config })
+    }
+
+    /// Makes one attempt of `job`. Never fails: every problem is an [`Attempt`] error.
+    pub async fn send(&self, job: &Job) -> Attempt {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let timeout = job.target.timeout.unwrap_or(self.config.default_timeout);
+        let mut attempt = match self.request(job, started_at.timestamp()) {
+            Ok(request) => match tokio::time::timeout(timeout, self.exchange(request)).await {
+                Ok(result) => result,
+                Err(_) => failed(ErrorCode::Timeout, format!("no answer within {timeout:?}")),
+            },
+            Err(error) => Attempt {
+                error: Some(error),
+                ..Attempt::none()
+            },
+        };
+        attempt.started_at = started_at;
+        attempt.duration = clock.elapsed();
+        attempt
+    }
+
+    fn request(&self, job: &Job, timestamp: i64) -> Result<reqwest::Request, AttemptError> {
+        let body = payload::body(&job.event);
+        let id = payload::event_id(&job.event.id);
+        let message = sign::Message {
+            id: &id,
+            event: &job.event.event,
+            timestamp,
+            body: &body,
+        };
+        let signed =
+            sign::headers(job.target.scheme, &[&job.target.secret], &message).map_err(|e| {
+                AttemptError {
+                    code: ErrorCode::Signing,
+                    message: e.to_string(),
+                }
+            })?;
+        let mut headers = HeaderMap::with_capacity(signed.len() + 1);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in signed {
+            let value = HeaderValue::from_str(&value).map_err(|_| AttemptError {
+                code: ErrorCode::InvalidRequest,
+                message: format!("header {name} has characters HTTP does not allow"),
+            })?;
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("signing uses valid header names"),
+                value,
+            );
+        }
+        self.client
+            .post(&job.target.url)
+            .headers(headers)
+            .body(body)
+            .build()
+            .map_err(|e| AttemptError {
+                code: ErrorCode::InvalidRequest,
+                message: describe(&e),
+            })
+    }
+
+    async fn exchange(&self, request: reqwest::Request) -> Attempt {
+        let mut response = match self.client.execute(request).await {
+            Ok(response) => response,
+            Err(e) => return failed(classify(&e), describe(&e)),
+        };
+        let status = response.status();
+        let retry_after = match status.as_u16() {
+            429 | 503 => response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now())),
+            _ => None,
+        };
+        let mut kept = Vec::new();
+        let mut body_error = None;
+        while kept.len() < self.config.excerpt_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let error = if !status.is_success() {
+            Some(AttemptError {
+                code: ErrorCode::HttpStatus,
+                message: format!("HTTP {status}"),
+            })
+        } else {
+            body_error.map(|e| AttemptError {
+                code: classify(&e),
+                message: describe(&e),
+            })
+        };
+        Attempt {
+            status: Some(status.as_u16()),
+            error,
+            excerpt: excerpt(&kept, self.config.excerpt_bytes),
+            retry_after,
+            ..Attempt::none()
+        }
+    }
+}
+
+impl Attempt {
+    /// An attempt that did nothing yet, to fill in.
+    pub fn none() -> Attempt {
+        Attempt {
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            status: None,
+            error: None,
+            excerpt: None,
+            retry_after: None,
+        }
+    }
+}
+
+fn failed(code: ErrorCode, message: String) -> Attempt {
+    Attempt {
+        error: Some(AttemptError { code, message }),
+        ..Attempt::none()
+    }
+}
+
+fn classify(e: &reqwest::Error) -> ErrorCode {
+    if e.is_timeout() {
+        ErrorCode::Timeout
+    } else if e.is_connect() {
+        ErrorCode::Connect
+    } else if e.is_builder() {
+        ErrorCode::InvalidRequest
+    } else {
+        ErrorCode::Network
+    }
+}
+
+/// The error and its causes on one line, without the URL (which may carry a token).
+fn describe(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut current: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        current = err.source();
+    }
+    if let Some(url) = e.url() {
+        out = out.replace(url.as_str(), "<url>");
+    }
+    out
+}
+
+/// The first `cap` bytes of a body as text; NUL bytes, which PostgreSQL text cannot hold,
+/// become U+FFFD.
+pub fn excerpt(body: &[u8], cap: usize) -> Option<String> {
+    if body.is_empty() || cap == 0 {
+        return None;
+    }
+    let mut end = body.len().min(cap);
+    let text = loop {
+        // Cut at a character boundary rather than leave half a character.
+        match std::str::from_utf8(&body[..end]) {
+            Ok(text) => break text.to_string(),
+            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => end = e.valid_up_to(),
+            Err(_) => break String::from_utf8_lossy(&body[..end]).into_owned(),
+        }
+    };
+    Some(text.replace('\0', "\u{FFFD}"))
+}
+
+/// Parses `Retry-After`: delay seconds, or an HTTP date (taken relative to `now`).
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn excerpts_are_capped_at_a_character_boundary_and_nul_free() {
+        assert_eq!(excerpt(b"", 10), None);
+        assert_eq!(excerpt(b"hello world", 5).as_deref(), Some("hello"));
+        assert_eq!(excerpt("héllo".as_bytes(), 2).as_deref(), Some("h"));
+        assert_eq!(excerpt(b"a\0b", 10).as_deref(), Some("a\u{FFFD}b"));
+        assert_eq!(
+            excerpt(&[0xff, 0xfe], 10).as_deref(),
+            Some("\u{FFFD}\u{FFFD}")
+        );
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        let all = [
+            (ErrorCode::Timeout, "timeout"),
+            (ErrorCode::Connect, "connect"),
+            (ErrorCode::HttpStatus, "http_status"),
+            (ErrorCode::Network, "network"),
+            (ErrorCode::Signing, "signing"),
+            (ErrorCode::InvalidRequest, "invalid_request"),
+            (ErrorCode::LeaseExpired, "lease_expired"),
+        ];
+        for (code, text) in all {
+            assert_eq!(code.as_str(), text);
+        }
+        assert!(ErrorCode::Signing.is_permanent());
+        assert!(!ErrorCode::Timeout.is_permanent());
+    }
+}

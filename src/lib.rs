@@ -1,0 +1,38 @@
+//! hookrelay: a PostgreSQL transactional-outbox worker that relays events to signed webhooks.
+//!
+//! The pipeline, one module per stage:
+//!
+//! - [`migrate`]: installs and upgrades the `hookrelay` schema from the numbered files in `sql/`.
+//! - [`listen`]: the LISTEN connection that wakes an idle worker when events are committed.
+//! - [`claim`]: claims new events (fanning them out to matching endpoints) and due deliveries,
+//!   each in one short `FOR UPDATE SKIP LOCKED` statement that sets a lease.
+//! - [`payload`]: builds the JSON envelope a receiver gets.
+//! - [`sign`]: HMAC-SHA256 signature headers for each signature scheme.
+//! - [`deliver`]: the HTTP POST and the classification of what came back.
+//! - [`retry`]: the retry schedule with jitter, and the outcome of a finished attempt.
+//! - [`record`]: writes attempt results back in batches.
+//! - [`worker`]: the loop that ties these together, with bounded concurrency and clean shutdown.
+//!
+//! Around it: [`db`] (connection pools and database URLs), [`embedded`] (the private
+//! PostgreSQL cluster used when no database URL is given), [`endpoint`] (endpoint management),
+//! [`emit`] (writing events from the command line), [`demo`] and [`cli`] (the command line).
+
+pub mod claim;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod deliver;
+pub mod demo;
+pub mod embedded;
+pub mod emit;
+pub mod endpoint;
+pub mod listen;
+pub mod migrate;
+pub mod payload;
+pub mod record;
+pub mod retry;
+pub mod sign;
+pub mod worker;
+
+/// The `User-Agent` sent with every webhook request.
+pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,163 @@
+//! The wake-up path: a dedicated connection that `LISTEN`s for commits of new events.
+//!
+//! Inserts notify only while some worker is idle (see `hookrelay.wake_workers()`), so this is
+//! a latency shortcut, not the source of truth: the worker's poll still finds everything. The
+//! connection reconnects with backoff and is checked every 30 s, and each (re)connection wakes
+//! the worker once in case something was committed while it was down.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::explain;
+use crate::retry::Backoff;
+
+/// The channel inserts notify on.
+pub const CHANNEL: &str = "hookrelay_events";
+
+const HEALTH_CHECK: Duration = Duration::from_secs(30);
+
+/// Errors that end one listening connection (it is then reopened).
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("{}", explain(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("the connection did not answer a health check within 10 s")]
+    Unresponsive,
+}
+
+/// A handle on the listening task.
+pub struct Listener {
+    wake: Arc<Notify>,
+    connected: watch::Receiver<bool>,
+    notifications: Arc<AtomicU64>,
+    handle: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Completes when a notification arrived (or the connection was re-established) since the
+    /// last call; several notifications in between complete it once.
+    pub async fn notified(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Whether the LISTEN is currently in place.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Notifications received so far.
+    pub fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the task to finish after the token was cancelled.
+    pub async fn join(self) {
+        let _ = self.handle.await;
+    }
+}
+
+/// Starts listening on its own connection until `token` is cancelled.
+pub fn spawn(config: Config, token: CancellationToken) -> Listener {
+    let wake = Arc::new(Notify::new());
+    let notifications = Arc::new(AtomicU64::new(0));
+    let (connected_tx, connected) = watch::channel(false);
+    let task = Task {
+        config,
+        wake: wake.clone(),
+        connected: connected_tx,
+        notifications: notifications.clone(),
+        token,
+    };
+    Listener {
+        wake,
+        connected,
+        notifications,
+        handle: tokio::spawn(task.run()),
+    }
+}
+
+struct Task {
+    config: Config,
+    wake: Arc<Notify>,
+    connected: watch::Sender<bool>,
+    notifications: Arc<AtomicU64>,
+    token: CancellationToken,
+}
+
+impl Task {
+    async fn run(self) {
+        let mut backoff = Backoff::default();
+        while !self.token.is_cancelled() {
+            let result = self.listen_once(&mut backoff).await;
+            self.connected.send_replace(false);
+            let Err(e) = result else { break };
+            let wait = backoff.next_delay();
+            tracing::warn!(error = %e, retry_in = ?wait, "listener connection lost; reconnecting");
+            tokio::select! {
+                _ = self.token.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn listen_once(&self, backoff: &mut Backoff) -> Result<(), ListenError> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                let forward = match message {
+                    Ok(AsyncMessage::Notification(_)) => Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => Err(e),
+                };
+                if tx.send(forward).is_err() {
+                    return;
+                }
+            }
+        });
+        let result = async {
+            client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+            self.connected.send_replace(true);
+            backoff.reset(Duration::from_millis(100));
+            tracing::debug!("listening for new events");
+            self.wake.notify_one();
+            let mut health = tokio::time::interval(HEALTH_CHECK);
+            health.tick().await;
+            loop {
+                tokio::select! {
+                    _ = self.token.cancelled() => return Ok(()),
+                    message = rx.recv() => match message {
+                        Some(Ok(())) => {
+                            self.notifications.fetch_add(1, Ordering::Relaxed);
+                            self.wake.notify_one();
+                        }
+                        Some(Err(e)) => return Err(ListenError::Db(e)),
+                        None => return Err(ListenError::Closed),
+                    },
+                    _ = health.tick() => {
+                        let check = tokio::time::timeout(Duration::from_secs(10), client.simple_query(""));
+                        match check.await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return Err(ListenError::Db(e)),
+                            Err(_) => return Err(ListenError::Unresponsive),
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        drop(client);
+        driver.abort();
+        result
+    }
+}

@@ -1,0 +1,126 @@
+//! Recording results: finished attempts are written back in batches, one statement per batch
+//! (arrays unnested server-side), never row by row.
+//!
+//! Each finished attempt carries its concurrency permit until it is written, so unrecorded
+//! results can never pile up beyond the worker's concurrency while the database is slow or
+//! away: the worker simply stops claiming until the recorder catches up.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+
+use crate::db::DbError;
+use crate::deliver::Attempt;
+use crate::retry::{Backoff, Outcome};
+
+const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
+const RELEASE_LEASES: &str = include_str!("../sql/queries/release_leases.sql");
+
+/// Most results written by one statement.
+pub const MAX_BATCH: usize = 512;
+
+/// A finished attempt on its way to the database.
+#[derive(Debug)]
+pub struct Finished {
+    pub delivery_id: i64,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub result: Attempt,
+    /// Released once the result is written.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Starts the recorder task. It ends once every sender is dropped and all it was given is
+/// written.
+pub fn spawn(
+    pool: Pool,
+    worker: String,
+    capacity: usize,
+) -> (mpsc::Sender<Finished>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let handle = tokio::spawn(run(pool, rx, worker));
+    (tx, handle)
+}
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Finished>, worker: String) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut backoff = Backoff::default();
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        loop {
+            match write(&pool, &batch, &worker).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, results = batch.len(), retry_in = ?wait,
+                        "could not record delivery results; keeping them and retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        backoff.reset(Duration::from_millis(100));
+        batch.clear();
+    }
+}
+
+fn clamp_ms(d: Duration) -> i64 {
+    d.as_millis().min(i32::MAX as u128) as i64
+}
+
+/// Writes one batch of results in a single statement.
+pub async fn write(pool: &Pool, batch: &[Finished], worker: &str) -> Result<(), DbError> {
+    let n = batch.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut outcomes = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut codes = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut excerpts = Vec::with_capacity(n);
+    let mut delays = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    let mut started = Vec::with_capacity(n);
+    for f in batch {
+        ids.push(f.delivery_id);
+        attempts.push(f.attempt as i32);
+        outcomes.push(f.outcome.as_str());
+        statuses.push(f.result.status.map(i32::from));
+        codes.push(f.result.error.as_ref().map(|e| e.code.as_str()));
+        errors.push(f.result.error.as_ref().map(|e| e.message.as_str()));
+        excerpts.push(f.result.excerpt.as_deref());
+        delays.push(match f.outcome {
+            Outcome::Retry { after } => Some(after.as_millis().min(i64::MAX as u128) as i64),
+            _ => None,
+        });
+        durations.push(clamp_ms(f.result.duration) as i32);
+        started.push(f.result.started_at);
+    }
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(RECORD_RESULTS).await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays,
+                &durations, &started, &worker,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Gives back the leases of claimed deliveries (`(delivery id, attempt)`) that were never
+/// sent, uncounting their attempt, so any worker can send them at once.
+pub async fn release(pool: &Pool, claims: &[(i64, u32)], worker: &str) -> Result<u64, DbError> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = claims.iter().map(|c| c.0).collect();
+    let attempts: Vec<i32> = claims.iter().map(|c| c.1 as i32).collect();
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(RELEASE_LEASES).await?;
+    Ok(client
+        .execute(&statement, &[&ids, &attempts, &worker])
+        .await?)
+}

@@ -1,0 +1,472 @@
+//! The worker loop: claim, send, record, retry, until told to stop.
+//!
+//! An outer loop reconnects with backoff after database errors; inside it, one `select!`
+//! waits for shutdown, a notification, the poll tick (or the earliest retry), or a finished
+//! request. Each wake-up *pumps*: it claims new events and due deliveries (one round trip, the
+//! two statements pipelined) and keeps claiming while claims come back full, then marks the
+//! worker idle so the next insert notifies it.
+//!
+//! Requests run as tasks in a `JoinSet`, at most `concurrency` at once (a semaphore), and hand
+//! their results to the [`record`](crate::record) task. Stopping (one `CancellationToken`)
+//! stops claiming, lets requests in flight finish within `shutdown_timeout`, and gives back the
+//! leases of claimed deliveries that were never sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::Client;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::claim::{self, Job, Lease};
+use crate::config::WorkerConfig;
+use crate::db::{Db, DbError};
+use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender, SenderConfig};
+use crate::listen::{self, Listener};
+use crate::record::{self, Finished};
+use crate::retry::{self, Backoff, Outcome, RetrySchedule};
+
+const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
+const WORKER_IDLE: &str = include_str!("../sql/queries/worker_idle.sql");
+const WORKER_BUSY: &str = include_str!("../sql/queries/worker_busy.sql");
+const WORKER_UNREGISTER: &str = include_str!("../sql/queries/worker_unregister.sql");
+
+/// Shortest pause between two pumps that found nothing, so a due delivery that another worker
+/// holds locked cannot make this one spin.
+const MIN_REPOLL: Duration = Duration::from_millis(20);
+
+/// Errors that stop the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Http(#[from] crate::deliver::DeliverError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for WorkerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        WorkerError::Db(DbError::Postgres(e))
+    }
+}
+
+/// What woke the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Notified,
+    Tick,
+    Capacity,
+}
+
+/// How a request task ended.
+enum TaskEnd {
+    /// The attempt was made and handed to the recorder.
+    Sent,
+    /// Shutdown came before the request started: the lease should be given back.
+    Unsent { delivery_id: i64, attempt: u32 },
+}
+
+/// Counters reported when the worker stops.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub attempts: u64,
+    pub released: u64,
+}
+
+/// Runs the worker until `token` is cancelled.
+pub async fn run(
+    config: WorkerConfig,
+    db: Db,
+    token: CancellationToken,
+) -> Result<Summary, WorkerError> {
+    config.validate()?;
+    let sender = Sender::new(SenderConfig {
+        default_timeout: config.request_timeout,
+        excerpt_bytes: config.excerpt_bytes,
+        idle_per_host: config.concurrency,
+    })?;
+    let listener = listen::spawn(db.config.clone(), token.clone());
+    let (recorder, recorder_task) = record::spawn(
+        db.pool.clone(),
+        config.worker_id.clone(),
+        config.concurrency * 2,
+    );
+    let mut worker = Worker {
+        host: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        semaphore: Arc::new(Semaphore::new(config.concurrency)),
+        config,
+        db,
+        sender,
+        recorder,
+        listener,
+        tasks: JoinSet::new(),
+        in_flight: HashMap::new(),
+        retry_hint: Arc::new(Mutex::new(None)),
+        waiting: false,
+        backlog: false,
+        last_pump: Instant::now(),
+        db_due_at: None,
+        summary: Summary::default(),
+    };
+    tracing::info!(worker = %worker.config.worker_id, concurrency = worker.config.concurrency,
+        "worker started");
+    let mut backoff = Backoff::default();
+    loop {
+        match worker.serve(&token, &mut backoff).await {
+            Ok(()) => break,
+            Err(e) => {
+                worker.waiting = false;
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?wait, "database error; retrying");
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    worker.shut_down(recorder_task).await
+}
+
+struct Worker {
+    config: WorkerConfig,
+    host: String,
+    db: Db,
+    sender: Sender,
+    recorder: mpsc::Sender<Finished>,
+    listener: Listener,
+    semaphore: Arc<Semaphore>,
+    tasks: JoinSet<TaskEnd>,
+    /// Delivery and attempt of each running task, to give back the lease if it is aborted.
+    in_flight: HashMap<Id, (i64, u32)>,
+    /// The earliest retry scheduled by a finished request and not claimed yet.
+    retry_hint: Arc<Mutex<Option<Instant>>>,
+    /// Whether our row in `hookrelay.workers` says we are idle and want notifications.
+    waiting: bool,
+    /// Whether the last claim came back full (more work is waiting).
+    backlog: bool,
+    last_pump: Instant,
+    /// When the earliest pending delivery is due, as of the last idle check.
+    db_due_at: Option<Instant>,
+    summary: Summary,
+}
+
+impl Worker {
+    /// The inner loop. Returns `Ok` on shutdown and `Err` on a database error.
+    async fn serve(
+        &mut self,
+        token: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), WorkerError> {
+        let client = self.db.pool.get().await.map_err(DbError::from)?;
+        let register = client.prepare_cached(WORKER_REGISTER).await?;
+        let pid = std::process::id() as i32;
+        client
+            .execute(&register, &[&self.config.worker_id, &self.host, &pid])
+            .await?;
+        let mut wake = Wake::Tick;
+        loop {
+            self.pump(&client, wake).await?;
+            backoff.reset(Duration::from_millis(100));
+            let deadline = self.next_wake();
+            wake = loop {
+                tokio::select! {
+                    _ = token.cancelled() => return Ok(()),
+                    Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                        self.finished(done);
+                        if self.backlog {
+                            break Wake::Capacity;
+                        }
+                    }
+                    _ = self.listener.notified() => break Wake::Notified,
+                    _ = tokio::time::sleep_until(deadline) => break Wake::Tick,
+                }
+            };
+        }
+    }
+
+    fn finished(&mut self, done: Result<(Id, TaskEnd), tokio::task::JoinError>) {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        self.in_flight.remove(&id);
+        match done {
+            Ok((_, TaskEnd::Sent)) => self.summary.attempts += 1,
+            Ok((_, TaskEnd::Unsent { .. })) => {}
+            Err(e) => tracing::error!(error = %e, "a delivery task failed; its lease will expire"),
+        }
+    }
+
+    /// When to look for work next without being woken.
+    fn next_wake(&self) -> Instant {
+        let mut at = self.last_pump + self.config.poll_interval;
+        if let Some(due) = self.db_due_at {
+            at = at.min(due);
+        }
+        if let Some(hint) = *self.retry_hint.lock().expect("retry hint lock") {
+            at = at.min(hint);
+        }
+        at.max(self.last_pump + MIN_REPOLL)
+    }
+
+    /// Claims and dispatches until nothing more is waiting or every slot is taken.
+    async fn pump(&mut self, client: &Client, wake: Wake) -> Result<(), WorkerError> {
+        self.last_pump = Instant::now();
+        {
+            let mut hint = self.retry_hint.lock().expect("retry hint lock");
+            if hint.is_some_and(|at| at <= self.last_pump) {
+                *hint = None;
+            }
+        }
+        // A notified worker is no longer idle: stop inserts from notifying until it is again.
+        let mut go_busy = wake == Wake::Notified && self.waiting;
+        let worker_id = self.config.worker_id.clone();
+        let lease = Lease {
+            duration: self.config.lease,
+            worker: &worker_id,
+        };
+        loop {
+            let room = self.config.concurrency.saturating_sub(self.tasks.len());
+            if room == 0 {
+                // Every slot is taken: busy, whatever woke us.
+                self.backlog = true;
+                if self.waiting {
+                    self.set_busy(client, true).await?;
+                    self.waiting = false;
+                }
+                return Ok(());
+            }
+            let limit = room.min(self.config.batch_size);
+            let (busy, fresh, due) = tokio::join!(
+                self.set_busy(client, go_busy),
+                claim::claim_new(client, limit, &lease),
+                claim::claim_due(client, limit, &lease),
+            );
+            busy?;
+            let (fresh, due) = (fresh?, due?);
+            if go_busy {
+                self.waiting = false;
+            }
+            let full = fresh.taken >= limit || due.taken >= limit;
+            self.dispatch(fresh.jobs.into_iter().chain(due.jobs));
+            if full {
+                self.backlog = true;
+                go_busy = self.waiting;
+                continue;
+            }
+            self.backlog = false;
+            if !self.listener.is_connected() {
+                return Ok(());
+            }
+            // Idle: ask to be notified, and in the same round trip look once more for events
+            // committed before the flag was visible (their inserts saw no waiting worker).
+            if self.waiting {
+                self.db_due_at = self.set_idle(client).await?;
+                return Ok(());
+            }
+            let (idle, recheck) = tokio::join!(
+                self.set_idle(client),
+                claim::claim_new(client, limit, &lease),
+            );
+            self.db_due_at = idle?;
+            self.waiting = true;
+            let recheck = recheck?;
+            let full = recheck.taken >= limit;
+            self.dispatch(recheck.jobs);
+            if !full {
+                return Ok(());
+            }
+            go_busy = true;
+        }
+    }
+
+    async fn set_busy(&self, client: &Client, go_busy: bool) -> Result<(), tokio_postgres::Error> {
+        if go_busy {
+            let statement = client.prepare_cached(WORKER_BUSY).await?;
+            client
+                .execute(&statement, &[&self.config.worker_id])
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn set_idle(&self, client: &Client) -> Result<Option<Instant>, tokio_postgres::Error> {
+        let statement = client.prepare_cached(WORKER_IDLE).await?;
+        let pid = std::process::id() as i32;
+        let row = client
+            .query_one(&statement, &[&self.config.worker_id, &self.host, &pid])
+            .await?;
+        let due_in_ms: Option<i64> = row.get(0);
+        Ok(due_in_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64)))
+    }
+
+    fn dispatch(&mut self, jobs: impl IntoIterator<Item = Job>) {
+        for job in jobs {
+            let ids = (job.delivery_id, job.attempt);
+            let task = Task {
+                sender: self.sender.clone(),
+                recorder: self.recorder.clone(),
+                semaphore: self.semaphore.clone(),
+                retry_hint: self.retry_hint.clone(),
+                schedule: self.config.retry_schedule.clone(),
+                max_attempts: job
+                    .target
+                    .max_attempts
+                    .unwrap_or(self.config.default_max_attempts()),
+                timeout: self.config.request_timeout_for(job.target.timeout),
+            };
+            let handle = self.tasks.spawn(task.run(job));
+            self.in_flight.insert(handle.id(), ids);
+        }
+    }
+
+    async fn shut_down(
+        mut self,
+        recorder_task: tokio::task::JoinHandle<()>,
+    ) -> Result<Summary, WorkerError> {
+        // Deliveries still waiting for a slot never started: close the semaphore so their tasks
+        // return at once and their leases are given back below.
+        self.semaphore.close();
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let mut unsent = Vec::new();
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((
+                    id,
+                    TaskEnd::Unsent {
+                        delivery_id,
+                        attempt,
+                    },
+                )))) => {
+                    self.in_flight.remove(&id);
+                    unsent.push((delivery_id, attempt));
+                }
+                Ok(Some(done)) => self.finished(done),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        requests = self.tasks.len(),
+                        "requests still running at the shutdown timeout; abandoning them"
+                    );
+                    self.tasks.abort_all();
+                    unsent.extend(self.in_flight.drain().map(|(_, ids)| ids));
+                    break;
+                }
+            }
+        }
+        drop(self.recorder);
+        if tokio::time::timeout_at(deadline + Duration::from_secs(5), recorder_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not record every result before stopping; those deliveries will be retried when their lease expires");
+        }
+        if !unsent.is_empty() {
+            match record::release(&self.db.pool, &unsent, &self.config.worker_id).await {
+                Ok(n) => self.summary.released = n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not give back leases; they will expire")
+                }
+            }
+        }
+        if let Ok(client) = self.db.pool.get().await {
+            let _ = client
+                .execute(WORKER_UNREGISTER, &[&self.config.worker_id])
+                .await;
+        }
+        self.listener.join().await;
+        tracing::info!(
+            attempts = self.summary.attempts,
+            released = self.summary.released,
+            "worker stopped"
+        );
+        Ok(self.summary)
+    }
+}
+
+/// One delivery attempt, run as its own task.
+struct Task {
+    sender: Sender,
+    recorder: mpsc::Sender<Finished>,
+    semaphore: Arc<Semaphore>,
+    retry_hint: Arc<Mutex<Option<Instant>>>,
+    schedule: RetrySchedule,
+    max_attempts: u32,
+    timeout: Duration,
+}
+
+impl Task {
+    async fn run(self, mut job: Job) -> TaskEnd {
+        let Ok(permit) = self.semaphore.clone().acquire_owned().await else {
+            return TaskEnd::Unsent {
+                delivery_id: job.delivery_id,
+                attempt: job.attempt,
+            };
+        };
+        let (result, outcome) = if job.attempt > self.max_attempts {
+            // Only after a worker died mid-attempt: the attempts were used up by claims.
+            let result = Attempt {
+                error: Some(AttemptError {
+                    code: ErrorCode::LeaseExpired,
+                    message: format!(
+                        "not sent: attempt {} exceeds the {} allowed, the earlier ones ended \
+                         with their worker stopping",
+                        job.attempt, self.max_attempts
+                    ),
+                }),
+                ..Attempt::none()
+            };
+            (result, Outcome::Dead)
+        } else {
+            job.target.timeout = Some(self.timeout);
+            let result = self.sender.send(&job).await;
+            let outcome = decide(&result, job.attempt, self.max_attempts, &self.schedule);
+            (result, outcome)
+        };
+        if let Outcome::Retry { after } = outcome {
+            let at = Instant::now() + after;
+            let mut hint = self.retry_hint.lock().expect("retry hint lock");
+            if hint.is_none_or(|h| at < h) {
+                *hint = Some(at);
+            }
+        }
+        let finished = Finished {
+            delivery_id: job.delivery_id,
+            attempt: job.attempt,
+            outcome,
+            result,
+            permit: Some(permit),
+        };
+        // The recorder outlives every task; if it is gone the lease simply expires.
+        let _ = self.recorder.send(finished).await;
+        TaskEnd::Sent
+    }
+}
+
+/// What follows an attempt: success, another try, or the end.
+pub fn decide(
+    result: &Attempt,
+    attempt: u32,
+    max_attempts: u32,
+    schedule: &RetrySchedule,
+) -> Outcome {
+    match &result.error {
+        None => Outcome::Delivered,
+        Some(e) if e.code.is_permanent() => Outcome::Dead,
+        Some(_) => schedule.after_failure(
+            attempt,
+            max_attempts,
+            result.retry_after,
+            retry::random_jitter(),
+        ),
+    }
+}

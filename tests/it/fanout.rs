@@ -1,0 +1,128 @@
+//! Fan-out: each event goes to exactly the endpoints whose filters match it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::support::{Receiver, TestDb};
+
+#[tokio::test]
+async fn fan_out_honours_event_model_account_and_active_filters() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    let endpoints = [
+        ("everything", "'{}'", "'{}'", "NULL", true),
+        ("paid-only", "'{order.paid}'", "'{}'", "NULL", true),
+        ("customers", "'{}'", "'{store.Customer}'", "NULL", true),
+        ("account-a", "'{}'", "'{}'", "'a'", true),
+        ("paused", "'{}'", "'{}'", "NULL", false),
+    ];
+    for (name, events, models, account, active) in endpoints {
+        db.client
+            .execute(
+                &format!(
+                    "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, active)
+                     VALUES ($1, $2, 'secret-secret-secret', {events}, {models}, {account}, $3)"
+                ),
+                &[&name, &receiver.url(&format!("/{name}")), &active],
+            )
+            .await
+            .unwrap();
+    }
+    db.client
+        .batch_execute(
+            "SELECT hookrelay.emit('order.paid', '{\"id\": \"1\"}', 'store.Order', account_id => 'a');
+             SELECT hookrelay.emit('order.created', '{\"id\": \"2\"}', 'store.Customer', account_id => 'b');
+             SELECT hookrelay.emit('customer.deleted', '{\"id\": \"3\"}', 'store.Customer');",
+        )
+        .await
+        .unwrap();
+
+    let worker = db.start_worker(db.config());
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            7,
+            Duration::from_secs(10),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.stop().await;
+    assert_eq!(delivered, 7);
+
+    let got: BTreeSet<(String, String)> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path.trim_start_matches('/').to_string(),
+                r.header("x-webhook-event").to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("everything", "order.paid"),
+        ("everything", "order.created"),
+        ("everything", "customer.deleted"),
+        ("paid-only", "order.paid"),
+        ("customers", "order.created"),
+        ("customers", "customer.deleted"),
+        ("account-a", "order.paid"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(receiver.requests().len(), 7, "no duplicates");
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.events WHERE fanned_out_at IS NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.deliveries").await,
+        7
+    );
+}
+
+#[tokio::test]
+async fn a_paused_endpoint_keeps_its_deliveries_until_it_is_resumed() {
+    let db = TestDb::new().await;
+    let receiver =
+        Receiver::with(|_, n| crate::support::Reply::status(if n == 0 { 500 } else { 200 })).await;
+    db.endpoint("crm", &receiver.url("/"), "secret-secret-secret")
+        .await;
+    db.emit("order.paid", serde_json::json!({"id": "1"})).await;
+    let mut config = db.config();
+    config.retry_schedule = hookrelay::retry::RetrySchedule::parse("1s").unwrap();
+    let worker = db.start_worker(config);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    // Paused while its retry waits: the retry is parked, not sent.
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET active = false", &[])
+        .await
+        .unwrap();
+    let parked = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'pending' AND next_attempt_at = 'infinity'",
+            1,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(parked, 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.requests().len(), 1);
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET active = true", &[])
+        .await
+        .unwrap();
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            1,
+            Duration::from_secs(5),
+        )
+        .await;
+    worker.stop().await;
+    assert_eq!(delivered, 1);
+    assert_eq!(receiver.requests().len(), 2);
+}

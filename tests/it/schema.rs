@@ -1,0 +1,157 @@
+//! The schema: migrations are idempotent and safe to run concurrently; the SQL surface checks
+//! what applications write.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::{binary, connect, TestDb};
+
+fn migrate_cli(url: &str) -> std::process::Output {
+    Command::new(binary())
+        .args(["migrate", "--database-url", url])
+        .output()
+        .expect("run hookrelay migrate")
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
+    let db = TestDb::empty().await;
+    let url = db.url.clone();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || migrate_cli(&url))
+        })
+        .collect();
+    let outputs: Vec<_> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let applied = outputs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("applied 0001_outbox.sql"))
+        .count();
+    assert_eq!(applied, 1, "exactly one run applied the migration");
+    let again = migrate_cli(&url);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.schema_migrations")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn run_refuses_an_unmigrated_database_with_the_fix() {
+    let db = TestDb::empty().await;
+    let out = Command::new(binary())
+        .args(["run", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hookrelay migrate"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+async fn emitted(client: &tokio_postgres::Client, sql: &str) -> uuid::Uuid {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    client: &tokio_postgres::Client,
+    name: &str,
+    id: uuid::Uuid,
+) -> T {
+    let sql = format!("SELECT {name} FROM hookrelay.events WHERE id = $1");
+    client.query_one(&sql, &[&id]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn emit_records_the_actor_and_malformed_actors_never_fail_the_transaction() {
+    let db = TestDb::new().await;
+    let client = connect(&db.url).await;
+    let cases = [
+        (
+            r#"{"id": "1", "username": "admin"}"#,
+            json!({"id": "1", "username": "admin"}),
+        ),
+        ("42", json!({"id": "42"})),
+        (r#""alice""#, json!({"id": "alice"})),
+        (r#"{"id": oops"#, json!({"raw": r#"{"id": oops"#})),
+    ];
+    for (actor, want) in cases {
+        client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL hookrelay.actor = '{}';",
+                actor.replace('\'', "''")
+            ))
+            .await
+            .unwrap();
+        let id = emitted(&client, "SELECT hookrelay.emit('user.login')").await;
+        client.batch_execute("COMMIT").await.unwrap();
+        let actor: serde_json::Value = column(&client, "actor", id).await;
+        assert_eq!(actor, want, "actor {actor}");
+    }
+    let id = emitted(&client, "SELECT hookrelay.emit('user.logout')").await;
+    let none: Option<serde_json::Value> = column(&client, "actor", id).await;
+    assert_eq!(none, None);
+    // object_id defaults to the object's id.
+    let id = emitted(&client, "SELECT hookrelay.emit('x.y', '{\"id\": 7}')").await;
+    let object_id: Option<String> = column(&client, "object_id", id).await;
+    assert_eq!(object_id.as_deref(), Some("7"));
+}
+
+#[tokio::test]
+async fn bad_events_and_endpoints_are_refused_with_a_clear_message() {
+    let db = TestDb::new().await;
+    let refused = [
+        ("SELECT hookrelay.emit('')", "event_name_must_be_1_to_200_characters_without_spaces"),
+        ("SELECT hookrelay.emit('has space')", "event_name_must_be"),
+        ("SELECT hookrelay.emit('x', '[1, 2]')", "event_object_must_be_a_json_object"),
+        (
+            "INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('a', 'ftp://x', 'secret-secret')",
+            "not an http:// or https:// URL",
+        ),
+        (
+            "INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('a', 'https://u:p@x', 'secret-secret')",
+            "must not contain credentials",
+        ),
+        (
+            "INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('a', 'https://x', 'short')",
+            "secret must be 8 to 1000 characters",
+        ),
+        (
+            "INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('a', 'https://x', 'secret-secret', 'md5')",
+            "unknown signature scheme",
+        ),
+        (
+            "INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('a', 'https://x', 'secret-secret', 'standard')",
+            "whsec_",
+        ),
+        (
+            "INSERT INTO hookrelay.endpoints (name, url, secret, events) VALUES ('a', 'https://x', 'secret-secret', '{\"\"}')",
+            "filters must be non-empty",
+        ),
+    ];
+    for (sql, expected) in refused {
+        let err = db.client.batch_execute(sql).await.unwrap_err();
+        let db_err = err.as_db_error().expect("a server error");
+        let text = format!(
+            "{} {}",
+            db_err.message(),
+            db_err.constraint().unwrap_or_default()
+        );
+        assert!(text.contains(expected), "{sql}: {text}");
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.events").await, 0);
+}
