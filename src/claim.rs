@@ -32,8 +32,11 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub delivery_id: i64,
-    /// This attempt's number (1 for the first).
+    /// This attempt's number (1 for the first), as recorded in the attempts table.
     pub attempt: u32,
+    /// This attempt's number since the delivery was last redelivered: what the retry schedule
+    /// and `max_attempts` count.
+    pub budget_attempt: u32,
     pub event: Event,
     pub target: Target,
 }
@@ -65,9 +68,11 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
     let timeout_ms: Option<i32> = row.try_get("timeout_ms")?;
     let max_attempts: Option<i32> = row.try_get("max_attempts")?;
     let attempt: i32 = row.try_get("attempt")?;
+    let base: i32 = row.try_get("attempts_base")?;
     Ok(Job {
         delivery_id: row.try_get("delivery_id")?,
         attempt: attempt.max(1) as u32,
+        budget_attempt: (attempt - base).max(1) as u32,
         event: Event {
             id: row.try_get("event_id")?,
             event: row.try_get("event")?,

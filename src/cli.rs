@@ -15,9 +15,10 @@ use crate::config::WorkerConfig;
 use crate::db::{self, Db};
 use crate::emit::{self, NewEvent};
 use crate::endpoint::{self, EndpointInfo, NewEndpoint};
+use crate::operator::{self, DeliveryFilter};
 use crate::retry::RetrySchedule;
 use crate::sign::Scheme;
-use crate::{demo, embedded, migrate, worker};
+use crate::{demo, embedded, migrate, report, worker};
 
 /// hookrelay relays events from a PostgreSQL outbox to signed webhooks.
 #[derive(Debug, Parser)]
@@ -64,6 +65,74 @@ pub enum Command {
     Endpoint(EndpointCommand),
     /// Write an event to the outbox, as an application would with hookrelay.emit().
     Emit(EmitArgs),
+    /// List deliveries, newest first.
+    Deliveries(DeliveriesArgs),
+    /// Look at one delivery.
+    #[command(subcommand)]
+    Delivery(DeliveryCommand),
+    /// Send deliveries again, with a fresh attempt budget.
+    Redeliver(RedeliverArgs),
+    /// Backlog and per-endpoint health.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `deliveries` filters.
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only this endpoint (by name).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Only this state: pending, delivered, dead or cancelled.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this event name.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only deliveries created within this long, e.g. 1h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `delivery` commands.
+#[derive(Debug, Subcommand)]
+pub enum DeliveryCommand {
+    /// Show a delivery with every attempt: status, duration, error, response excerpt.
+    Show {
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `redeliver` arguments: delivery ids, or a bulk selection.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "endpoint", "all_endpoints"]))]
+pub struct RedeliverArgs {
+    /// Delivery ids.
+    pub ids: Vec<i64>,
+    /// Every dead delivery of this endpoint (with --since).
+    #[arg(long, conflicts_with = "ids")]
+    pub endpoint: Option<String>,
+    /// Every dead delivery of every endpoint (with --since).
+    #[arg(long, conflicts_with_all = ["ids", "endpoint"])]
+    pub all_endpoints: bool,
+    /// Which deliveries to send again in bulk; only dead ones can be.
+    #[arg(long, default_value = "dead")]
+    pub state: String,
+    /// Bulk: deliveries created within this long.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub since: Duration,
 }
 
 /// Worker settings.
@@ -102,6 +171,18 @@ pub struct RunArgs {
     /// Apply pending schema migrations before starting.
     #[arg(long, env = "HOOKRELAY_MIGRATE")]
     pub migrate: bool,
+    /// Keep finished events, deliveries and attempts this long.
+    #[arg(long, env = "HOOKRELAY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// Keep events with a dead delivery this long.
+    #[arg(long, env = "HOOKRELAY_DEAD_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub dead_retention: Duration,
+    /// How often retention runs.
+    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
+    /// Address for /metrics, /healthz and /readyz, or "off".
+    #[arg(long, env = "HOOKRELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
 }
 
 impl RunArgs {
@@ -123,6 +204,17 @@ impl RunArgs {
                 .worker_id
                 .clone()
                 .unwrap_or_else(crate::config::default_worker_id),
+            retention: crate::sweep::Retention {
+                keep: self.retention,
+                keep_dead: self.dead_retention,
+                interval: self.retention_interval,
+            },
+            metrics_addr: match self.metrics_addr.trim() {
+                "off" | "" => None,
+                addr => Some(addr.parse().with_context(|| {
+                    format!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (or \"off\")")
+                })?),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -238,10 +330,23 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping causes the message already includes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out.replace('\n', " ")
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
@@ -268,6 +373,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(demo::run(&cli.data_dir, args.keep_running, shutdown_token()).await?)
         }
         Command::Endpoint(command) => endpoint_command(&cli, command).await,
+        Command::Deliveries(_)
+        | Command::Delivery(_)
+        | Command::Redeliver(_)
+        | Command::Stats { .. } => operator_command(&cli).await,
         Command::Emit(args) => {
             let target = Target::ready(&cli).await?;
             let event = NewEvent {
@@ -505,9 +614,8 @@ fn print_endpoints(endpoints: &[EndpointInfo]) {
         .collect();
     let header = [
         "NAME", "STATE", "URL", "EVENTS", "MODELS", "ACCOUNT", "SECRET",
-    ]
-    .map(String::from);
-    print_table(&header, &rows);
+    ];
+    report::print_table(&header, &rows);
 }
 
 fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
@@ -543,24 +651,81 @@ fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
     }
 }
 
-/// Prints rows under a header, columns padded to their widest cell.
-pub fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
-    let mut widths = header.each_ref().map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+async fn operator_command(cli: &Cli) -> Result<()> {
+    let target = Target::ready(cli).await?;
+    let client = connect(&target.url).await?;
+    match &cli.command {
+        Command::Deliveries(args) => {
+            let filter = DeliveryFilter {
+                endpoint: args.endpoint.clone(),
+                state: args.state.clone(),
+                event: args.event.clone(),
+                since: args.since,
+                limit: args.limit,
+            };
+            let rows = operator::deliveries(&client, &filter).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                report::print_deliveries(&rows);
+            }
         }
+        Command::Delivery(DeliveryCommand::Show { id, json }) => {
+            let detail = operator::delivery(&client, *id).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                report::print_delivery(&detail);
+            }
+        }
+        Command::Redeliver(args) => redeliver(&client, args).await?,
+        Command::Stats { json } => {
+            let backlog = operator::backlog(&client).await?;
+            let health = operator::health(&client).await?;
+            if *json {
+                let value = serde_json::json!({ "backlog": backlog, "endpoints": health });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                report::print_stats(&backlog, &health);
+            }
+        }
+        _ => unreachable!("dispatch sends only operator commands here"),
     }
-    let line = |cells: &[String; N]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header);
-    for row in rows {
-        line(row);
+    Ok(())
+}
+
+async fn redeliver(client: &tokio_postgres::Client, args: &RedeliverArgs) -> Result<()> {
+    if !args.ids.is_empty() {
+        let mut missed = Vec::new();
+        for (id, scheduled) in operator::redeliver(client, &args.ids).await? {
+            if scheduled {
+                println!("delivery {id} scheduled");
+            } else {
+                missed.push(id.to_string());
+            }
+        }
+        if !missed.is_empty() {
+            anyhow::bail!(
+                "not scheduled: {} (no such delivery, or an attempt is in flight right now)",
+                missed.join(", ")
+            );
+        }
+        return Ok(());
     }
+    if args.state != "dead" {
+        anyhow::bail!(
+            "only dead deliveries can be sent again in bulk (got --state {}): give delivery ids for others",
+            args.state
+        );
+    }
+    if let Some(name) = &args.endpoint {
+        endpoint::get(client, name).await?;
+    }
+    let n = operator::redeliver_dead(client, args.endpoint.as_deref(), args.since).await?;
+    let which = args.endpoint.as_deref().unwrap_or("every endpoint");
+    println!(
+        "{n} dead deliveries of {which} from the last {} scheduled",
+        humantime::format_duration(args.since)
+    );
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! Worker settings, with their defaults and the checks that keep them consistent.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::retry::RetrySchedule;
+use crate::sweep::Retention;
 
 /// Errors in worker settings.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -45,6 +47,10 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// This worker's name in `locked_by` and `hookrelay.workers`.
     pub worker_id: String,
+    /// How long finished history is kept, and how often it is pruned.
+    pub retention: Retention,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +66,8 @@ impl Default for WorkerConfig {
             excerpt_bytes: 4096,
             shutdown_timeout: Duration::from_secs(30),
             worker_id: default_worker_id(),
+            retention: Retention::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -120,6 +128,18 @@ impl WorkerConfig {
         if let Some(n) = self.max_attempts {
             range("max-attempts", n as u64, 1, 100)?;
         }
+        range(
+            "retention (s)",
+            self.retention.keep.as_secs(),
+            1,
+            10 * 365 * 86400,
+        )?;
+        range(
+            "dead-retention (s)",
+            self.retention.keep_dead.as_secs(),
+            1,
+            10 * 365 * 86400,
+        )?;
         if self.lease <= self.request_timeout {
             return Err(ConfigError::LeaseTooShort {
                 lease: self.lease,

@@ -12,10 +12,13 @@
 //! - [`retry`]: the retry schedule with jitter, and the outcome of a finished attempt.
 //! - [`record`]: writes attempt results back in batches.
 //! - [`worker`]: the loop that ties these together, with bounded concurrency and clean shutdown.
+//! - [`sweep`]: retention, pruning finished history in small batches.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //!
 //! Around it: [`db`] (connection pools and database URLs), [`embedded`] (the private
 //! PostgreSQL cluster used when no database URL is given), [`endpoint`] (endpoint management),
-//! [`emit`] (writing events from the command line), [`demo`] and [`cli`] (the command line).
+//! [`emit`] (writing events from the command line), [`operator`] and [`report`] (what
+//! operators ask and its output), [`demo`] and [`cli`] (the command line).
 
 pub mod claim;
 pub mod cli;
@@ -27,11 +30,15 @@ pub mod embedded;
 pub mod emit;
 pub mod endpoint;
 pub mod listen;
+pub mod metrics;
 pub mod migrate;
+pub mod operator;
 pub mod payload;
 pub mod record;
+pub mod report;
 pub mod retry;
 pub mod sign;
+pub mod sweep;
 pub mod worker;
 
 /// The `User-Agent` sent with every webhook request.

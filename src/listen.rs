@@ -5,7 +5,6 @@
 //! connection reconnects with backoff and is checked every 30 s, and each (re)connection wakes
 //! the worker once in case something was committed while it was down.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::explain;
+use crate::metrics::Metrics;
 use crate::retry::Backoff;
 
 /// The channel inserts notify on.
@@ -38,7 +38,6 @@ pub enum ListenError {
 pub struct Listener {
     wake: Arc<Notify>,
     connected: watch::Receiver<bool>,
-    notifications: Arc<AtomicU64>,
     handle: JoinHandle<()>,
 }
 
@@ -54,11 +53,6 @@ impl Listener {
         *self.connected.borrow()
     }
 
-    /// Notifications received so far.
-    pub fn notifications(&self) -> u64 {
-        self.notifications.load(Ordering::Relaxed)
-    }
-
     /// Waits for the task to finish after the token was cancelled.
     pub async fn join(self) {
         let _ = self.handle.await;
@@ -66,21 +60,19 @@ impl Listener {
 }
 
 /// Starts listening on its own connection until `token` is cancelled.
-pub fn spawn(config: Config, token: CancellationToken) -> Listener {
+pub fn spawn(config: Config, metrics: Arc<Metrics>, token: CancellationToken) -> Listener {
     let wake = Arc::new(Notify::new());
-    let notifications = Arc::new(AtomicU64::new(0));
     let (connected_tx, connected) = watch::channel(false);
     let task = Task {
         config,
         wake: wake.clone(),
         connected: connected_tx,
-        notifications: notifications.clone(),
+        metrics,
         token,
     };
     Listener {
         wake,
         connected,
-        notifications,
         handle: tokio::spawn(task.run()),
     }
 }
@@ -89,17 +81,23 @@ struct Task {
     config: Config,
     wake: Arc<Notify>,
     connected: watch::Sender<bool>,
-    notifications: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
     token: CancellationToken,
 }
 
 impl Task {
+    fn set_connected(&self, up: bool) {
+        self.connected.send_replace(up);
+        self.metrics.listener_connected.set(i64::from(up));
+    }
+
     async fn run(self) {
         let mut backoff = Backoff::default();
         while !self.token.is_cancelled() {
             let result = self.listen_once(&mut backoff).await;
-            self.connected.send_replace(false);
+            self.set_connected(false);
             let Err(e) = result else { break };
+            self.metrics.db_errors.inc();
             let wait = backoff.next_delay();
             tracing::warn!(error = %e, retry_in = ?wait, "listener connection lost; reconnecting");
             tokio::select! {
@@ -127,7 +125,7 @@ impl Task {
         });
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-            self.connected.send_replace(true);
+            self.set_connected(true);
             backoff.reset(Duration::from_millis(100));
             tracing::debug!("listening for new events");
             self.wake.notify_one();
@@ -138,7 +136,7 @@ impl Task {
                     _ = self.token.cancelled() => return Ok(()),
                     message = rx.recv() => match message {
                         Some(Ok(())) => {
-                            self.notifications.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.notifications.inc();
                             self.wake.notify_one();
                         }
                         Some(Err(e)) => return Err(ListenError::Db(e)),

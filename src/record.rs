@@ -5,6 +5,7 @@
 //! results can never pile up beyond the worker's concurrency while the database is slow or
 //! away: the worker simply stops claiming until the recorder catches up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::DbError;
 use crate::deliver::Attempt;
+use crate::metrics::Metrics;
 use crate::retry::{Backoff, Outcome};
 
 const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
@@ -38,13 +40,14 @@ pub fn spawn(
     pool: Pool,
     worker: String,
     capacity: usize,
+    metrics: Arc<Metrics>,
 ) -> (mpsc::Sender<Finished>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let handle = tokio::spawn(run(pool, rx, worker));
+    let handle = tokio::spawn(run(pool, rx, worker, metrics));
     (tx, handle)
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Finished>, worker: String) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Finished>, worker: String, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut backoff = Backoff::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -52,6 +55,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Finished>, worker: String) {
             match write(&pool, &batch, &worker).await {
                 Ok(()) => break,
                 Err(e) => {
+                    metrics.db_errors.inc();
                     let wait = backoff.next_delay();
                     tracing::warn!(error = %e, results = batch.len(), retry_in = ?wait,
                         "could not record delivery results; keeping them and retrying");

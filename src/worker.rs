@@ -26,8 +26,11 @@ use crate::config::WorkerConfig;
 use crate::db::{Db, DbError};
 use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender, SenderConfig};
 use crate::listen::{self, Listener};
+use crate::metrics::{Metrics, Probe};
 use crate::record::{self, Finished};
 use crate::retry::{self, Backoff, Outcome, RetrySchedule};
+use crate::sweep;
+use sd_notify::NotifyState;
 
 const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
 const WORKER_IDLE: &str = include_str!("../sql/queries/worker_idle.sql");
@@ -47,6 +50,11 @@ pub enum WorkerError {
     Http(#[from] crate::deliver::DeliverError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("cannot serve metrics on {addr}: {source}; choose another --metrics-addr")]
+    MetricsAddr {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl From<tokio_postgres::Error> for WorkerError {
@@ -90,12 +98,30 @@ pub async fn run(
         excerpt_bytes: config.excerpt_bytes,
         idle_per_host: config.concurrency,
     })?;
-    let listener = listen::spawn(db.config.clone(), token.clone());
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = config.metrics_addr {
+        let probe = Arc::new(Probe {
+            metrics: metrics.clone(),
+            pool: db.pool.clone(),
+        });
+        let bound = crate::metrics::serve(addr, probe, token.clone())
+            .await
+            .map_err(|source| WorkerError::MetricsAddr { addr, source })?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    }
+    let listener = listen::spawn(db.config.clone(), metrics.clone(), token.clone());
     let (recorder, recorder_task) = record::spawn(
         db.pool.clone(),
         config.worker_id.clone(),
         config.concurrency * 2,
+        metrics.clone(),
     );
+    let sweeper = tokio::spawn(sweep::run(
+        db.pool.clone(),
+        config.retention.clone(),
+        metrics.clone(),
+        token.child_token(),
+    ));
     let mut worker = Worker {
         host: nix::unistd::gethostname()
             .ok()
@@ -115,6 +141,9 @@ pub async fn run(
         last_pump: Instant::now(),
         db_due_at: None,
         summary: Summary::default(),
+        metrics,
+        watchdog: sd_notify::watchdog_enabled().map(|period| tokio::time::interval(period / 2)),
+        ready: false,
     };
     tracing::info!(worker = %worker.config.worker_id, concurrency = worker.config.concurrency,
         "worker started");
@@ -124,15 +153,27 @@ pub async fn run(
             Ok(()) => break,
             Err(e) => {
                 worker.waiting = false;
+                worker.metrics.db_errors.inc();
                 let wait = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?wait, "database error; retrying");
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
+                let pause = tokio::time::sleep(wait);
+                tokio::pin!(pause);
+                loop {
+                    // Still alive while the database is away: keep the watchdog fed.
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = &mut pause => break,
+                        _ = tick(&mut worker.watchdog) => notify(&[NotifyState::Watchdog]),
+                    }
                 }
             }
         }
+        if token.is_cancelled() {
+            break;
+        }
     }
+    notify(&[NotifyState::Stopping]);
+    let _ = sweeper.await;
     worker.shut_down(recorder_task).await
 }
 
@@ -157,6 +198,27 @@ struct Worker {
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
     summary: Summary,
+    metrics: Arc<Metrics>,
+    /// Feeds systemd's watchdog when it is enabled (every half period).
+    watchdog: Option<tokio::time::Interval>,
+    /// Whether systemd was told we are ready.
+    ready: bool,
+}
+
+/// Tells systemd about our state, when running under it; otherwise does nothing.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!(error = %e, "could not notify systemd");
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl Worker {
@@ -172,6 +234,10 @@ impl Worker {
         client
             .execute(&register, &[&self.config.worker_id, &self.host, &pid])
             .await?;
+        if !self.ready {
+            notify(&[NotifyState::Ready]);
+            self.ready = true;
+        }
         let mut wake = Wake::Tick;
         loop {
             self.pump(&client, wake).await?;
@@ -188,6 +254,7 @@ impl Worker {
                     }
                     _ = self.listener.notified() => break Wake::Notified,
                     _ = tokio::time::sleep_until(deadline) => break Wake::Tick,
+                    _ = tick(&mut self.watchdog) => notify(&[NotifyState::Watchdog]),
                 }
             };
         }
@@ -199,6 +266,7 @@ impl Worker {
             Err(e) => e.id(),
         };
         self.in_flight.remove(&id);
+        self.metrics.in_flight.set(self.tasks.len() as i64);
         match done {
             Ok((_, TaskEnd::Sent)) => self.summary.attempts += 1,
             Ok((_, TaskEnd::Unsent { .. })) => {}
@@ -253,6 +321,8 @@ impl Worker {
             );
             busy?;
             let (fresh, due) = (fresh?, due?);
+            self.metrics.claim("new", fresh.jobs.len());
+            self.metrics.claim("due", due.jobs.len());
             if go_busy {
                 self.waiting = false;
             }
@@ -280,6 +350,7 @@ impl Worker {
             self.db_due_at = idle?;
             self.waiting = true;
             let recheck = recheck?;
+            self.metrics.claim("new", recheck.jobs.len());
             let full = recheck.taken >= limit;
             self.dispatch(recheck.jobs);
             if !full {
@@ -318,6 +389,7 @@ impl Worker {
                 semaphore: self.semaphore.clone(),
                 retry_hint: self.retry_hint.clone(),
                 schedule: self.config.retry_schedule.clone(),
+                metrics: self.metrics.clone(),
                 max_attempts: job
                     .target
                     .max_attempts
@@ -327,6 +399,7 @@ impl Worker {
             let handle = self.tasks.spawn(task.run(job));
             self.in_flight.insert(handle.id(), ids);
         }
+        self.metrics.in_flight.set(self.tasks.len() as i64);
     }
 
     async fn shut_down(
@@ -400,6 +473,7 @@ struct Task {
     semaphore: Arc<Semaphore>,
     retry_hint: Arc<Mutex<Option<Instant>>>,
     schedule: RetrySchedule,
+    metrics: Arc<Metrics>,
     max_attempts: u32,
     timeout: Duration,
 }
@@ -412,7 +486,7 @@ impl Task {
                 attempt: job.attempt,
             };
         };
-        let (result, outcome) = if job.attempt > self.max_attempts {
+        let (result, outcome) = if job.budget_attempt > self.max_attempts {
             // Only after a worker died mid-attempt: the attempts were used up by claims.
             let result = Attempt {
                 error: Some(AttemptError {
@@ -420,7 +494,7 @@ impl Task {
                     message: format!(
                         "not sent: attempt {} exceeds the {} allowed, the earlier ones ended \
                          with their worker stopping",
-                        job.attempt, self.max_attempts
+                        job.budget_attempt, self.max_attempts
                     ),
                 }),
                 ..Attempt::none()
@@ -429,9 +503,15 @@ impl Task {
         } else {
             job.target.timeout = Some(self.timeout);
             let result = self.sender.send(&job).await;
-            let outcome = decide(&result, job.attempt, self.max_attempts, &self.schedule);
+            let outcome = decide(
+                &result,
+                job.budget_attempt,
+                self.max_attempts,
+                &self.schedule,
+            );
             (result, outcome)
         };
+        self.metrics.attempt(outcome.as_str(), result.duration);
         if let Outcome::Retry { after } = outcome {
             let at = Instant::now() + after;
             let mut hint = self.retry_hint.lock().expect("retry hint lock");

@@ -29,9 +29,9 @@ WITH due AS (
         updated_at = now()
     FROM due
     WHERE d.id = due.id
-    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base
 )
-SELECT c.id AS delivery_id, c.attempts AS attempt,
+SELECT c.id AS delivery_id, c.attempts AS attempt, c.attempts_base,
        e.id AS event_id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
        e.account_id, e.created_at,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,

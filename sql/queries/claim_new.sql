@@ -32,7 +32,7 @@ WITH claimed AS (
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING id, event_id, endpoint_id, attempts
 )
-SELECT f.id AS delivery_id, f.attempts AS attempt,
+SELECT f.id AS delivery_id, f.attempts AS attempt, 0 AS attempts_base,
        m.id AS event_id, m.event, m.model, m.object_id, m.object, m.changes, m.actor,
        m.account_id, m.created_at,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,

@@ -1,6 +1,7 @@
--- Record a batch of finished attempts: one attempts row each, and the delivery moved to its
--- next state. A result only moves its delivery if the delivery is still on that attempt (a
--- worker whose lease expired and was re-claimed elsewhere must not overwrite the newer state).
+-- Record a batch of finished attempts: one attempts row each, the delivery moved to its next
+-- state, and each endpoint's health and per-minute figures updated. A result only moves its
+-- delivery if the delivery is still on that attempt (a worker whose lease expired and was
+-- re-claimed elsewhere must not overwrite the newer state).
 -- $1 delivery ids, $2 attempt numbers, $3 outcomes (delivered|retry|dead), $4 HTTP statuses,
 -- $5 error codes, $6 error messages, $7 response excerpts, $8 retry delays in ms,
 -- $9 durations in ms, $10 start times, $11 worker id.
@@ -10,15 +11,65 @@ WITH r AS (
                 $7::text[], $8::bigint[], $9::int[], $10::timestamptz[])
          AS r(delivery_id, attempt, outcome, status, error_code, error, excerpt,
               retry_in_ms, duration_ms, started_at)
+), owner AS (
+    -- Joining drops results whose delivery was removed (with its endpoint) meanwhile.
+    SELECT r.*, d.endpoint_id,
+           max(r.started_at) FILTER (WHERE r.outcome = 'delivered')
+               OVER (PARTITION BY d.endpoint_id) AS batch_success_at
+    FROM r
+    JOIN hookrelay.deliveries d ON d.id = r.delivery_id
 ), logged AS (
     INSERT INTO hookrelay.attempts
         (delivery_id, attempt, started_at, duration_ms, status, error_code, error,
          response_excerpt, worker)
-    SELECT r.delivery_id, r.attempt, r.started_at, r.duration_ms, r.status, r.error_code,
-           r.error, r.excerpt, $11::text
-    FROM r
-    -- The endpoint (and with it the delivery) may have been removed while the request ran.
-    WHERE EXISTS (SELECT 1 FROM hookrelay.deliveries d WHERE d.id = r.delivery_id)
+    SELECT o.delivery_id, o.attempt, o.started_at, o.duration_ms, o.status, o.error_code,
+           o.error, o.excerpt, $11::text
+    FROM owner o
+), tally AS (
+    SELECT o.endpoint_id,
+           count(*) FILTER (WHERE o.outcome = 'delivered') AS delivered,
+           count(*) FILTER (WHERE o.outcome <> 'delivered') AS failed,
+           max(o.batch_success_at) AS last_success_at,
+           max(o.started_at) FILTER (WHERE o.outcome <> 'delivered') AS last_failure_at,
+           -- Failures after the batch's last success continue (or start) a streak.
+           count(*) FILTER (WHERE o.outcome <> 'delivered'
+                            AND o.started_at > coalesce(o.batch_success_at, '-infinity'))
+               AS streak,
+           min(o.started_at) FILTER (WHERE o.outcome <> 'delivered'
+                                     AND o.started_at > coalesce(o.batch_success_at, '-infinity'))
+               AS streak_since,
+           (array_agg(o.status ORDER BY o.started_at DESC))[1] AS last_status,
+           (array_agg(o.error ORDER BY o.started_at DESC)
+               FILTER (WHERE o.outcome <> 'delivered'))[1] AS last_error
+    FROM owner o
+    GROUP BY o.endpoint_id
+), health AS (
+    -- Rows are locked in endpoint order, so concurrent batches cannot deadlock.
+    INSERT INTO hookrelay.endpoint_state AS s
+        (endpoint_id, consecutive_failures, failing_since, last_success_at, last_failure_at,
+         last_status, last_error)
+    SELECT t.endpoint_id, t.streak, t.streak_since, t.last_success_at, t.last_failure_at,
+           t.last_status, t.last_error
+    FROM tally t
+    ORDER BY t.endpoint_id
+    ON CONFLICT (endpoint_id) DO UPDATE SET
+        consecutive_failures = CASE WHEN excluded.last_success_at IS NOT NULL
+                                    THEN excluded.consecutive_failures
+                                    ELSE s.consecutive_failures + excluded.consecutive_failures END,
+        failing_since = CASE WHEN excluded.last_success_at IS NOT NULL THEN excluded.failing_since
+                             ELSE coalesce(s.failing_since, excluded.failing_since) END,
+        last_success_at = greatest(s.last_success_at, excluded.last_success_at),
+        last_failure_at = greatest(s.last_failure_at, excluded.last_failure_at),
+        last_status = coalesce(excluded.last_status, s.last_status),
+        last_error = coalesce(excluded.last_error, s.last_error)
+), figures AS (
+    INSERT INTO hookrelay.endpoint_stats AS s (endpoint_id, minute, delivered, failed)
+    SELECT t.endpoint_id, date_trunc('minute', now()), t.delivered, t.failed
+    FROM tally t
+    ORDER BY t.endpoint_id
+    ON CONFLICT (endpoint_id, minute) DO UPDATE SET
+        delivered = s.delivered + excluded.delivered,
+        failed = s.failed + excluded.failed
 )
 UPDATE hookrelay.deliveries d
 SET state = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
@@ -34,4 +85,5 @@ SET state = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
     delivered_at = CASE WHEN r.outcome = 'delivered' THEN now() END,
     updated_at = now()
 FROM r, hookrelay.endpoints ep
-WHERE d.id = r.delivery_id AND ep.id = d.endpoint_id AND d.attempts = r.attempt AND d.state = 'pending'
+WHERE d.id = r.delivery_id AND ep.id = d.endpoint_id AND d.attempts = r.attempt
+  AND d.state = 'pending'

@@ -17,6 +17,8 @@ fn spawn_worker(db: &TestDb, name: &str, extra: &[&str]) -> Child {
             "200ms",
             "--retry-schedule",
             "200ms,200ms",
+            "--metrics-addr",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .env("HOOKRELAY_LOG", "warn")

@@ -1,0 +1,252 @@
+//! Metrics and health over HTTP: Prometheus text at `/metrics`, `/healthz` (the process is
+//! alive) and `/readyz` (the database answers and the listener is connected).
+//!
+//! Counters are updated by the pipeline as it works; the backlog figures are read from the
+//! `hookrelay.backlog` view when scraped, so they are exact and cost nothing between scrapes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use deadpool_postgres::Pool;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// Labels for counters split by kind or outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
+/// Labels for delivery outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+/// Every metric hookrelay exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Finished attempts by outcome: delivered, retry, dead.
+    pub deliveries: Family<Outcome, Counter>,
+    /// Attempt duration, seconds.
+    pub attempt_duration: Histogram,
+    /// Claim statements run, by kind: new (fan-out) or due.
+    pub claims: Family<Kind, Counter>,
+    /// Deliveries claimed, by kind.
+    pub claimed: Family<Kind, Counter>,
+    /// Notifications received on the LISTEN connection.
+    pub notifications: Counter,
+    /// Database errors met by the worker loop, recorder, listener and sweeper.
+    pub db_errors: Counter,
+    /// Requests in flight or waiting for a slot.
+    pub in_flight: Gauge,
+    /// 1 while the LISTEN connection is up.
+    pub listener_connected: Gauge,
+    /// Rows removed by retention, by kind.
+    pub pruned: Family<Kind, Counter>,
+    backlog: Family<Kind, Gauge>,
+    oldest_pending_age: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("hookrelay"),
+            deliveries: Family::default(),
+            attempt_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            claims: Family::default(),
+            claimed: Family::default(),
+            notifications: Counter::default(),
+            db_errors: Counter::default(),
+            in_flight: Gauge::default(),
+            listener_connected: Gauge::default(),
+            pruned: Family::default(),
+            backlog: Family::default(),
+            oldest_pending_age: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "deliveries",
+            "Finished attempts by outcome",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "attempt_duration_seconds",
+            "Duration of delivery attempts",
+            m.attempt_duration.clone(),
+        );
+        r.register("claims", "Claim statements run, by kind", m.claims.clone());
+        r.register(
+            "claimed_deliveries",
+            "Deliveries claimed, by kind",
+            m.claimed.clone(),
+        );
+        r.register(
+            "notifications",
+            "Wake-up notifications received",
+            m.notifications.clone(),
+        );
+        r.register(
+            "database_errors",
+            "Database errors met",
+            m.db_errors.clone(),
+        );
+        r.register(
+            "in_flight_requests",
+            "Requests running or waiting for a slot",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "listener_connected",
+            "1 while the LISTEN connection is up",
+            m.listener_connected.clone(),
+        );
+        r.register(
+            "pruned_rows",
+            "Rows removed by retention, by kind",
+            m.pruned.clone(),
+        );
+        r.register(
+            "backlog",
+            "Waiting work, by kind (from hookrelay.backlog)",
+            m.backlog.clone(),
+        );
+        r.register(
+            "oldest_pending_age_seconds",
+            "Age of the oldest pending delivery",
+            m.oldest_pending_age.clone(),
+        );
+        m
+    }
+}
+
+impl Metrics {
+    /// Counts a finished attempt.
+    pub fn attempt(&self, outcome: &'static str, duration: Duration) {
+        self.deliveries.get_or_create(&Outcome { outcome }).inc();
+        self.attempt_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts a claim statement and what it took.
+    pub fn claim(&self, kind: &'static str, deliveries: usize) {
+        let label = Kind { kind };
+        self.claims.get_or_create(&label).inc();
+        self.claimed.get_or_create(&label).inc_by(deliveries as u64);
+    }
+
+    /// The Prometheus text exposition, with the backlog read fresh from the database.
+    pub async fn render(&self, pool: &Pool) -> String {
+        if let Err(e) = self.refresh_backlog(pool).await {
+            tracing::debug!(error = %e, "could not read the backlog for /metrics");
+            self.db_errors.inc();
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    async fn refresh_backlog(&self, pool: &Pool) -> Result<(), String> {
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        let b = crate::operator::backlog(&**client)
+            .await
+            .map_err(|e| e.to_string())?;
+        let figures = [
+            ("events_to_fan_out", b.events_to_fan_out),
+            ("due", b.due),
+            ("in_flight", b.in_flight),
+            ("retrying", b.retrying),
+            ("paused", b.paused),
+        ];
+        for (kind, n) in figures {
+            self.backlog.get_or_create(&Kind { kind }).set(n);
+        }
+        self.oldest_pending_age
+            .set(b.oldest_pending_age_seconds.unwrap_or(0.0));
+        Ok(())
+    }
+}
+
+/// What the HTTP endpoints need.
+pub struct Probe {
+    pub metrics: Arc<Metrics>,
+    pub pool: Pool,
+}
+
+async fn metrics(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
+    let body = probe.metrics.render(&probe.pool).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, String) {
+    let database = async {
+        let client = probe.pool.get().await.map_err(|e| e.to_string())?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    };
+    let database = match tokio::time::timeout(Duration::from_secs(2), database).await {
+        Ok(result) => result,
+        Err(_) => Err("no answer within 2 s".to_string()),
+    };
+    let listening = probe.metrics.listener_connected.get() == 1;
+    match (database, listening) {
+        (Ok(()), true) => (StatusCode::OK, "ready\n".into()),
+        (Err(e), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: database unreachable: {e}\n"),
+        ),
+        (Ok(()), false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the LISTEN connection is down\n".into(),
+        ),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `token` is cancelled.
+/// Returns the bound address (useful with port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    probe: Arc<Probe>,
+    token: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(probe);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok(bound)
+}

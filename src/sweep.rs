@@ -1,0 +1,129 @@
+//! Retention: keeps the tables bounded by removing finished history in small batches.
+//!
+//! Every `interval`, the sweeper walks the events table in id order (ids are time-ordered)
+//! one window at a time, each window its own short transaction that skips locked rows, and
+//! removes events older than the retention whose deliveries are all finished — with their
+//! deliveries and attempts. Events with a dead delivery stay for the longer dead retention;
+//! events with pending work are never removed. It stops a pass as soon as it reaches events
+//! younger than the retention, so a pass costs little when there is nothing to prune.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::db::DbError;
+use crate::metrics::{Kind, Metrics};
+
+const PRUNE_EVENTS: &str = include_str!("../sql/queries/prune_events.sql");
+const PRUNE_STATS: &str = include_str!("../sql/queries/prune_stats.sql");
+
+/// Events examined per statement.
+const WINDOW: i64 = 1000;
+
+/// Pause between windows, so a large pass never crowds out the pipeline.
+const BREATHER: Duration = Duration::from_millis(20);
+
+/// Retention settings.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Finished events (and their deliveries and attempts) older than this are removed.
+    pub keep: Duration,
+    /// Events with a dead delivery are kept this long.
+    pub keep_dead: Duration,
+    /// How often a pass runs.
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep: Duration::from_secs(7 * 86400),
+            keep_dead: Duration::from_secs(30 * 86400),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one window did.
+struct Window {
+    last_examined: Option<Uuid>,
+    examined: i64,
+    reached_recent: bool,
+    deleted: i64,
+}
+
+async fn prune_window(pool: &Pool, cursor: Uuid, retention: &Retention) -> Result<Window, DbError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(PRUNE_EVENTS).await?;
+    let keep = retention.keep.as_secs_f64();
+    let keep_dead = retention.keep_dead.as_secs_f64().max(keep);
+    let row = client
+        .query_one(&statement, &[&cursor, &WINDOW, &keep, &keep_dead])
+        .await?;
+    Ok(Window {
+        last_examined: row.try_get(0)?,
+        examined: row.try_get(1)?,
+        reached_recent: row.try_get(2)?,
+        deleted: row.try_get(3)?,
+    })
+}
+
+/// One full pass. Returns the number of events removed.
+pub async fn pass(
+    pool: &Pool,
+    retention: &Retention,
+    metrics: &Metrics,
+    token: &CancellationToken,
+) -> Result<i64, DbError> {
+    let mut cursor = Uuid::nil();
+    let mut removed = 0;
+    loop {
+        let window = prune_window(pool, cursor, retention).await?;
+        removed += window.deleted;
+        metrics
+            .pruned
+            .get_or_create(&Kind { kind: "events" })
+            .inc_by(window.deleted as u64);
+        match window.last_examined {
+            Some(last) if window.examined == WINDOW && !window.reached_recent => cursor = last,
+            _ => break,
+        }
+        tokio::select! {
+            _ = token.cancelled() => return Ok(removed),
+            _ = tokio::time::sleep(BREATHER) => {}
+        }
+    }
+    let client = pool.get().await?;
+    let stats = client.execute(PRUNE_STATS, &[]).await?;
+    metrics
+        .pruned
+        .get_or_create(&Kind { kind: "stats" })
+        .inc_by(stats);
+    Ok(removed)
+}
+
+/// Runs a pass every `retention.interval` until `token` is cancelled.
+pub async fn run(
+    pool: Pool,
+    retention: Retention,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) {
+    loop {
+        match pass(&pool, &retention, &metrics, &token).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "retention removed finished events"),
+            Err(e) => {
+                metrics.db_errors.inc();
+                tracing::warn!(error = %e, "retention pass failed; trying again next interval");
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(retention.interval) => {}
+        }
+    }
+}
