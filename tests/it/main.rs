@@ -4,6 +4,8 @@
 mod cli;
 mod delivery;
 mod fanout;
+mod operations;
+mod operator_cli;
 mod processes;
 mod schema;
 mod support;
