@@ -70,7 +70,9 @@ async fn the_views_show_what_happened() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, i64, i64, i64, i64, i32, bool, bool)> = rows
+    // name, pending, dead, delivered and failed in the last hour, streak, failing, succeeded
+    type HealthRow = (String, i64, i64, i64, i64, i32, bool, bool);
+    let got: Vec<HealthRow> = rows
         .iter()
         .map(|r| {
             (
