@@ -9,4 +9,5 @@ mod operator_cli;
 mod processes;
 mod schema;
 mod support;
+mod systemd;
 mod wakeup;
