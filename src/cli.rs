@@ -47,8 +47,30 @@ pub struct Cli {
     #[arg(long, global = true, env = "HOOKRELAY_LOG", default_value = "info")]
     pub log: String,
 
+    /// Log lines as text or as JSON objects.
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKRELAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// A TOML file with settings (by flag name, e.g. poll_interval = "1s") and [[endpoints]].
+    /// Flags and environment variables override it.
+    #[arg(long, global = true, env = "HOOKRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The commands.
@@ -180,6 +202,9 @@ pub struct RunArgs {
     /// How often retention runs.
     #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
+    /// false pauses delivery: the worker runs but claims nothing, and events wait.
+    #[arg(long, env = "HOOKRELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
     /// Address for /metrics, /healthz and /readyz, or "off".
     #[arg(long, env = "HOOKRELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
@@ -204,6 +229,7 @@ impl RunArgs {
                 .worker_id
                 .clone()
                 .unwrap_or_else(crate::config::default_worker_id),
+            enabled: self.enabled,
             retention: crate::sweep::Retention {
                 keep: self.retention,
                 keep_dead: self.dead_retention,

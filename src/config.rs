@@ -47,6 +47,8 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// This worker's name in `locked_by` and `hookrelay.workers`.
     pub worker_id: String,
+    /// `false` pauses delivery: nothing is claimed and events wait in the outbox.
+    pub enabled: bool,
     /// How long finished history is kept, and how often it is pruned.
     pub retention: Retention,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: nowhere.
@@ -66,6 +68,7 @@ impl Default for WorkerConfig {
             excerpt_bytes: 4096,
             shutdown_timeout: Duration::from_secs(30),
             worker_id: default_worker_id(),
+            enabled: true,
             retention: Retention::default(),
             metrics_addr: None,
         }

@@ -15,7 +15,7 @@
 //! - [`sweep`]: retention, pruning finished history in small batches.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //!
-//! Around it: [`db`] (connection pools and database URLs), [`embedded`] (the private
+//! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`db`] (connection pools and database URLs), [`embedded`] (the private
 //! PostgreSQL cluster used when no database URL is given), [`endpoint`] (endpoint management),
 //! [`emit`] (writing events from the command line), [`operator`] and [`report`] (what
 //! operators ask and its output), [`demo`] and [`cli`] (the command line).
@@ -37,6 +37,7 @@ pub mod payload;
 pub mod record;
 pub mod report;
 pub mod retry;
+pub mod settings;
 pub mod sign;
 pub mod sweep;
 pub mod worker;

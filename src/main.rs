@@ -1,17 +1,29 @@
 //! The `hookrelay` command: parses the command line, sets up logging and calls the library.
 
+use std::process::ExitCode;
+
 use clap::Parser;
+use hookrelay::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-fn main() -> std::process::ExitCode {
-    let cli = hookrelay::cli::Cli::parse();
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The configuration file supplies defaults, so it is read before the flags are parsed.
+    if let Err(e) = hookrelay::settings::load_defaults(&args) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse_from(args);
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     hookrelay::cli::main(cli)
 }

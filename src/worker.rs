@@ -109,6 +109,12 @@ pub async fn run(
             .map_err(|source| WorkerError::MetricsAddr { addr, source })?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     }
+    if !config.enabled {
+        tracing::warn!("delivery is paused (enabled = false): nothing is claimed, events wait");
+        notify(&[NotifyState::Ready]);
+        token.cancelled().await;
+        return Ok(Summary::default());
+    }
     let listener = listen::spawn(db.config.clone(), metrics.clone(), token.clone());
     let (recorder, recorder_task) = record::spawn(
         db.pool.clone(),

@@ -2,6 +2,7 @@
 //! real HTTP receivers on 127.0.0.1. One test binary, so the cluster starts once.
 
 mod cli;
+mod config_file;
 mod delivery;
 mod fanout;
 mod operations;

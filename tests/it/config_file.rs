@@ -1,0 +1,138 @@
+//! The configuration file: settings by flag name, checked; flags override it; `enabled = false`
+//! pauses delivery without losing events; JSON logs.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{binary, Receiver, TestDb};
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("hookrelay-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_bad_configuration_file_is_refused_with_the_key_named() {
+    let cases = [
+        (
+            "unknown",
+            "concurency = 8\n",
+            "unknown setting `concurency`",
+        ),
+        (
+            "type",
+            "concurrency = \"eight\"\n",
+            "`concurrency` must be a whole number",
+        ),
+        (
+            "duration",
+            "lease = 60\n",
+            "`lease` must be a duration string",
+        ),
+        ("syntax", "concurrency = \n", "TOML parse error"),
+    ];
+    for (name, text, expected) in cases {
+        let path = write_config(name, text);
+        let out = Command::new(binary())
+            .args(["--config", path.to_str().unwrap(), "run"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(expected) && err.contains(path.to_str().unwrap()),
+            "{name}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        let _ = std::fs::remove_file(path);
+    }
+    let missing = Command::new(binary())
+        .args(["--config", "/nonexistent/hookrelay.toml", "stats"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the configuration file"));
+}
+
+#[tokio::test]
+async fn enabled_false_pauses_delivery_and_keeps_the_events() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    db.endpoint("crm", &receiver.url("/"), "secret-secret-secret")
+        .await;
+    db.emit("order.paid", json!({"id": 1})).await;
+    let path = write_config(
+        "paused",
+        &format!(
+            "database_url = \"{}\"\nenabled = false\nmetrics_addr = \"off\"\nlog_format = \"json\"\npoll_interval = \"100ms\"\n",
+            db.url
+        ),
+    );
+    let mut child = Command::new(binary())
+        .args(["--config", path.to_str().unwrap(), "run"])
+        .env_remove("HOOKRELAY_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing delivered while paused"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.events WHERE fanned_out_at IS NULL")
+            .await,
+        1,
+        "the event waits in the outbox"
+    );
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("delivery is paused"))),
+        "{stderr}"
+    );
+
+    // A flag beats the file: the same file with --enabled true delivers.
+    let mut worker = Command::new(binary())
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "run",
+            "--enabled",
+            "true",
+        ])
+        .env_remove("HOOKRELAY_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let pid = nix::unistd::Pid::from_raw(worker.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let stopped = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stopped.success());
+    assert_eq!(got.len(), 1);
+    let _ = std::fs::remove_file(path);
+}
