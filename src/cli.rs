@@ -14,10 +14,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::db::{self, Db};
 use crate::emit::{self, NewEvent};
-use crate::endpoint::{self, EndpointInfo, NewEndpoint};
+use crate::endpoint::{self, NewEndpoint};
 use crate::retry::RetrySchedule;
 use crate::sign::Scheme;
 use crate::{demo, embedded, migrate, worker};
+
+mod rotate;
+mod show;
+mod verify;
+
+pub use show::print_table;
+use show::{print_endpoint, print_endpoints};
 
 /// hookrelay relays events from a PostgreSQL outbox to signed webhooks.
 #[derive(Debug, Parser)]
@@ -64,6 +71,8 @@ pub enum Command {
     Endpoint(EndpointCommand),
     /// Write an event to the outbox, as an application would with hookrelay.emit().
     Emit(EmitArgs),
+    /// Check a received request's signature and timestamp (for receivers; no database).
+    Verify(verify::VerifyArgs),
 }
 
 /// Worker settings.
@@ -164,6 +173,8 @@ pub enum EndpointCommand {
     Disable { name: String },
     /// Remove an endpoint with its deliveries and attempts.
     Remove { name: String },
+    /// Replace the signing secret; the old one keeps signing beside it for a grace period.
+    RotateSecret(rotate::RotateArgs),
 }
 
 /// `endpoint add` arguments.
@@ -196,6 +207,10 @@ pub struct EndpointAddArgs {
     /// Request timeout for this endpoint, e.g. 5s (default: the worker's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// A static header sent with every request, as 'Name: value' (repeatable), e.g.
+    /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
 }
 
 /// `emit` arguments.
@@ -225,6 +240,10 @@ pub struct EmitArgs {
 
 /// Runs the parsed command and turns its result into an exit status.
 pub fn main(cli: Cli) -> ExitCode {
+    if let Command::Verify(args) = &cli.command {
+        // Receiver side: no database, no runtime.
+        return verify::run(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -268,6 +287,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(demo::run(&cli.data_dir, args.keep_running, shutdown_token()).await?)
         }
         Command::Endpoint(command) => endpoint_command(&cli, command).await,
+        Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
         Command::Emit(args) => {
             let target = Target::ready(&cli).await?;
             let event = NewEvent {
@@ -408,7 +428,7 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
 
 async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
     let target = Target::ready(cli).await?;
-    let client = connect(&target.url).await?;
+    let mut client = connect(&target.url).await?;
     match command {
         EndpointCommand::Add(args) => {
             let scheme: Scheme = args.scheme.parse()?;
@@ -425,6 +445,12 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
                 scheme,
                 max_attempts: args.max_attempts,
                 timeout_ms,
+                headers: args
+                    .headers
+                    .iter()
+                    .map(|h| endpoint::parse_header(h))
+                    .collect::<Result<_, _>>()
+                    .context("--header")?,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -476,91 +502,7 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
             endpoint::remove(&client, name).await?;
             println!("endpoint {name} removed");
         }
+        EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
     }
     Ok(())
-}
-
-fn or_all(list: &[String]) -> String {
-    if list.is_empty() {
-        "*".into()
-    } else {
-        list.join(",")
-    }
-}
-
-fn print_endpoints(endpoints: &[EndpointInfo]) {
-    let rows: Vec<[String; 7]> = endpoints
-        .iter()
-        .map(|e| {
-            [
-                e.name.clone(),
-                if e.active { "active" } else { "disabled" }.into(),
-                e.url.clone(),
-                or_all(&e.events),
-                or_all(&e.models),
-                e.account_id.clone().unwrap_or_else(|| "*".into()),
-                e.secret_fingerprint.clone(),
-            ]
-        })
-        .collect();
-    let header = [
-        "NAME", "STATE", "URL", "EVENTS", "MODELS", "ACCOUNT", "SECRET",
-    ]
-    .map(String::from);
-    print_table(&header, &rows);
-}
-
-fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
-    let lines = [
-        ("name", e.name.clone()),
-        ("url", e.url.clone()),
-        ("state", if e.active { "active" } else { "disabled" }.into()),
-        ("events", or_all(&e.events)),
-        ("models", or_all(&e.models)),
-        (
-            "account",
-            e.account_id.clone().unwrap_or_else(|| "*".into()),
-        ),
-        ("scheme", e.signature_scheme.clone()),
-        (
-            "secret",
-            secret.map_or_else(|| e.secret_fingerprint.clone(), str::to_string),
-        ),
-        (
-            "max attempts",
-            e.max_attempts
-                .map_or("worker default".into(), |n| n.to_string()),
-        ),
-        (
-            "timeout",
-            e.timeout_ms
-                .map_or("worker default".into(), |n| format!("{n} ms")),
-        ),
-        ("created", e.created_at.to_rfc3339()),
-    ];
-    for (k, v) in lines {
-        println!("{k:>13}: {v}");
-    }
-}
-
-/// Prints rows under a header, columns padded to their widest cell.
-pub fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
-    let mut widths = header.each_ref().map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String; N]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header);
-    for row in rows {
-        line(row);
-    }
 }
