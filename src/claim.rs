@@ -189,3 +189,51 @@ pub async fn claim_due(
         jobs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(previous: Option<&str>) -> Target {
+        Target {
+            id: 1,
+            name: "crm".into(),
+            url: "https://crm.example.com".into(),
+            secret: "new-secret-value".into(),
+            previous_secret: previous.map(String::from),
+            scheme: Scheme::Hookrelay,
+            timeout: None,
+            max_attempts: None,
+            headers: static_headers(
+                &serde_json::json!({"Authorization": "Bearer t0k3n", "X-N": 5}),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_current_secret_signs_first_and_the_previous_only_while_kept() {
+        assert_eq!(target(None).secrets(), ["new-secret-value"]);
+        assert_eq!(
+            target(Some("old-secret-value")).secrets(),
+            ["new-secret-value", "old-secret-value"]
+        );
+    }
+
+    #[test]
+    fn static_headers_keep_string_values_only() {
+        assert_eq!(
+            target(None).headers,
+            [("Authorization".to_string(), "Bearer t0k3n".to_string())]
+        );
+        assert!(static_headers(&serde_json::json!(["a"])).is_empty());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets_and_header_values() {
+        let shown = format!("{:?}", target(Some("old-secret-value")));
+        for hidden in ["new-secret-value", "old-secret-value", "t0k3n"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        assert!(shown.contains("Authorization") && shown.contains("sha256:"));
+    }
+}

@@ -6,5 +6,8 @@ mod delivery;
 mod fanout;
 mod processes;
 mod schema;
+mod signing;
+mod signing_cli;
+mod snippets;
 mod support;
 mod wakeup;
