@@ -9,5 +9,6 @@ mod schema;
 mod signing;
 mod signing_cli;
 mod snippets;
+mod static_headers;
 mod support;
 mod wakeup;
