@@ -5,27 +5,75 @@
 //! safely and no lock is held while requests are in flight. A worker that dies loses nothing:
 //! its leases expire and the deliveries become due again.
 
+use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::Client;
+use serde_json::Value;
 use tokio_postgres::Row;
 
 use crate::payload::Event;
-use crate::sign::Scheme;
+use crate::sign::{self, Scheme};
 
 const CLAIM_NEW: &str = include_str!("../sql/queries/claim_new.sql");
 const CLAIM_DUE: &str = include_str!("../sql/queries/claim_due.sql");
 
 /// The endpoint a claimed delivery goes to, as it was at claim time.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     pub id: i64,
     pub name: String,
     pub url: String,
     pub secret: String,
+    /// The secret a rotation replaced, while its grace period lasts (judged at claim time by
+    /// the database clock): it signs beside `secret`.
+    pub previous_secret: Option<String>,
     pub scheme: Scheme,
     pub timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
+    /// The endpoint's static headers (names and values), sent with every request.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The secrets that sign requests to this endpoint: the current one first.
+    pub fn secrets(&self) -> Vec<&str> {
+        std::iter::once(self.secret.as_str())
+            .chain(self.previous_secret.as_deref())
+            .collect()
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets and header values (often tokens) stay out of logs and panic messages.
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Target")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("secret", &sign::fingerprint(&self.secret))
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_deref().map(sign::fingerprint),
+            )
+            .field("scheme", &self.scheme)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("headers", &header_names)
+            .finish()
+    }
+}
+
+/// Static headers from the `headers` column (a JSON object; the endpoints trigger admits
+/// string values only, anything else is skipped).
+fn static_headers(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, v)| Some((name.clone(), v.as_str()?.to_string())))
+        .collect()
 }
 
 /// A claimed delivery, leased to this worker and ready to send.
@@ -69,6 +117,7 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
     let max_attempts: Option<i32> = row.try_get("max_attempts")?;
     let attempt: i32 = row.try_get("attempt")?;
     let base: i32 = row.try_get("attempts_base")?;
+    let headers: Value = row.try_get("headers")?;
     Ok(Job {
         delivery_id: row.try_get("delivery_id")?,
         attempt: attempt.max(1) as u32,
@@ -89,10 +138,12 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
             name: row.try_get("endpoint_name")?,
             url: row.try_get("url")?,
             secret: row.try_get("secret")?,
+            previous_secret: row.try_get("previous_secret")?,
             // The endpoints trigger only admits known schemes.
             scheme: scheme.parse().unwrap_or_default(),
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(1) as u64)),
             max_attempts: max_attempts.map(|n| n.max(1) as u32),
+            headers: static_headers(&headers),
         },
     })
 }
@@ -142,4 +193,52 @@ pub async fn claim_due(
         taken: jobs.len(),
         jobs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(previous: Option<&str>) -> Target {
+        Target {
+            id: 1,
+            name: "crm".into(),
+            url: "https://crm.example.com".into(),
+            secret: "new-secret-value".into(),
+            previous_secret: previous.map(String::from),
+            scheme: Scheme::Hookrelay,
+            timeout: None,
+            max_attempts: None,
+            headers: static_headers(
+                &serde_json::json!({"Authorization": "Bearer t0k3n", "X-N": 5}),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_current_secret_signs_first_and_the_previous_only_while_kept() {
+        assert_eq!(target(None).secrets(), ["new-secret-value"]);
+        assert_eq!(
+            target(Some("old-secret-value")).secrets(),
+            ["new-secret-value", "old-secret-value"]
+        );
+    }
+
+    #[test]
+    fn static_headers_keep_string_values_only() {
+        assert_eq!(
+            target(None).headers,
+            [("Authorization".to_string(), "Bearer t0k3n".to_string())]
+        );
+        assert!(static_headers(&serde_json::json!(["a"])).is_empty());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets_and_header_values() {
+        let shown = format!("{:?}", target(Some("old-secret-value")));
+        for hidden in ["new-secret-value", "old-secret-value", "t0k3n"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        assert!(shown.contains("Authorization") && shown.contains("sha256:"));
+    }
 }

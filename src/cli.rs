@@ -14,11 +14,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::db::{self, Db};
 use crate::emit::{self, NewEvent};
-use crate::endpoint::{self, EndpointInfo, NewEndpoint};
-use crate::operator::{self, DeliveryFilter};
+use crate::endpoint::{self, NewEndpoint};
 use crate::retry::RetrySchedule;
 use crate::sign::Scheme;
-use crate::{demo, embedded, migrate, report, worker};
+use crate::{demo, embedded, migrate, worker};
+
+mod operate;
+mod rotate;
+mod show;
+mod verify;
+
+use show::{print_endpoint, print_endpoints};
 
 /// hookrelay relays events from a PostgreSQL outbox to signed webhooks.
 #[derive(Debug, Parser)]
@@ -87,6 +93,8 @@ pub enum Command {
     Endpoint(EndpointCommand),
     /// Write an event to the outbox, as an application would with hookrelay.emit().
     Emit(EmitArgs),
+    /// Check a received request's signature and timestamp (for receivers; no database).
+    Verify(verify::VerifyArgs),
     /// List deliveries, newest first.
     Deliveries(DeliveriesArgs),
     /// Look at one delivery.
@@ -282,6 +290,8 @@ pub enum EndpointCommand {
     Disable { name: String },
     /// Remove an endpoint with its deliveries and attempts.
     Remove { name: String },
+    /// Replace the signing secret; the old one keeps signing beside it for a grace period.
+    RotateSecret(rotate::RotateArgs),
 }
 
 /// `endpoint add` arguments.
@@ -314,6 +324,10 @@ pub struct EndpointAddArgs {
     /// Request timeout for this endpoint, e.g. 5s (default: the worker's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// A static header sent with every request, as 'Name: value' (repeatable), e.g.
+    /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
 }
 
 /// `emit` arguments.
@@ -343,6 +357,10 @@ pub struct EmitArgs {
 
 /// Runs the parsed command and turns its result into an exit status.
 pub fn main(cli: Cli) -> ExitCode {
+    if let Command::Verify(args) = &cli.command {
+        // Receiver side: no database, no runtime.
+        return verify::run(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -402,7 +420,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Deliveries(_)
         | Command::Delivery(_)
         | Command::Redeliver(_)
-        | Command::Stats { .. } => operator_command(&cli).await,
+        | Command::Stats { .. } => operate::run(&cli).await,
+        Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
         Command::Emit(args) => {
             let target = Target::ready(&cli).await?;
             let event = NewEvent {
@@ -543,7 +562,7 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
 
 async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
     let target = Target::ready(cli).await?;
-    let client = connect(&target.url).await?;
+    let mut client = connect(&target.url).await?;
     match command {
         EndpointCommand::Add(args) => {
             let scheme: Scheme = args.scheme.parse()?;
@@ -560,6 +579,12 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
                 scheme,
                 max_attempts: args.max_attempts,
                 timeout_ms,
+                headers: args
+                    .headers
+                    .iter()
+                    .map(|h| endpoint::parse_header(h))
+                    .collect::<Result<_, _>>()
+                    .context("--header")?,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -611,147 +636,7 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
             endpoint::remove(&client, name).await?;
             println!("endpoint {name} removed");
         }
+        EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
     }
-    Ok(())
-}
-
-fn or_all(list: &[String]) -> String {
-    if list.is_empty() {
-        "*".into()
-    } else {
-        list.join(",")
-    }
-}
-
-fn print_endpoints(endpoints: &[EndpointInfo]) {
-    let rows: Vec<[String; 7]> = endpoints
-        .iter()
-        .map(|e| {
-            [
-                e.name.clone(),
-                if e.active { "active" } else { "disabled" }.into(),
-                e.url.clone(),
-                or_all(&e.events),
-                or_all(&e.models),
-                e.account_id.clone().unwrap_or_else(|| "*".into()),
-                e.secret_fingerprint.clone(),
-            ]
-        })
-        .collect();
-    let header = [
-        "NAME", "STATE", "URL", "EVENTS", "MODELS", "ACCOUNT", "SECRET",
-    ];
-    report::print_table(&header, &rows);
-}
-
-fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
-    let lines = [
-        ("name", e.name.clone()),
-        ("url", e.url.clone()),
-        ("state", if e.active { "active" } else { "disabled" }.into()),
-        ("events", or_all(&e.events)),
-        ("models", or_all(&e.models)),
-        (
-            "account",
-            e.account_id.clone().unwrap_or_else(|| "*".into()),
-        ),
-        ("scheme", e.signature_scheme.clone()),
-        (
-            "secret",
-            secret.map_or_else(|| e.secret_fingerprint.clone(), str::to_string),
-        ),
-        (
-            "max attempts",
-            e.max_attempts
-                .map_or("worker default".into(), |n| n.to_string()),
-        ),
-        (
-            "timeout",
-            e.timeout_ms
-                .map_or("worker default".into(), |n| format!("{n} ms")),
-        ),
-        ("created", e.created_at.to_rfc3339()),
-    ];
-    for (k, v) in lines {
-        println!("{k:>13}: {v}");
-    }
-}
-
-async fn operator_command(cli: &Cli) -> Result<()> {
-    let target = Target::ready(cli).await?;
-    let client = connect(&target.url).await?;
-    match &cli.command {
-        Command::Deliveries(args) => {
-            let filter = DeliveryFilter {
-                endpoint: args.endpoint.clone(),
-                state: args.state.clone(),
-                event: args.event.clone(),
-                since: args.since,
-                limit: args.limit,
-            };
-            let rows = operator::deliveries(&client, &filter).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                report::print_deliveries(&rows);
-            }
-        }
-        Command::Delivery(DeliveryCommand::Show { id, json }) => {
-            let detail = operator::delivery(&client, *id).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
-            } else {
-                report::print_delivery(&detail);
-            }
-        }
-        Command::Redeliver(args) => redeliver(&client, args).await?,
-        Command::Stats { json } => {
-            let backlog = operator::backlog(&client).await?;
-            let health = operator::health(&client).await?;
-            if *json {
-                let value = serde_json::json!({ "backlog": backlog, "endpoints": health });
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                report::print_stats(&backlog, &health);
-            }
-        }
-        _ => unreachable!("dispatch sends only operator commands here"),
-    }
-    Ok(())
-}
-
-async fn redeliver(client: &tokio_postgres::Client, args: &RedeliverArgs) -> Result<()> {
-    if !args.ids.is_empty() {
-        let mut missed = Vec::new();
-        for (id, scheduled) in operator::redeliver(client, &args.ids).await? {
-            if scheduled {
-                println!("delivery {id} scheduled");
-            } else {
-                missed.push(id.to_string());
-            }
-        }
-        if !missed.is_empty() {
-            anyhow::bail!(
-                "not scheduled: {} (no such delivery, or an attempt is in flight right now)",
-                missed.join(", ")
-            );
-        }
-        return Ok(());
-    }
-    if args.state != "dead" {
-        anyhow::bail!(
-            "only dead deliveries can be sent again in bulk (got --state {}): give delivery ids for others",
-            args.state
-        );
-    }
-    if let Some(name) = &args.endpoint {
-        endpoint::get(client, name).await?;
-    }
-    let n = operator::redeliver_dead(client, args.endpoint.as_deref(), args.since).await?;
-    let which = args.endpoint.as_deref().unwrap_or("every endpoint");
-    println!(
-        "{n} dead deliveries of {which} from the last {} scheduled",
-        humantime::format_duration(args.since)
-    );
     Ok(())
 }

@@ -145,13 +145,13 @@ impl Sender {
             body: &body,
         };
         let signed =
-            sign::headers(job.target.scheme, &[&job.target.secret], &message).map_err(|e| {
+            sign::headers(job.target.scheme, &job.target.secrets(), &message).map_err(|e| {
                 AttemptError {
                     code: ErrorCode::Signing,
                     message: e.to_string(),
                 }
             })?;
-        let mut headers = HeaderMap::with_capacity(signed.len() + 1);
+        let mut headers = static_headers(&job.target.headers)?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in signed {
             let value = HeaderValue::from_str(&value).map_err(|_| AttemptError {
@@ -219,6 +219,54 @@ impl Sender {
             ..Attempt::none()
         }
     }
+}
+
+/// True for header names an endpoint's static headers may not use: those hookrelay sets
+/// itself (`Content-Type`, `User-Agent`, `X-Webhook-*`, `webhook-*`) and those that frame the
+/// request. The endpoints trigger (`hookrelay.is_reserved_header`) refuses the same names.
+pub fn is_reserved_header(name: &str) -> bool {
+    const FRAMING: [&str; 13] = [
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+        "user-agent",
+    ];
+    let lower = name.trim().to_ascii_lowercase();
+    FRAMING.contains(&lower.as_str())
+        || lower.starts_with("x-webhook-")
+        || lower.starts_with("webhook-")
+}
+
+/// An endpoint's static headers as a header map. Reserved names are skipped even though the
+/// endpoints trigger refuses them, so a row written with the trigger disabled still cannot
+/// replace a signature.
+fn static_headers(list: &[(String, String)]) -> Result<HeaderMap, AttemptError> {
+    let mut headers = HeaderMap::with_capacity(list.len() + 8);
+    for (name, value) in list {
+        if is_reserved_header(name) {
+            tracing::warn!(header = %name, "skipping a static header that hookrelay sets itself");
+            continue;
+        }
+        let invalid = || AttemptError {
+            code: ErrorCode::InvalidRequest,
+            // The value may be a token: name the header only.
+            message: format!("static header {name:?} is not a valid HTTP header"),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 impl Attempt {
@@ -338,6 +386,45 @@ mod tests {
             excerpt(&[0xff, 0xfe], 10).as_deref(),
             Some("\u{FFFD}\u{FFFD}")
         );
+    }
+
+    #[test]
+    fn static_headers_never_replace_hookrelay_headers() {
+        for name in [
+            "Content-Type",
+            "user-agent",
+            "X-Webhook-Signature",
+            "x-webhook-anything",
+            "Webhook-Signature",
+            "webhook-id",
+            "Host",
+            "Content-Length",
+            "Transfer-Encoding",
+        ] {
+            assert!(is_reserved_header(name), "{name}");
+        }
+        for name in [
+            "Authorization",
+            "X-Tenant",
+            "X-Webhooks",
+            "Webhook",
+            "Accept",
+        ] {
+            assert!(!is_reserved_header(name), "{name}");
+        }
+        let list = [
+            ("Authorization".to_string(), "Bearer t0k3n".to_string()),
+            ("X-Webhook-Signature".to_string(), "forged".to_string()),
+            ("content-type".to_string(), "text/plain".to_string()),
+        ];
+        let map = static_headers(&list).unwrap();
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["authorization"], "Bearer t0k3n");
+        assert!(map["authorization"].is_sensitive());
+        let bad = [("X-Tenant".to_string(), "a\r\nX-Evil: 1".to_string())];
+        let err = static_headers(&bad).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(!err.message.contains("Evil"), "{}", err.message);
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::config::WorkerConfig;
 use crate::db::{self, explain};
 use crate::endpoint::{self, NewEndpoint};
 use crate::retry::RetrySchedule;
-use crate::sign::{self, Scheme};
+use crate::sign::Scheme;
+use crate::verify::Verifier;
 use crate::{embedded, migrate, worker};
 
 const DATABASE: &str = "hookrelay_demo";
@@ -87,24 +88,12 @@ async fn receive(
         .iter()
         .find(|(n, _, _)| *n == endpoint)
         .cloned();
+    // The same check `hookrelay verify` and Rust receivers run.
     let signature_ok = found.is_some_and(|(_, secret, scheme)| {
-        let (ts, sent) = match scheme {
-            Scheme::Standard => (
-                header(&headers, "webhook-timestamp"),
-                header(&headers, "webhook-signature"),
-            ),
-            _ => (
-                header(&headers, "x-webhook-timestamp"),
-                header(&headers, "x-webhook-signature"),
-            ),
-        };
-        let message = sign::Message {
-            id: &event_id,
-            event: &event,
-            timestamp: ts.parse().unwrap_or_default(),
-            body: &body,
-        };
-        sign::signature(scheme, &secret, &message).is_ok_and(|expected| expected == sent)
+        Verifier::new(scheme, &[secret]).is_ok_and(|v| {
+            v.verify(&headers, &body, chrono::Utc::now().timestamp())
+                .is_ok()
+        })
     });
     // The first order.paid fails once, to show a retry.
     let status = if event == "order.paid"

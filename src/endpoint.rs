@@ -1,8 +1,13 @@
 //! Endpoint management: the rows of `hookrelay.endpoints`, written with checks that name the
-//! problem, and read back with their secrets masked.
+//! problem, and read back with their secrets and static header values masked. Also secret
+//! rotation: the old secret keeps signing beside the new one for a grace period.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Row};
 
@@ -35,9 +40,11 @@ pub struct NewEndpoint {
     pub scheme: Scheme,
     pub max_attempts: Option<i32>,
     pub timeout_ms: Option<i32>,
+    /// Static headers sent with every request, e.g. `("Authorization", "Bearer …")`.
+    pub headers: Vec<(String, String)>,
 }
 
-/// An endpoint as shown to operators: the secret only as a fingerprint.
+/// An endpoint as shown to operators: secrets and header values only as fingerprints.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointInfo {
     pub id: i64,
@@ -52,10 +59,23 @@ pub struct EndpointInfo {
     pub max_attempts: Option<i32>,
     pub timeout_ms: Option<i32>,
     pub created_at: DateTime<Utc>,
+    /// The secret a rotation replaced, while it still signs beside the current one.
+    pub previous_secret_fingerprint: Option<String>,
+    /// When the previous secret stops signing (only while it still does).
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Static header names, each with its value's fingerprint (values can be tokens).
+    pub headers: BTreeMap<String, String>,
 }
 
 const COLUMNS: &str = "id, name, url, secret, account_id, events, models, active, \
-                       signature_scheme, max_attempts, timeout_ms, created_at";
+                       signature_scheme, max_attempts, timeout_ms, created_at, headers, \
+                       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END \
+                           AS previous_secret, \
+                       CASE WHEN previous_secret_expires_at > now() \
+                           THEN previous_secret_expires_at END AS previous_secret_expires_at";
+
+/// The longest grace period a rotation may have.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
     let secret: String = row.try_get("secret")?;
@@ -72,7 +92,58 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         max_attempts: row.try_get("max_attempts")?,
         timeout_ms: row.try_get("timeout_ms")?,
         created_at: row.try_get("created_at")?,
+        previous_secret_fingerprint: row
+            .try_get::<_, Option<String>>("previous_secret")?
+            .as_deref()
+            .map(sign::fingerprint),
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
+        headers: masked_headers(&row.try_get("headers")?),
     })
+}
+
+fn masked_headers(headers: &Value) -> BTreeMap<String, String> {
+    headers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let value = value.as_str().map_or_else(|| "?".into(), sign::fingerprint);
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// Parses a `--header 'Name: value'` argument.
+pub fn parse_header(arg: &str) -> Result<(String, String), EndpointError> {
+    let (name, value) =
+        arg.split_once(':').ok_or_else(|| {
+            EndpointError::Invalid(format!(
+            "header {:?} has no colon: write it as 'Name: value', e.g. 'Authorization: Bearer …'",
+            arg.split(':').next().unwrap_or_default().chars().take(40).collect::<String>()
+        ))
+        })?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(EndpointError::Invalid(
+            "a header has no name before its colon: write it as 'Name: value'".into(),
+        ));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// The JSON object stored in `headers`. The endpoints trigger checks names and values; here
+/// only what a JSON object cannot show: the same name twice.
+fn headers_json(headers: &[(String, String)]) -> Result<Value, EndpointError> {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        if map.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            return Err(EndpointError::Invalid(format!(
+                "header {name:?} is given more than once (names ignore case)"
+            )));
+        }
+        map.insert(name.clone(), Value::String(value.clone()));
+    }
+    Ok(Value::Object(map))
 }
 
 /// Checks a URL before the database does, with a message that says what to fix.
@@ -125,9 +196,10 @@ pub async fn add(
         .unwrap_or_else(|| sign::generate_secret(new.scheme));
     let sql = format!(
         "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
-         signature_scheme, max_attempts, timeout_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+         signature_scheme, max_attempts, timeout_ms, headers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
+    let headers = headers_json(&new.headers)?;
     let row = client
         .query_one(
             &sql,
@@ -141,6 +213,7 @@ pub async fn add(
                 &new.scheme.as_str(),
                 &new.max_attempts,
                 &new.timeout_ms,
+                &headers,
             ],
         )
         .await
@@ -175,6 +248,83 @@ pub async fn secret(client: &impl GenericClient, name: &str) -> Result<String, E
         .await?
         .ok_or_else(|| EndpointError::NotFound(name.into()))?;
     Ok(row.get(0))
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// Fingerprint of the new secret.
+    pub secret_fingerprint: String,
+    /// Whether the new secret was generated (it is then shown only on request).
+    pub generated: bool,
+    /// Fingerprint of the replaced secret, and until when it keeps signing (`None`: a grace
+    /// period of zero, it stopped at once).
+    pub previous: Option<(String, DateTime<Utc>)>,
+    /// Fingerprint of an older secret that was still signing from an earlier rotation and
+    /// no longer does.
+    pub dropped: Option<String>,
+}
+
+/// Replaces an endpoint's secret (`None`: generate one). The old secret keeps signing beside
+/// the new one for `grace` (zero: it stops at once), by the database clock.
+pub async fn rotate_secret(
+    client: &mut impl GenericClient,
+    name: &str,
+    new_secret: Option<String>,
+    grace: Duration,
+) -> Result<Rotation, EndpointError> {
+    if grace > MAX_GRACE {
+        return Err(EndpointError::Invalid(
+            "the grace period may be at most 30 days: receivers should switch secrets sooner"
+                .into(),
+        ));
+    }
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT signature_scheme, secret, \
+                    CASE WHEN previous_secret_expires_at > now() THEN previous_secret END \
+             FROM hookrelay.endpoints WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await?
+        .ok_or_else(|| EndpointError::NotFound(name.into()))?;
+    let scheme: Scheme = row.get::<_, String>(0).parse().unwrap_or_default();
+    let current: String = row.get(1);
+    let still_signing: Option<String> = row.get(2);
+    let generated = new_secret.is_none();
+    let secret = new_secret.unwrap_or_else(|| sign::generate_secret(scheme));
+    if secret == current {
+        return Err(EndpointError::Invalid(
+            "the new secret is the endpoint's current secret: give another one, or leave \
+             --secret out to have one generated"
+                .into(),
+        ));
+    }
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let row = tx
+        .query_one(
+            "UPDATE hookrelay.endpoints \
+             SET previous_secret = CASE WHEN $3::bigint > 0 THEN secret END, \
+                 previous_secret_expires_at = \
+                     CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 millisecond' END, \
+                 secret = $2 \
+             WHERE name = $1 RETURNING previous_secret_expires_at",
+            &[&name, &secret, &grace_ms],
+        )
+        .await
+        .map_err(|e| write_error(e, name))?;
+    let expires_at: Option<DateTime<Utc>> = row.get(0);
+    tx.commit().await?;
+    Ok(Rotation {
+        secret_fingerprint: sign::fingerprint(&secret),
+        generated,
+        previous: expires_at.map(|at| (sign::fingerprint(&current), at)),
+        dropped: still_signing
+            .filter(|old| *old != secret)
+            .as_deref()
+            .map(sign::fingerprint),
+    })
 }
 
 /// Pauses (`false`) or resumes (`true`) an endpoint. Pending deliveries wait while it is paused.
@@ -225,5 +375,40 @@ mod tests {
             let err = check_url(url).unwrap_err().to_string();
             assert!(err.contains(expected), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn header_arguments_are_name_colon_value() {
+        assert_eq!(
+            parse_header("Authorization: Bearer a:b").unwrap(),
+            ("Authorization".into(), "Bearer a:b".into())
+        );
+        assert_eq!(
+            parse_header(" X-Tenant :acme ").unwrap(),
+            ("X-Tenant".into(), "acme".into())
+        );
+        assert!(parse_header("X-Tenant")
+            .unwrap_err()
+            .to_string()
+            .contains("no colon"));
+        assert!(parse_header(": value")
+            .unwrap_err()
+            .to_string()
+            .contains("no name"));
+        let twice = [
+            ("X-Tenant".to_string(), "a".to_string()),
+            ("x-tenant".to_string(), "b".to_string()),
+        ];
+        assert!(headers_json(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("more than once"));
+    }
+
+    #[test]
+    fn header_values_are_masked() {
+        let masked = masked_headers(&serde_json::json!({"Authorization": "Bearer t0k3n"}));
+        assert_eq!(masked["Authorization"], sign::fingerprint("Bearer t0k3n"));
+        assert!(!masked["Authorization"].contains("t0k3n"));
     }
 }

@@ -18,7 +18,8 @@
 //! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`db`] (connection pools and database URLs), [`embedded`] (the private
 //! PostgreSQL cluster used when no database URL is given), [`endpoint`] (endpoint management),
 //! [`emit`] (writing events from the command line), [`operator`] and [`report`] (what
-//! operators ask and its output), [`demo`] and [`cli`] (the command line).
+//! operators ask and its output), [`demo`] and [`cli`] (the command line), and [`verify`]:
+//! the receiver's side, checking a delivery's signature and timestamp.
 
 pub mod claim;
 pub mod cli;
@@ -40,6 +41,7 @@ pub mod retry;
 pub mod settings;
 pub mod sign;
 pub mod sweep;
+pub mod verify;
 pub mod worker;
 
 /// The `User-Agent` sent with every webhook request.

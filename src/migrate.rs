@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_operations.sql",
         sql: include_str!("../sql/0002_operations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_signing.sql",
+        sql: include_str!("../sql/0003_signing.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -19,7 +19,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Errors from signing.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -87,12 +87,13 @@ pub struct Message<'a> {
     pub body: &'a [u8],
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        mac.update(part);
+/// The HMAC key a secret stands for: the secret's bytes, or for `standard` the bytes its
+/// `whsec_` base64 decodes to.
+pub fn key(scheme: Scheme, secret: &str) -> Result<Vec<u8>, SignError> {
+    match scheme {
+        Scheme::Standard => standard_key(secret),
+        Scheme::Hookrelay | Scheme::BodyHex => Ok(secret.as_bytes().to_vec()),
     }
-    mac.finalize().into_bytes().into()
 }
 
 /// The decoded key of a `whsec_` secret.
@@ -100,25 +101,46 @@ pub fn standard_key(secret: &str) -> Result<Vec<u8>, SignError> {
     let encoded = secret
         .strip_prefix("whsec_")
         .ok_or_else(|| SignError::BadStandardSecret("the whsec_ prefix is missing".into()))?;
-    BASE64
+    let key = BASE64
         .decode(encoded)
-        .map_err(|e| SignError::BadStandardSecret(e.to_string()))
+        .map_err(|e| SignError::BadStandardSecret(e.to_string()))?;
+    if key.is_empty() {
+        return Err(SignError::BadStandardSecret("the key is empty".into()));
+    }
+    Ok(key)
+}
+
+/// The MAC over what `scheme` signs, keyed with `key` (from [`key`]), not finalized yet: the
+/// signer takes its bytes, a verifier compares them in constant time.
+pub(crate) fn mac(scheme: Scheme, key: &[u8], msg: &Message<'_>) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    let ts = msg.timestamp.to_string();
+    match scheme {
+        Scheme::Hookrelay => {
+            mac.update(ts.as_bytes());
+            mac.update(b".");
+        }
+        Scheme::BodyHex => {}
+        Scheme::Standard => {
+            mac.update(msg.id.as_bytes());
+            mac.update(b".");
+            mac.update(ts.as_bytes());
+            mac.update(b".");
+        }
+    }
+    mac.update(msg.body);
+    mac
 }
 
 /// One signature of `msg` with `secret`, as it appears in the signature header.
 pub fn signature(scheme: Scheme, secret: &str, msg: &Message<'_>) -> Result<String, SignError> {
-    let ts = msg.timestamp.to_string();
+    let tag = mac(scheme, &key(scheme, secret)?, msg)
+        .finalize()
+        .into_bytes();
     Ok(match scheme {
-        Scheme::Hookrelay => {
-            let mac = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), b".", msg.body]);
-            format!("sha256={}", hex::encode(mac))
-        }
-        Scheme::BodyHex => hex::encode(hmac_sha256(secret.as_bytes(), &[msg.body])),
-        Scheme::Standard => {
-            let key = standard_key(secret)?;
-            let parts: [&[u8]; 5] = [msg.id.as_bytes(), b".", ts.as_bytes(), b".", msg.body];
-            format!("v1,{}", BASE64.encode(hmac_sha256(&key, &parts)))
-        }
+        Scheme::Hookrelay => format!("sha256={}", hex::encode(tag)),
+        Scheme::BodyHex => hex::encode(tag),
+        Scheme::Standard => format!("v1,{}", BASE64.encode(tag)),
     })
 }
 

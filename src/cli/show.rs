@@ -1,0 +1,104 @@
+//! How endpoints are printed: tables and detail views, with secrets and static header
+//! values shown only as fingerprints unless the operator asks for the secret.
+
+use crate::endpoint::EndpointInfo;
+
+fn or_all(list: &[String]) -> String {
+    if list.is_empty() {
+        "*".into()
+    } else {
+        list.join(",")
+    }
+}
+
+fn rotation(e: &EndpointInfo) -> String {
+    match (&e.previous_secret_fingerprint, e.previous_secret_expires_at) {
+        (Some(fingerprint), Some(until)) => format!(
+            "{fingerprint} signs too until {}",
+            until.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        _ => "-".into(),
+    }
+}
+
+fn header_list(e: &EndpointInfo, with_values: bool) -> String {
+    if e.headers.is_empty() {
+        return "-".into();
+    }
+    let shown: Vec<String> = e
+        .headers
+        .iter()
+        .map(|(name, fingerprint)| match with_values {
+            // Values are often tokens: only their fingerprint.
+            true => format!("{name} ({fingerprint})"),
+            false => name.clone(),
+        })
+        .collect();
+    shown.join(", ")
+}
+
+pub(super) fn print_endpoints(endpoints: &[EndpointInfo]) {
+    let rows: Vec<[String; 9]> = endpoints
+        .iter()
+        .map(|e| {
+            [
+                e.name.clone(),
+                if e.active { "active" } else { "disabled" }.into(),
+                e.url.clone(),
+                or_all(&e.events),
+                or_all(&e.models),
+                e.account_id.clone().unwrap_or_else(|| "*".into()),
+                e.secret_fingerprint.clone(),
+                rotation(e),
+                header_list(e, false),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "STATE",
+        "URL",
+        "EVENTS",
+        "MODELS",
+        "ACCOUNT",
+        "SECRET",
+        "PREVIOUS SECRET",
+        "HEADERS",
+    ];
+    crate::report::print_table(&header, &rows);
+}
+
+pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
+    let lines = [
+        ("name", e.name.clone()),
+        ("url", e.url.clone()),
+        ("state", if e.active { "active" } else { "disabled" }.into()),
+        ("events", or_all(&e.events)),
+        ("models", or_all(&e.models)),
+        (
+            "account",
+            e.account_id.clone().unwrap_or_else(|| "*".into()),
+        ),
+        ("scheme", e.signature_scheme.clone()),
+        (
+            "secret",
+            secret.map_or_else(|| e.secret_fingerprint.clone(), str::to_string),
+        ),
+        ("previous secret", rotation(e)),
+        ("headers", header_list(e, true)),
+        (
+            "max attempts",
+            e.max_attempts
+                .map_or("worker default".into(), |n| n.to_string()),
+        ),
+        (
+            "timeout",
+            e.timeout_ms
+                .map_or("worker default".into(), |n| format!("{n} ms")),
+        ),
+        ("created", e.created_at.to_rfc3339()),
+    ];
+    for (k, v) in lines {
+        println!("{k:>15}: {v}");
+    }
+}
