@@ -1,34 +1,51 @@
 -- Claim deliveries that are due: retries whose time has come and claims whose lease expired
 -- (their worker died before recording a result). Each claim counts its attempt and sets a
 -- lease; an expired lease is logged as an attempt of its own so operators can see it.
+-- Endpoints that are saturated (max_in_flight leases) or out of rate-limit tokens are skipped,
+-- and hookrelay.admit() grants each endpoint no more than it may take, across all workers.
 -- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id.
-WITH due AS (
-    SELECT d.id, d.attempts, d.locked_until, d.locked_by
+WITH blocked AS (
+    SELECT endpoint_id FROM hookrelay.blocked_endpoints()
+), due AS (
+    SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at
     FROM hookrelay.deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
       AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep WHERE ep.id = d.endpoint_id AND ep.active)
+      AND d.endpoint_id NOT IN (SELECT endpoint_id FROM blocked)
     ORDER BY d.next_attempt_at
     LIMIT $1
     FOR UPDATE OF d SKIP LOCKED
+), wanted AS (
+    SELECT due.endpoint_id, count(*)::integer AS n FROM due GROUP BY due.endpoint_id
+), granted AS (
+    SELECT a.endpoint_id, a.granted
+    FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
+                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id)) a
+), admitted AS (
+    SELECT r.id, r.attempts, r.locked_until, r.locked_by
+    FROM (SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id
+                                           ORDER BY due.next_attempt_at, due.id) AS rank
+          FROM due) r
+    JOIN granted g ON g.endpoint_id = r.endpoint_id AND r.rank <= g.granted
 ), expired AS (
     INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, error_code, error, worker)
-    SELECT due.id, due.attempts, now(), 'lease_expired',
-           'worker ' || coalesce(due.locked_by, '?')
+    SELECT admitted.id, admitted.attempts, now(), 'lease_expired',
+           'worker ' || coalesce(admitted.locked_by, '?')
                || ' stopped before recording a result; the request may or may not have been sent',
-           due.locked_by
-    FROM due
-    WHERE due.locked_until IS NOT NULL
+           admitted.locked_by
+    FROM admitted
+    WHERE admitted.locked_until IS NOT NULL
 ), claimed AS (
     UPDATE hookrelay.deliveries d
     SET attempts = d.attempts + 1,
         next_attempt_at = now() + $2::bigint * interval '1 millisecond',
         locked_until = now() + $2::bigint * interval '1 millisecond',
         locked_by = $3::text,
-        last_error_code = CASE WHEN due.locked_until IS NOT NULL THEN 'lease_expired'
+        last_error_code = CASE WHEN admitted.locked_until IS NOT NULL THEN 'lease_expired'
                                ELSE d.last_error_code END,
         updated_at = now()
-    FROM due
-    WHERE d.id = due.id
+    FROM admitted
+    WHERE d.id = admitted.id
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base
 )
 SELECT c.id AS delivery_id, c.attempts AS attempt, c.attempts_base,
