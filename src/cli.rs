@@ -20,6 +20,7 @@ use crate::sign::Scheme;
 use crate::{demo, embedded, migrate, worker};
 
 mod operate;
+mod protect;
 mod rotate;
 mod show;
 mod verify;
@@ -216,6 +217,8 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz, or "off".
     #[arg(long, env = "HOOKRELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+    #[command(flatten)]
+    pub protect: protect::ProtectArgs,
 }
 
 impl RunArgs {
@@ -249,6 +252,10 @@ impl RunArgs {
                     format!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (or \"off\")")
                 })?),
             },
+            allow_networks: self.protect.allow_list(),
+            max_payload_bytes: self.protect.max_payload_bytes,
+            disable_after: self.protect.disable_after,
+            disable_after_failures: self.protect.disable_after_failures,
         };
         config.validate()?;
         Ok(config)
@@ -284,7 +291,8 @@ pub enum EndpointCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Resume deliveries to an endpoint.
+    /// Resume deliveries to an endpoint, whoever disabled it (an operator, a 410 Gone answer,
+    /// or auto-disable after failing for days).
     Enable { name: String },
     /// Pause deliveries to an endpoint (pending ones wait until it is enabled).
     Disable { name: String },
@@ -328,6 +336,12 @@ pub struct EndpointAddArgs {
     /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
+    /// Requests in flight at once to this endpoint, across all workers (default 8).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub max_in_flight: Option<i32>,
+    /// Requests per second to this endpoint, across all workers (default: no limit).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<f64>,
 }
 
 /// `emit` arguments.
@@ -585,6 +599,8 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
                     .map(|h| endpoint::parse_header(h))
                     .collect::<Result<_, _>>()
                     .context("--header")?,
+                max_in_flight: args.max_in_flight,
+                rate_limit: args.rate_limit,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -624,10 +640,13 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
                 print_endpoint(&info, secret.as_deref());
             }
         }
-        EndpointCommand::Enable { name } => {
-            endpoint::set_active(&client, name, true).await?;
-            println!("endpoint {name} enabled");
-        }
+        EndpointCommand::Enable { name } => match endpoint::enable(&client, name).await? {
+            Some(reason) => println!(
+                "endpoint {name} enabled (it was disabled: {reason}); its pending deliveries are \
+                 due now and its failure count starts again from zero"
+            ),
+            None => println!("endpoint {name} was already enabled"),
+        },
         EndpointCommand::Disable { name } => {
             endpoint::set_active(&client, name, false).await?;
             println!("endpoint {name} disabled; its pending deliveries wait until it is enabled");

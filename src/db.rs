@@ -27,6 +27,15 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
+/// Session limits for the worker's connections. Every worker statement is short (claims,
+/// result batches, retention windows), so one that runs for 30 s is stuck, and a claim that
+/// waits 5 s for a lock is better retried than left queueing behind, say, a migration or an
+/// operator's long transaction. A transaction left open counts as stuck after a minute. A
+/// database URL's own `options` come after these and win, e.g.
+/// `?options=-c%20statement_timeout%3D120s`.
+pub const WORKER_SESSION: &str =
+    "-c statement_timeout=30s -c lock_timeout=5s -c idle_in_transaction_session_timeout=60s";
+
 /// A pool and the configuration it was built from (the listener opens its own connection).
 #[derive(Clone)]
 pub struct Db {
@@ -47,9 +56,15 @@ pub fn config(url: &str) -> Result<Config, DbError> {
     Ok(config)
 }
 
-/// Builds a pool of up to `max_size` connections. Connections are opened lazily.
+/// Builds the worker's pool of up to `max_size` connections, with the [`WORKER_SESSION`]
+/// limits. Connections are opened lazily.
 pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
-    let config = config(url)?;
+    let mut config = config(url)?;
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{WORKER_SESSION} {given}"),
+        _ => WORKER_SESSION.to_string(),
+    };
+    config.options(options);
     let manager = Manager::from_config(
         config.clone(),
         NoTls,
@@ -139,5 +154,24 @@ mod tests {
         assert!(err.contains("postgres://user:password@host"), "{err}");
         let ok = config("postgres://u@127.0.0.1:5/d").unwrap();
         assert_eq!(ok.get_application_name(), Some("hookrelay"));
+    }
+
+    #[test]
+    fn worker_sessions_are_time_limited_and_the_url_can_override() {
+        let db = pool("postgres://u@127.0.0.1:5/d", 1).unwrap();
+        assert_eq!(db.config.get_options(), Some(WORKER_SESSION));
+        assert!(
+            WORKER_SESSION.contains("statement_timeout=")
+                && WORKER_SESSION.contains("lock_timeout=")
+        );
+        let db = pool(
+            "postgres://u@127.0.0.1:5/d?options=-c%20lock_timeout%3D1s",
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            db.config.get_options(),
+            Some(format!("{WORKER_SESSION} -c lock_timeout=1s").as_str())
+        );
     }
 }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::db::{self, explain};
 use crate::endpoint::{self, NewEndpoint};
+use crate::guard::AllowList;
 use crate::retry::RetrySchedule;
 use crate::sign::Scheme;
 use crate::verify::Verifier;
@@ -262,7 +263,11 @@ pub async fn run(
         tx,
     });
     let addr = start_receiver(receiver.clone(), token.clone()).await?;
-    println!("Receiver: http://{addr}/hooks/…\n");
+    println!("Receiver: http://{addr}/hooks/…");
+    println!(
+        "(loopback is allowed for this demo only: `hookrelay run` refuses non-public addresses \
+         unless opened with --allow-network)\n"
+    );
 
     let endpoints = [
         ("crm", Scheme::Hookrelay, vec![]),
@@ -302,7 +307,10 @@ pub async fn run(
     println!("Deliveries as the receiver got them:");
 
     let worker_token = token.child_token();
+    // The demo's receiver is on this machine: loopback is opened for it explicitly, as
+    // `hookrelay run --allow-network 127.0.0.0/8` would; `run` refuses it by default.
     let config = WorkerConfig {
+        allow_networks: AllowList::loopback(),
         retry_schedule: RetrySchedule::parse("1s,2s,4s").expect("a valid schedule"),
         shutdown_timeout: Duration::from_secs(5),
         ..WorkerConfig::default()

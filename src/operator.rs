@@ -100,6 +100,11 @@ pub struct Health {
     pub failing_since: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Why the endpoint is disabled, when it is.
+    pub disabled_reason: Option<String>,
+    /// Requests in flight now (unexpired leases), and the endpoint's cap.
+    pub in_flight: i64,
+    pub max_in_flight: i32,
 }
 
 const STATES: [&str; 4] = ["pending", "delivered", "dead", "cancelled"];
@@ -244,7 +249,8 @@ pub async fn health(client: &impl GenericClient) -> Result<Vec<Health>, Operator
     let rows = client
         .query(
             "SELECT name, active, pending, dead, delivered_last_hour, failed_last_hour,
-                    consecutive_failures, failing_since, last_success_at, last_error
+                    consecutive_failures, failing_since, last_success_at, last_error,
+                    disabled_reason, in_flight, max_in_flight
              FROM hookrelay.endpoint_health ORDER BY name",
             &[],
         )
@@ -267,6 +273,9 @@ pub async fn health(client: &impl GenericClient) -> Result<Vec<Health>, Operator
                 failing_since: r.try_get(7)?,
                 last_success_at: r.try_get(8)?,
                 last_error: r.try_get(9)?,
+                disabled_reason: r.try_get(10)?,
+                in_flight: r.try_get(11)?,
+                max_in_flight: r.try_get(12)?,
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()
