@@ -257,6 +257,7 @@ async fn sigterm_finishes_requests_in_flight_and_gives_back_the_rest() {
         ])
         .args(["--metrics-addr", "off", "--shutdown-timeout", "10s"])
         .env("HOOKRELAY_LOG", "warn")
+        .env("HOOKRELAY_ALLOW_NETWORKS", crate::support::LOOPBACK)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
