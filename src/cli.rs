@@ -292,6 +292,17 @@ pub enum EndpointCommand {
     Remove { name: String },
     /// Replace the signing secret; the old one keeps signing beside it for a grace period.
     RotateSecret(rotate::RotateArgs),
+    /// Make the endpoints match the [[endpoints]] of a TOML file (create or update by name).
+    Apply {
+        /// The file, e.g. hookrelay.toml.
+        file: PathBuf,
+        /// Also remove endpoints the file does not declare.
+        #[arg(long)]
+        prune: bool,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `endpoint add` arguments.
@@ -637,6 +648,23 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
             println!("endpoint {name} removed");
         }
         EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
+        EndpointCommand::Apply {
+            file,
+            prune,
+            dry_run,
+        } => {
+            let table = crate::settings::read(file)?;
+            crate::settings::settings_as_env(&table).with_context(|| file.display().to_string())?;
+            let text = std::fs::read_to_string(file)?;
+            let specs = crate::apply::parse(&text).with_context(|| file.display().to_string())?;
+            let changes = crate::apply::apply(&mut client, &specs, *prune, *dry_run).await?;
+            for change in &changes {
+                println!("{change}");
+            }
+            if *dry_run {
+                println!("dry run: nothing was changed");
+            }
+        }
     }
     Ok(())
 }
