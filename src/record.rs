@@ -1,15 +1,15 @@
 //! Recording results: finished attempts are written back in batches, one statement per batch
 //! (arrays unnested server-side), never row by row.
 //!
-//! Each finished attempt carries its concurrency permit until it is written, so unrecorded
-//! results can never pile up beyond the worker's concurrency while the database is slow or
-//! away: the worker simply stops claiming until the recorder catches up.
+//! The channel into the recorder is bounded: while the database is slow or away, request tasks
+//! wait to hand over their results, the worker's queue stays full, and it stops claiming until
+//! the recorder catches up. Unrecorded results never pile up without bound.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::db::DbError;
@@ -30,8 +30,6 @@ pub struct Finished {
     pub attempt: u32,
     pub outcome: Outcome,
     pub result: Attempt,
-    /// Released once the result is written.
-    pub permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Starts the recorder task. It ends once every sender is dropped and all it was given is
