@@ -171,8 +171,8 @@ pub async fn wait_count(client: &Client, sql: &str, want: i64, limit: Duration) 
 
 fn print(figures: &[Figure]) {
     println!(
-        "\n{:<14} {:<44} {:>14} {:<10} {}",
-        "SCENARIO", "FIGURE", "VALUE", "UNIT", "TARGET"
+        "\n{:<14} {:<44} {:>14} {:<10} TARGET",
+        "SCENARIO", "FIGURE", "VALUE", "UNIT"
     );
     for f in figures {
         let target = match &f.target {
