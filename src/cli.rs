@@ -17,6 +17,7 @@ use crate::emit::{self, NewEvent};
 use crate::endpoint::{self, EndpointInfo, NewEndpoint};
 use crate::retry::RetrySchedule;
 use crate::sign::Scheme;
+use crate::track::{self, TrackRequest};
 use crate::{demo, embedded, migrate, worker};
 
 /// hookrelay relays events from a PostgreSQL outbox to signed webhooks.
@@ -64,6 +65,37 @@ pub enum Command {
     Endpoint(EndpointCommand),
     /// Write an event to the outbox, as an application would with hookrelay.emit().
     Emit(EmitArgs),
+    /// Emit created/updated/deleted events from a table's rows (run again to reconfigure).
+    Track(TrackArgs),
+    /// Stop emitting events from a table.
+    Untrack {
+        /// The table, as SQL reads it: orders, store."Order".
+        table: String,
+    },
+}
+
+/// `track` arguments.
+#[derive(Debug, Args)]
+pub struct TrackArgs {
+    /// The table, as SQL reads it: orders, store."Order".
+    #[arg(required_unless_present = "list")]
+    pub table: Option<String>,
+    /// Events to emit, comma-separated, of created, updated, deleted, truncated
+    /// (default: created,updated,deleted; TRUNCATE is then refused).
+    #[arg(long, value_delimiter = ',')]
+    pub events: Option<Vec<String>>,
+    /// Columns left out of every event, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Column whose value becomes the event's account_id.
+    #[arg(long)]
+    pub account_column: Option<String>,
+    /// Model name events carry (default: schema.table).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// List the tracked tables instead.
+    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "account_column", "model"])]
+    pub list: bool,
 }
 
 /// Worker settings.
@@ -141,7 +173,7 @@ pub struct DemoArgs {
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
     /// Add an endpoint (a secret is generated unless given).
-    Add(EndpointAddArgs),
+    Add(Box<EndpointAddArgs>),
     /// List endpoints (secrets shown only as fingerprints).
     List {
         /// Print JSON instead of a table.
@@ -196,6 +228,14 @@ pub struct EndpointAddArgs {
     /// Request timeout for this endpoint, e.g. 5s (default: the worker's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Keep only these fields of object and changes: a JSON array for every model, or an
+    /// object per model, e.g. '{"store.Order": ["id", "total"]}'.
+    #[arg(long)]
+    pub include_fields: Option<String>,
+    /// Replace these fields' values, per model, e.g.
+    /// '{"store.Customer": {"email": "***@***.com"}}' ("*" for every model).
+    #[arg(long)]
+    pub redact_fields: Option<String>,
 }
 
 /// `emit` arguments.
@@ -268,6 +308,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(demo::run(&cli.data_dir, args.keep_running, shutdown_token()).await?)
         }
         Command::Endpoint(command) => endpoint_command(&cli, command).await,
+        Command::Track(args) => track_command(&cli, args).await,
+        Command::Untrack { table } => {
+            let target = Target::ready(&cli).await?;
+            let client = connect(&target.url).await?;
+            if track::untrack(&client, table).await? {
+                println!("stopped tracking {table}");
+            } else {
+                println!("{table} was not tracked; nothing to do");
+            }
+            Ok(())
+        }
         Command::Emit(args) => {
             let target = Target::ready(&cli).await?;
             let event = NewEvent {
@@ -425,6 +476,16 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
                 scheme,
                 max_attempts: args.max_attempts,
                 timeout_ms,
+                include_fields: args
+                    .include_fields
+                    .as_deref()
+                    .map(|j| endpoint::shaping_json("--include-fields", j))
+                    .transpose()?,
+                redact_fields: args
+                    .redact_fields
+                    .as_deref()
+                    .map(|j| endpoint::shaping_json("--redact-fields", j))
+                    .transpose()?,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -477,6 +538,31 @@ async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
             println!("endpoint {name} removed");
         }
     }
+    Ok(())
+}
+
+async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
+    let target = Target::ready(cli).await?;
+    let client = connect(&target.url).await?;
+    let Some(table) = &args.table else {
+        let tables = track::list(&client).await?;
+        if tables.is_empty() {
+            println!("no tracked tables; track one with: hookrelay track TABLE");
+        }
+        for t in &tables {
+            println!("{}", track::describe(t));
+        }
+        return Ok(());
+    };
+    let request = TrackRequest {
+        table: table.clone(),
+        events: args.events.clone(),
+        exclude_columns: args.exclude.clone(),
+        account_column: args.account_column.clone(),
+        model: args.model.clone(),
+    };
+    let tracked = track::track(&client, &request).await?;
+    println!("tracking {}", track::describe(&tracked));
     Ok(())
 }
 
@@ -536,10 +622,22 @@ fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
             e.timeout_ms
                 .map_or("worker default".into(), |n| format!("{n} ms")),
         ),
+        (
+            "include fields",
+            e.include_fields
+                .as_ref()
+                .map_or("all".into(), |v| v.to_string()),
+        ),
+        (
+            "redact fields",
+            e.redact_fields
+                .as_ref()
+                .map_or("none".into(), |v| v.to_string()),
+        ),
         ("created", e.created_at.to_rfc3339()),
     ];
     for (k, v) in lines {
-        println!("{k:>13}: {v}");
+        println!("{k:>14}: {v}");
     }
 }
 

@@ -15,7 +15,8 @@
 //!
 //! Around it: [`db`] (connection pools and database URLs), [`embedded`] (the private
 //! PostgreSQL cluster used when no database URL is given), [`endpoint`] (endpoint management),
-//! [`emit`] (writing events from the command line), [`demo`] and [`cli`] (the command line).
+//! [`emit`] (writing events from the command line), [`track`] (row triggers on application
+//! tables that emit created/updated/deleted events), [`demo`] and [`cli`] (the command line).
 
 pub mod claim;
 pub mod cli;
@@ -32,6 +33,7 @@ pub mod payload;
 pub mod record;
 pub mod retry;
 pub mod sign;
+pub mod track;
 pub mod worker;
 
 /// The `User-Agent` sent with every webhook request.

@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A unit test checks this matches the files in `sql/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_outbox.sql",
-    sql: include_str!("../sql/0001_outbox.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_outbox.sql",
+        sql: include_str!("../sql/0001_outbox.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_model_events.sql",
+        sql: include_str!("../sql/0002_model_events.sql"),
+    },
+];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
 const LOCK_KEY: i64 = 0x686f_6f6b_7265_6c61;
