@@ -10,7 +10,7 @@ use std::time::Duration;
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
-use crate::payload::Event;
+use crate::payload::{Event, Shaping};
 use crate::sign::Scheme;
 
 const CLAIM_NEW: &str = include_str!("../sql/queries/claim_new.sql");
@@ -26,6 +26,8 @@ pub struct Target {
     pub scheme: Scheme,
     pub timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
+    /// The endpoint's `include_fields` and `redact_fields`.
+    pub shaping: Shaping,
 }
 
 /// A claimed delivery, leased to this worker and ready to send.
@@ -88,6 +90,10 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
             scheme: scheme.parse().unwrap_or_default(),
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(1) as u64)),
             max_attempts: max_attempts.map(|n| n.max(1) as u32),
+            shaping: Shaping {
+                include_fields: row.try_get("include_fields")?,
+                redact_fields: row.try_get("redact_fields")?,
+            },
         },
     })
 }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Row};
 
@@ -35,6 +36,10 @@ pub struct NewEndpoint {
     pub scheme: Scheme,
     pub max_attempts: Option<i32>,
     pub timeout_ms: Option<i32>,
+    /// Fields kept in `object` and `changes`: an array, or an object keyed by model.
+    pub include_fields: Option<Value>,
+    /// Replacements per model and field: `{"store.Customer": {"email": "***@***.com"}}`.
+    pub redact_fields: Option<Value>,
 }
 
 /// An endpoint as shown to operators: the secret only as a fingerprint.
@@ -51,11 +56,14 @@ pub struct EndpointInfo {
     pub signature_scheme: String,
     pub max_attempts: Option<i32>,
     pub timeout_ms: Option<i32>,
+    pub include_fields: Option<Value>,
+    pub redact_fields: Option<Value>,
     pub created_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, name, url, secret, account_id, events, models, active, \
-                       signature_scheme, max_attempts, timeout_ms, created_at";
+                       signature_scheme, max_attempts, timeout_ms, include_fields, \
+                       redact_fields, created_at";
 
 fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
     let secret: String = row.try_get("secret")?;
@@ -71,6 +79,8 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         signature_scheme: row.try_get("signature_scheme")?,
         max_attempts: row.try_get("max_attempts")?,
         timeout_ms: row.try_get("timeout_ms")?,
+        include_fields: row.try_get("include_fields")?,
+        redact_fields: row.try_get("redact_fields")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -103,6 +113,18 @@ pub fn check_url(url: &str) -> Result<(), EndpointError> {
     Ok(())
 }
 
+/// Parses the JSON of `--include-fields` or `--redact-fields`. Its shape is checked by the
+/// database when the endpoint is written, with a message naming what is wrong.
+pub fn shaping_json(flag: &str, text: &str) -> Result<Value, EndpointError> {
+    serde_json::from_str(text).map_err(|e| {
+        EndpointError::Invalid(format!(
+            "{flag} is not valid JSON ({e}): give for example '[\"id\", \"total\"]', \
+             '{{\"store.Order\": [\"id\", \"total\"]}}' or \
+             '{{\"store.Customer\": {{\"email\": \"***@***.com\"}}}}'"
+        ))
+    })
+}
+
 /// Turns a rejected write into a message naming the field and the fix.
 fn write_error(e: tokio_postgres::Error, name: &str) -> EndpointError {
     match e.code() {
@@ -125,8 +147,8 @@ pub async fn add(
         .unwrap_or_else(|| sign::generate_secret(new.scheme));
     let sql = format!(
         "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
-         signature_scheme, max_attempts, timeout_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+         signature_scheme, max_attempts, timeout_ms, include_fields, redact_fields) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     );
     let row = client
         .query_one(
@@ -141,6 +163,8 @@ pub async fn add(
                 &new.scheme.as_str(),
                 &new.max_attempts,
                 &new.timeout_ms,
+                &new.include_fields,
+                &new.redact_fields,
             ],
         )
         .await
@@ -225,5 +249,20 @@ mod tests {
             let err = check_url(url).unwrap_err().to_string();
             assert!(err.contains(expected), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn shaping_flags_must_be_json() {
+        assert_eq!(
+            shaping_json("--include-fields", r#"["id"]"#).unwrap(),
+            serde_json::json!(["id"])
+        );
+        let err = shaping_json("--redact-fields", "{email: x}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--redact-fields is not valid JSON"),
+            "{err}"
+        );
     }
 }

@@ -35,7 +35,7 @@ SELECT c.id AS delivery_id, c.attempts AS attempt,
        e.id AS event_id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
        e.account_id, e.created_at,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
-       ep.timeout_ms, ep.max_attempts,
+       ep.timeout_ms, ep.max_attempts, ep.include_fields, ep.redact_fields,
        0::bigint AS events_claimed
 FROM claimed c
 JOIN hookrelay.events e ON e.id = c.event_id

@@ -36,7 +36,7 @@ SELECT f.id AS delivery_id, f.attempts AS attempt,
        m.id AS event_id, m.event, m.model, m.object_id, m.object, m.changes, m.actor,
        m.account_id, m.created_at,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
-       ep.timeout_ms, ep.max_attempts,
+       ep.timeout_ms, ep.max_attempts, ep.include_fields, ep.redact_fields,
        (SELECT count(*) FROM marked) AS events_claimed
 -- Events that matched no endpoint still give a row (with a NULL delivery) so the worker can
 -- tell a full batch from a drained queue.
