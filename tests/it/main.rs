@@ -4,7 +4,11 @@
 mod cli;
 mod delivery;
 mod fanout;
+mod model_events;
 mod processes;
 mod schema;
+mod seed_examples;
+mod shaping;
 mod support;
+mod tracking;
 mod wakeup;
