@@ -191,7 +191,8 @@ async fn run(url: &str, settings: &Settings) {
             per_row(tracked, case.rows),
         );
     }
-    let count = (settings.statements / 4).max(1);
+    let m = settings.statements;
+    let count = (m / 4).max(1);
     let mut plain = Duration::MAX;
     let mut tracked = Duration::MAX;
     for _ in 0..settings.repeat {
@@ -203,6 +204,35 @@ async fn run(url: &str, settings: &Settings) {
         per_row(plain, count),
         per_row(tracked, count),
     );
+    println!("\nfor reference, the outbox row alone, written {m} times by the application:");
+    for (label, call) in [
+        (
+            "INSERT INTO hookrelay.events, 1 per statement",
+            "INSERT INTO hookrelay.events (event, model, object_id, object) VALUES ('created', 'public.t', i::text, {OBJECT})",
+        ),
+        (
+            "SELECT hookrelay.emit(...), 1 per statement",
+            "PERFORM hookrelay.emit('created', {OBJECT}, 'public.t', i::text)",
+        ),
+    ] {
+        let object = "jsonb_build_object('id', i, 'name', 'name ' || i, 'amount', i * 1.5, \
+                      'status', 'new', 'updated_at', now())";
+        let sql = format!(
+            "DO $$ BEGIN FOR i IN 1..{m} LOOP {}; END LOOP; END $$",
+            call.replace("{OBJECT}", object)
+        );
+        let mut best = Duration::MAX;
+        for _ in 0..settings.repeat {
+            client
+                .batch_execute("TRUNCATE hookrelay.events CASCADE")
+                .await
+                .unwrap();
+            let started = Instant::now();
+            client.batch_execute(&sql).await.unwrap();
+            best = best.min(started.elapsed());
+        }
+        println!("{label:<44} {:>21.2}", per_row(best, m));
+    }
     println!("\n(the throwaway cluster runs with fsync off; a durable commit adds its flush time to both)");
 }
 
