@@ -8,6 +8,8 @@
 //! secret_env = "CRM_WEBHOOK_SECRET"        # or secret = "…"; neither: generated once
 //! events = ["created", "updated"]
 //! include_models = ["store.Order", "store.Customer"]
+//! include_fields = { "store.Order" = ["id", "total", "status"] }
+//! redact_fields = { "store.Customer" = { email = "***@***.com" } }
 //! ```
 //!
 //! Endpoints are matched by name: missing ones are created, differing ones updated, and with
@@ -61,6 +63,10 @@ pub struct EndpointSpec {
     pub active: Option<bool>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Fields kept: an array for every model, or a table per model.
+    pub include_fields: Option<Value>,
+    /// Replacements per model and field.
+    pub redact_fields: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +181,8 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "timeout_ms": timeout_ms,
         "active": spec.active.unwrap_or(true),
         "headers": spec.headers,
+        "include_fields": spec.include_fields,
+        "redact_fields": spec.redact_fields,
     });
     let Value::Object(map) = value else {
         unreachable!("a JSON object literal")

@@ -12,7 +12,7 @@ use deadpool_postgres::Client;
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use crate::payload::Event;
+use crate::payload::{Event, Shaping};
 use crate::sign::{self, Scheme};
 
 const CLAIM_NEW: &str = include_str!("../sql/queries/claim_new.sql");
@@ -33,6 +33,8 @@ pub struct Target {
     pub max_attempts: Option<u32>,
     /// The endpoint's static headers (names and values), sent with every request.
     pub headers: Vec<(String, String)>,
+    /// The endpoint's `include_fields` and `redact_fields`.
+    pub shaping: Shaping,
 }
 
 impl Target {
@@ -144,6 +146,10 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(1) as u64)),
             max_attempts: max_attempts.map(|n| n.max(1) as u32),
             headers: static_headers(&headers),
+            shaping: Shaping {
+                include_fields: row.try_get("include_fields")?,
+                redact_fields: row.try_get("redact_fields")?,
+            },
         },
     })
 }
@@ -212,6 +218,7 @@ mod tests {
             headers: static_headers(
                 &serde_json::json!({"Authorization": "Bearer t0k3n", "X-N": 5}),
             ),
+            shaping: Shaping::default(),
         }
     }
 

@@ -136,7 +136,7 @@ impl Sender {
     }
 
     fn request(&self, job: &Job, timestamp: i64) -> Result<reqwest::Request, AttemptError> {
-        let body = payload::body(&job.event);
+        let body = payload::body_for(&job.event, &job.target.shaping);
         let id = payload::event_id(&job.event.id);
         let message = sign::Message {
             id: &id,

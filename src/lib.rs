@@ -18,7 +18,8 @@
 //! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`db`] (connection pools and database URLs), [`embedded`] (the private
 //! PostgreSQL cluster used when no database URL is given), [`endpoint`] and [`apply`]
 //! (endpoint management, one by one or declared in a file),
-//! [`emit`] (writing events from the command line), [`operator`] and [`report`] (what
+//! [`emit`] (writing events from the command line), [`track`] (row triggers on application
+//! tables that emit created/updated/deleted events), [`operator`] and [`report`] (what
 //! operators ask and its output), [`demo`] and [`cli`] (the command line), and [`verify`]:
 //! the receiver's side, checking a delivery's signature and timestamp.
 
@@ -43,6 +44,7 @@ pub mod retry;
 pub mod settings;
 pub mod sign;
 pub mod sweep;
+pub mod track;
 pub mod verify;
 pub mod worker;
 

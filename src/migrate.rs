@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_signing.sql",
         sql: include_str!("../sql/0003_signing.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_model_events.sql",
+        sql: include_str!("../sql/0004_model_events.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

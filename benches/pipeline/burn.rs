@@ -114,6 +114,7 @@ fn sample_job(i: u64, url: &str) -> Job {
             max_attempts: None,
             previous_secret: None,
             headers: Default::default(),
+            shaping: Default::default(),
         },
     }
 }
