@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The worker stopped before recording a result (logged by the claim that found it).
     LeaseExpired,
+    /// The event's stored JSON could not be read into a payload; retrying cannot help.
+    PayloadInvalid,
 }
 
 impl ErrorCode {
@@ -43,12 +45,16 @@ impl ErrorCode {
             ErrorCode::Signing => "signing",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::LeaseExpired => "lease_expired",
+            ErrorCode::PayloadInvalid => "payload_invalid",
         }
     }
 
     /// True when another attempt cannot succeed either.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ErrorCode::Signing | ErrorCode::InvalidRequest)
+        matches!(
+            self,
+            ErrorCode::Signing | ErrorCode::InvalidRequest | ErrorCode::PayloadInvalid
+        )
     }
 }
 
@@ -437,6 +443,7 @@ mod tests {
             (ErrorCode::Signing, "signing"),
             (ErrorCode::InvalidRequest, "invalid_request"),
             (ErrorCode::LeaseExpired, "lease_expired"),
+            (ErrorCode::PayloadInvalid, "payload_invalid"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

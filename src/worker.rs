@@ -565,7 +565,16 @@ impl Task {
                 attempt: job.attempt,
             };
         };
-        let (result, outcome) = if job.budget_attempt > self.max_attempts {
+        let (result, outcome) = if let Some(problem) = job.unreadable.take() {
+            let result = Attempt {
+                error: Some(AttemptError {
+                    code: ErrorCode::PayloadInvalid,
+                    message: problem,
+                }),
+                ..Attempt::none()
+            };
+            (result, Outcome::Dead)
+        } else if job.budget_attempt > self.max_attempts {
             // Only after a worker died mid-attempt: the attempts were used up by claims.
             let result = Attempt {
                 error: Some(AttemptError {

@@ -116,6 +116,7 @@ fn sample_job(i: u64, url: &str) -> Job {
             headers: Default::default(),
             shaping: Default::default(),
         },
+        unreadable: None,
     }
 }
 
