@@ -121,9 +121,9 @@ pub enum Command {
 /// Demo settings.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep the worker and receiver running after the sample events, until Ctrl-C.
-    #[arg(long, env = "HOOKRELAY_DEMO_KEEP_RUNNING")]
-    pub keep_running: bool,
+    /// Stop after the tour instead of running until Ctrl-C.
+    #[arg(long, env = "HOOKRELAY_DEMO_ONCE")]
+    pub once: bool,
 }
 
 /// `emit` arguments.
@@ -210,7 +210,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => run::run(&cli, args).await,
         Command::Demo(args) => {
-            Ok(demo::run(&cli.data_dir, args.keep_running, shutdown_token()).await?)
+            let database = match given_url(&cli) {
+                Some(url) => demo::DemoDatabase::Server(url),
+                None => demo::DemoDatabase::Embedded(cli.data_dir.clone()),
+            };
+            Ok(demo::run(database, args.once, shutdown_token()).await?)
         }
         Command::Endpoint(command) => endpoint::endpoint_command(&cli, command).await,
         Command::Track(args) => track::track_command(&cli, args).await,
@@ -247,6 +251,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// The database URL given by flag or environment, if any.
+fn given_url(cli: &Cli) -> Option<String> {
+    cli.database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .filter(|u| !u.trim().is_empty())
+}
+
 /// Where the database is, and whether it is the embedded one.
 struct Target {
     url: String,
@@ -256,12 +268,7 @@ struct Target {
 impl Target {
     /// The database given, or the embedded cluster's `hookrelay` database (started if needed).
     async fn resolve(cli: &Cli) -> Result<Target> {
-        let given = cli
-            .database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok())
-            .filter(|u| !u.trim().is_empty());
-        if let Some(url) = given {
+        if let Some(url) = given_url(cli) {
             return Ok(Target {
                 url,
                 embedded: false,

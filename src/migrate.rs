@@ -127,6 +127,8 @@ pub async fn migrate(client: &mut Client) -> Result<Report, MigrateError> {
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
     let result = apply_pending(client).await;
+    // apply_pending quieted IF NOT EXISTS notices for this session.
+    let _ = client.batch_execute("RESET client_min_messages").await;
     // Released explicitly because pooled connections outlive this call.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
@@ -146,8 +148,7 @@ async fn apply_pending(client: &mut Client) -> Result<Report, MigrateError> {
                  name       text NOT NULL,
                  checksum   text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now()
-             );
-             RESET client_min_messages;",
+             );",
         )
         .await?;
     let current = current_version(client).await?;

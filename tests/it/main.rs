@@ -4,6 +4,7 @@
 mod cli;
 mod config_file;
 mod delivery;
+mod demo;
 mod fanout;
 mod model_events;
 mod operations;
