@@ -177,6 +177,8 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         url = "https://analytics.example.com/events/"
         signature_scheme = "standard"
         timeout = "5s"
+        include_fields = { "store.Order" = ["id", "total", "status"] }
+        redact_fields = { "store.Customer" = { email = "***@***.com" } }
     "#;
     let path = write_config("apply", first);
     assert_eq!(
@@ -210,6 +212,23 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         .unwrap()
         .get(0);
     assert!(generated.starts_with("whsec_"));
+    let shaping = db
+        .client
+        .query_one(
+            "SELECT include_fields, redact_fields, timeout_ms FROM hookrelay.endpoints WHERE name = 'analytics'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shaping.get::<_, serde_json::Value>(0),
+        json!({"store.Order": ["id", "total", "status"]})
+    );
+    assert_eq!(
+        shaping.get::<_, serde_json::Value>(1),
+        json!({"store.Customer": {"email": "***@***.com"}})
+    );
+    assert_eq!(shaping.get::<_, Option<i32>>(2), Some(5000));
 
     let again = apply(&db, &path, &[]);
     assert_eq!(
