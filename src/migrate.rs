@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_model_events.sql",
         sql: include_str!("../sql/0004_model_events.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_producer_cost.sql",
+        sql: include_str!("../sql/0005_producer_cost.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

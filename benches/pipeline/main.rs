@@ -203,7 +203,15 @@ fn print(figures: &[Figure]) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only burn-down,producer` runs just those scenario groups (for profiling one of them).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_string).collect());
+    let wanted = move |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -232,10 +240,18 @@ fn main() {
             if quick { "quick" } else { "full" }
         );
         let mut figures = Vec::new();
-        figures.extend(burn::run(&bench).await);
-        figures.extend(latency::run(&bench).await);
-        figures.extend(producer::run(&bench).await);
-        figures.extend(growth::run(&bench).await);
+        if wanted("burn-down") {
+            figures.extend(burn::run(&bench).await);
+        }
+        if wanted("latency") {
+            figures.extend(latency::run(&bench).await);
+        }
+        if wanted("producer") {
+            figures.extend(producer::run(&bench).await);
+        }
+        if wanted("cost-growth") {
+            figures.extend(growth::run(&bench).await);
+        }
         print(&figures);
         eprintln!("benchmark took {:.0} s", started.elapsed().as_secs_f64());
     });

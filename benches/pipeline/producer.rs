@@ -41,6 +41,29 @@ async fn throughput(url: &str, sql: &'static str, seconds: u64) -> f64 {
     counted as f64 / elapsed
 }
 
+/// Counts notifications on the worker channel from a connection of our own.
+async fn count_notifications(url: &str) -> (tokio_postgres::Client, Arc<AtomicU64>) {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN hookrelay_events")
+        .await
+        .unwrap();
+    (client, count)
+}
+
 const PLAIN: &str = "INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00)";
 const WITH_EMIT: &str = "WITH o AS (INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00) RETURNING id, status, total)
      SELECT hookrelay.emit('order.paid', jsonb_build_object('id', o.id, 'status', o.status, 'total', o.total), 'store.Order')
@@ -69,11 +92,19 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
     eprintln!("producer: {CLIENTS} clients, plain inserts, {seconds} s");
     let plain = throughput(&url, PLAIN, seconds).await;
     eprintln!("producer: {CLIENTS} clients, insert + hookrelay.emit, {seconds} s");
+    let (_listening, notifications) = count_notifications(&url).await;
     let with_emit = throughput(&url, WITH_EMIT, seconds).await;
+    let notified = notifications.load(Ordering::Relaxed);
     worker.stop();
     vec![
         Figure::new(SCENARIO, "plain insert, 16 clients", plain, "tx/s"),
         Figure::new(SCENARIO, "insert + emit, 16 clients", with_emit, "tx/s"),
         Figure::new(SCENARIO, "plain / with emit", plain / with_emit, "x").at_most(1.2),
+        Figure::new(
+            SCENARIO,
+            "notifying commits per 1000 (with emit)",
+            notified as f64 * 1000.0 / (with_emit * (seconds + 1) as f64),
+            "per 1000",
+        ),
     ]
 }
