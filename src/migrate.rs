@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_producer_cost.sql",
         sql: include_str!("../sql/0005_producer_cost.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_hot_path.sql",
+        sql: include_str!("../sql/0006_hot_path.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
