@@ -12,7 +12,7 @@ use deadpool_postgres::Client;
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use crate::payload::Event;
+use crate::payload::{Event, Shaping};
 use crate::sign::{self, Scheme};
 
 const CLAIM_NEW: &str = include_str!("../sql/queries/claim_new.sql");
@@ -33,6 +33,8 @@ pub struct Target {
     pub max_attempts: Option<u32>,
     /// The endpoint's static headers (names and values), sent with every request.
     pub headers: Vec<(String, String)>,
+    /// The endpoint's `include_fields` and `redact_fields`.
+    pub shaping: Shaping,
 }
 
 impl Target {
@@ -87,6 +89,9 @@ pub struct Job {
     pub budget_attempt: u32,
     pub event: Event,
     pub target: Target,
+    /// Why this delivery cannot be sent at all (its event's JSON could not be read, e.g.
+    /// nested too deeply): it ends `dead` without a request, instead of failing its batch.
+    pub unreadable: Option<String>,
 }
 
 /// What one claim statement took.
@@ -111,6 +116,19 @@ impl Lease<'_> {
     }
 }
 
+/// A JSON column, or `None` with the reason noted when it cannot be decoded.
+fn json_column(row: &Row, column: &str, problem: &mut Option<String>) -> Option<Value> {
+    match row.try_get::<_, Option<Value>>(column) {
+        Ok(value) => value,
+        Err(e) => {
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
+            problem.get_or_insert(format!("the event's {column} could not be read: {cause}"));
+            None
+        }
+    }
+}
+
 fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
     let scheme: String = row.try_get("signature_scheme")?;
     let timeout_ms: Option<i32> = row.try_get("timeout_ms")?;
@@ -118,6 +136,10 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
     let attempt: i32 = row.try_get("attempt")?;
     let base: i32 = row.try_get("attempts_base")?;
     let headers: Value = row.try_get("headers")?;
+    let mut unreadable = None;
+    let object = json_column(row, "object", &mut unreadable).unwrap_or(Value::Null);
+    let changes = json_column(row, "changes", &mut unreadable);
+    let actor = json_column(row, "actor", &mut unreadable);
     Ok(Job {
         delivery_id: row.try_get("delivery_id")?,
         attempt: attempt.max(1) as u32,
@@ -127,9 +149,9 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
             event: row.try_get("event")?,
             model: row.try_get("model")?,
             object_id: row.try_get("object_id")?,
-            object: row.try_get("object")?,
-            changes: row.try_get("changes")?,
-            actor: row.try_get("actor")?,
+            object,
+            changes,
+            actor,
             account_id: row.try_get("account_id")?,
             created_at: row.try_get("created_at")?,
         },
@@ -144,7 +166,12 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(1) as u64)),
             max_attempts: max_attempts.map(|n| n.max(1) as u32),
             headers: static_headers(&headers),
+            shaping: Shaping {
+                include_fields: row.try_get("include_fields")?,
+                redact_fields: row.try_get("redact_fields")?,
+            },
         },
+        unreadable,
     })
 }
 
@@ -212,6 +239,7 @@ mod tests {
             headers: static_headers(
                 &serde_json::json!({"Authorization": "Bearer t0k3n", "X-N": 5}),
             ),
+            shaping: Shaping::default(),
         }
     }
 

@@ -5,27 +5,28 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::WorkerConfig;
-use crate::db::{self, Db};
+use crate::db;
 use crate::emit::{self, NewEvent};
-use crate::endpoint::{self, NewEndpoint};
-use crate::retry::RetrySchedule;
-use crate::sign::Scheme;
-use crate::{demo, embedded, migrate, worker};
+use crate::{demo, embedded, migrate};
 
+mod endpoint;
 mod operate;
 mod protect;
 mod rotate;
+mod run;
 mod show;
+mod track;
 mod verify;
 
-use show::{print_endpoint, print_endpoints};
+pub use endpoint::{EndpointAddArgs, EndpointCommand};
+pub use operate::{DeliveriesArgs, DeliveryCommand, RedeliverArgs};
+pub use run::RunArgs;
+pub use track::TrackArgs;
 
 /// hookrelay relays events from a PostgreSQL outbox to signed webhooks.
 #[derive(Debug, Parser)]
@@ -94,6 +95,13 @@ pub enum Command {
     Endpoint(EndpointCommand),
     /// Write an event to the outbox, as an application would with hookrelay.emit().
     Emit(EmitArgs),
+    /// Emit created/updated/deleted events from a table's rows (run again to reconfigure).
+    Track(TrackArgs),
+    /// Stop emitting events from a table.
+    Untrack {
+        /// The table, as SQL reads it: orders, store."Order".
+        table: String,
+    },
     /// Check a received request's signature and timestamp (for receivers; no database).
     Verify(verify::VerifyArgs),
     /// List deliveries, newest first.
@@ -111,237 +119,12 @@ pub enum Command {
     },
 }
 
-/// `deliveries` filters.
-#[derive(Debug, Args)]
-pub struct DeliveriesArgs {
-    /// Only this endpoint (by name).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// Only this state: pending, delivered, dead or cancelled.
-    #[arg(long)]
-    pub state: Option<String>,
-    /// Only this event name.
-    #[arg(long)]
-    pub event: Option<String>,
-    /// Only deliveries created within this long, e.g. 1h.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub since: Option<Duration>,
-    /// At most this many.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
-    pub limit: i64,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `delivery` commands.
-#[derive(Debug, Subcommand)]
-pub enum DeliveryCommand {
-    /// Show a delivery with every attempt: status, duration, error, response excerpt.
-    Show {
-        id: i64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// `redeliver` arguments: delivery ids, or a bulk selection.
-#[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "endpoint", "all_endpoints"]))]
-pub struct RedeliverArgs {
-    /// Delivery ids.
-    pub ids: Vec<i64>,
-    /// Every dead delivery of this endpoint (with --since).
-    #[arg(long, conflicts_with = "ids")]
-    pub endpoint: Option<String>,
-    /// Every dead delivery of every endpoint (with --since).
-    #[arg(long, conflicts_with_all = ["ids", "endpoint"])]
-    pub all_endpoints: bool,
-    /// Which deliveries to send again in bulk; only dead ones can be.
-    #[arg(long, default_value = "dead")]
-    pub state: String,
-    /// Bulk: deliveries created within this long.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-    pub since: Duration,
-}
-
-/// Worker settings.
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    /// Requests in flight at once.
-    #[arg(long, env = "HOOKRELAY_CONCURRENCY", default_value_t = 64)]
-    pub concurrency: usize,
-    /// Most events or deliveries taken by one claim.
-    #[arg(long, env = "HOOKRELAY_BATCH_SIZE", default_value_t = 100)]
-    pub batch_size: usize,
-    /// How often to look for work when no notification arrives.
-    #[arg(long, env = "HOOKRELAY_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
-    /// How long a claimed delivery is held before another worker may take it over.
-    #[arg(long, env = "HOOKRELAY_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub lease: Duration,
-    /// Delays between attempts, comma-separated (±20 % jitter is added).
-    #[arg(long, env = "HOOKRELAY_RETRY_SCHEDULE", default_value = crate::retry::DEFAULT_SCHEDULE)]
-    pub retry_schedule: String,
-    /// Attempts in all before a delivery is dead (default: one more than the schedule's steps).
-    #[arg(long, env = "HOOKRELAY_MAX_ATTEMPTS")]
-    pub max_attempts: Option<u32>,
-    /// Request timeout for endpoints without their own.
-    #[arg(long, env = "HOOKRELAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
-    /// Bytes of each response body kept in hookrelay.attempts.
-    #[arg(long, env = "HOOKRELAY_RESPONSE_EXCERPT_BYTES", default_value_t = 4096)]
-    pub response_excerpt_bytes: usize,
-    /// How long a stopping worker lets requests in flight finish.
-    #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// This worker's name in the tables (default: host:pid:random).
-    #[arg(long, env = "HOOKRELAY_WORKER_ID")]
-    pub worker_id: Option<String>,
-    /// Apply pending schema migrations before starting.
-    #[arg(long, env = "HOOKRELAY_MIGRATE")]
-    pub migrate: bool,
-    /// Keep finished events, deliveries and attempts this long.
-    #[arg(long, env = "HOOKRELAY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
-    pub retention: Duration,
-    /// Keep events with a dead delivery this long.
-    #[arg(long, env = "HOOKRELAY_DEAD_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
-    pub dead_retention: Duration,
-    /// How often retention runs.
-    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
-    pub retention_interval: Duration,
-    /// false pauses delivery: the worker runs but claims nothing, and events wait.
-    #[arg(long, env = "HOOKRELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
-    pub enabled: bool,
-    /// Address for /metrics, /healthz and /readyz, or "off".
-    #[arg(long, env = "HOOKRELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: String,
-    #[command(flatten)]
-    pub protect: protect::ProtectArgs,
-}
-
-impl RunArgs {
-    /// The worker configuration these arguments describe.
-    pub fn worker_config(&self) -> Result<WorkerConfig> {
-        let retry_schedule =
-            RetrySchedule::parse(&self.retry_schedule).context("--retry-schedule")?;
-        let config = WorkerConfig {
-            concurrency: self.concurrency,
-            batch_size: self.batch_size,
-            poll_interval: self.poll_interval,
-            lease: self.lease,
-            retry_schedule,
-            max_attempts: self.max_attempts,
-            request_timeout: self.request_timeout,
-            excerpt_bytes: self.response_excerpt_bytes,
-            shutdown_timeout: self.shutdown_timeout,
-            worker_id: self
-                .worker_id
-                .clone()
-                .unwrap_or_else(crate::config::default_worker_id),
-            enabled: self.enabled,
-            retention: crate::sweep::Retention {
-                keep: self.retention,
-                keep_dead: self.dead_retention,
-                interval: self.retention_interval,
-            },
-            metrics_addr: match self.metrics_addr.trim() {
-                "off" | "" => None,
-                addr => Some(addr.parse().with_context(|| {
-                    format!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (or \"off\")")
-                })?),
-            },
-            allow_networks: self.protect.allow_list(),
-            max_payload_bytes: self.protect.max_payload_bytes,
-            disable_after: self.protect.disable_after,
-            disable_after_failures: self.protect.disable_after_failures,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-}
-
 /// Demo settings.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep the worker and receiver running after the sample events, until Ctrl-C.
-    #[arg(long, env = "HOOKRELAY_DEMO_KEEP_RUNNING")]
-    pub keep_running: bool,
-}
-
-/// Endpoint commands.
-#[derive(Debug, Subcommand)]
-pub enum EndpointCommand {
-    /// Add an endpoint (a secret is generated unless given).
-    Add(EndpointAddArgs),
-    /// List endpoints (secrets shown only as fingerprints).
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one endpoint.
-    Show {
-        name: String,
-        /// Print the signing secret too.
-        #[arg(long)]
-        reveal_secret: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Resume deliveries to an endpoint, whoever disabled it (an operator, a 410 Gone answer,
-    /// or auto-disable after failing for days).
-    Enable { name: String },
-    /// Pause deliveries to an endpoint (pending ones wait until it is enabled).
-    Disable { name: String },
-    /// Remove an endpoint with its deliveries and attempts.
-    Remove { name: String },
-    /// Replace the signing secret; the old one keeps signing beside it for a grace period.
-    RotateSecret(rotate::RotateArgs),
-}
-
-/// `endpoint add` arguments.
-#[derive(Debug, Args)]
-pub struct EndpointAddArgs {
-    /// Unique name: letters, digits, ".", "_" or "-".
-    #[arg(long)]
-    pub name: String,
-    /// http:// or https:// URL to POST to.
-    #[arg(long)]
-    pub url: String,
-    /// Signing secret (default: 32 random bytes). Prefer the environment variable.
-    #[arg(long, env = "HOOKRELAY_ENDPOINT_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
-    /// Only these events, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub events: Vec<String>,
-    /// Only these models, comma-separated, e.g. store.Order (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub models: Vec<String>,
-    /// Only events of this account (default: every account).
-    #[arg(long)]
-    pub account: Option<String>,
-    /// Signature scheme: hookrelay, body-hex or standard.
-    #[arg(long, default_value = "hookrelay")]
-    pub scheme: String,
-    /// Attempts in all for this endpoint (default: the worker's).
-    #[arg(long)]
-    pub max_attempts: Option<i32>,
-    /// Request timeout for this endpoint, e.g. 5s (default: the worker's).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<Duration>,
-    /// A static header sent with every request, as 'Name: value' (repeatable), e.g.
-    /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
-    #[arg(long = "header", value_name = "'NAME: VALUE'")]
-    pub headers: Vec<String>,
-    /// Requests in flight at once to this endpoint, across all workers (default 8).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
-    pub max_in_flight: Option<i32>,
-    /// Requests per second to this endpoint, across all workers (default: no limit).
-    #[arg(long, value_name = "PER_SECOND")]
-    pub rate_limit: Option<f64>,
+    /// Stop after the tour instead of running until Ctrl-C.
+    #[arg(long, env = "HOOKRELAY_DEMO_ONCE")]
+    pub once: bool,
 }
 
 /// `emit` arguments.
@@ -426,11 +209,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Run(args) => run(&cli, args).await,
+        Command::Run(args) => run::run(&cli, args).await,
         Command::Demo(args) => {
-            Ok(demo::run(&cli.data_dir, args.keep_running, shutdown_token()).await?)
+            let database = match given_url(&cli) {
+                Some(url) => demo::DemoDatabase::Server(url),
+                None => demo::DemoDatabase::Embedded(cli.data_dir.clone()),
+            };
+            Ok(demo::run(database, args.once, shutdown_token()).await?)
         }
-        Command::Endpoint(command) => endpoint_command(&cli, command).await,
+        Command::Endpoint(command) => endpoint::endpoint_command(&cli, command).await,
+        Command::Track(args) => track::track_command(&cli, args).await,
+        Command::Untrack { table } => track::untrack_command(&cli, table).await,
         Command::Deliveries(_)
         | Command::Delivery(_)
         | Command::Redeliver(_)
@@ -463,6 +252,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// The database URL given by flag or environment, if any.
+fn given_url(cli: &Cli) -> Option<String> {
+    cli.database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .filter(|u| !u.trim().is_empty())
+}
+
 /// Where the database is, and whether it is the embedded one.
 struct Target {
     url: String,
@@ -472,12 +269,7 @@ struct Target {
 impl Target {
     /// The database given, or the embedded cluster's `hookrelay` database (started if needed).
     async fn resolve(cli: &Cli) -> Result<Target> {
-        let given = cli
-            .database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok())
-            .filter(|u| !u.trim().is_empty());
-        if let Some(url) = given {
+        if let Some(url) = given_url(cli) {
             return Ok(Target {
                 url,
                 embedded: false,
@@ -554,108 +346,4 @@ pub fn shutdown_token() -> CancellationToken {
         std::process::exit(130);
     });
     token
-}
-
-async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
-    let config = args.worker_config()?;
-    let target = Target::resolve(cli).await?;
-    if target.embedded {
-        tracing::info!(url = %target.url, "using the embedded PostgreSQL");
-    }
-    let mut client = connect(&target.url).await?;
-    if target.embedded || args.migrate {
-        migrate::migrate(&mut client).await?;
-    } else {
-        migrate::check(&client).await?;
-    }
-    drop(client);
-    let db: Db = db::pool(&target.url, 4)?;
-    worker::run(config, db, shutdown_token()).await?;
-    Ok(())
-}
-
-async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
-    let target = Target::ready(cli).await?;
-    let mut client = connect(&target.url).await?;
-    match command {
-        EndpointCommand::Add(args) => {
-            let scheme: Scheme = args.scheme.parse()?;
-            let timeout_ms = args
-                .timeout
-                .map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
-            let new = NewEndpoint {
-                name: args.name.clone(),
-                url: args.url.clone(),
-                secret: args.secret.clone(),
-                events: args.events.clone(),
-                models: args.models.clone(),
-                account_id: args.account.clone(),
-                scheme,
-                max_attempts: args.max_attempts,
-                timeout_ms,
-                headers: args
-                    .headers
-                    .iter()
-                    .map(|h| endpoint::parse_header(h))
-                    .collect::<Result<_, _>>()
-                    .context("--header")?,
-                max_in_flight: args.max_in_flight,
-                rate_limit: args.rate_limit,
-            };
-            let (info, generated) = endpoint::add(&client, &new).await?;
-            println!("added endpoint {} -> {}", info.name, info.url);
-            if generated {
-                println!(
-                    "generated a {} secret ({}); show it with: hookrelay endpoint show {} --reveal-secret",
-                    info.signature_scheme, info.secret_fingerprint, info.name
-                );
-            }
-        }
-        EndpointCommand::List { json } => {
-            let endpoints = endpoint::list(&client).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&endpoints)?);
-            } else {
-                print_endpoints(&endpoints);
-            }
-        }
-        EndpointCommand::Show {
-            name,
-            reveal_secret,
-            json,
-        } => {
-            let info = endpoint::get(&client, name).await?;
-            let secret = if *reveal_secret {
-                Some(endpoint::secret(&client, name).await?)
-            } else {
-                None
-            };
-            if *json {
-                let mut value = serde_json::to_value(&info)?;
-                if let Some(secret) = secret {
-                    value["secret"] = secret.into();
-                }
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                print_endpoint(&info, secret.as_deref());
-            }
-        }
-        EndpointCommand::Enable { name } => match endpoint::enable(&client, name).await? {
-            Some(reason) => println!(
-                "endpoint {name} enabled (it was disabled: {reason}); its pending deliveries are \
-                 due now and its failure count starts again from zero"
-            ),
-            None => println!("endpoint {name} was already enabled"),
-        },
-        EndpointCommand::Disable { name } => {
-            endpoint::set_active(&client, name, false).await?;
-            println!("endpoint {name} disabled; its pending deliveries wait until it is enabled");
-        }
-        EndpointCommand::Remove { name } => {
-            endpoint::remove(&client, name).await?;
-            println!("endpoint {name} removed");
-        }
-        EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
-    }
-    Ok(())
 }

@@ -18,8 +18,10 @@ pub enum ConfigError {
         max: u64,
     },
     #[error(
-        "--lease ({lease:?}) must be longer than --request-timeout ({timeout:?}), or a slow \
-         request could be sent twice: raise --lease or lower --request-timeout"
+        "--lease ({lease:?}) must be at least twice --request-timeout ({timeout:?}): a claimed \
+         delivery may wait for a slot as long as a request takes, then take as long itself, and \
+         a lease that runs out first lets another worker send it again; raise --lease or lower \
+         --request-timeout"
     )]
     LeaseTooShort { lease: Duration, timeout: Duration },
 }
@@ -185,7 +187,7 @@ impl WorkerConfig {
             1,
             1_000_000,
         )?;
-        if self.lease <= self.request_timeout {
+        if self.lease < self.request_timeout * 2 {
             return Err(ConfigError::LeaseTooShort {
                 lease: self.lease,
                 timeout: self.request_timeout,
@@ -200,10 +202,10 @@ impl WorkerConfig {
             .unwrap_or_else(|| self.retry_schedule.max_attempts())
     }
 
-    /// The timeout for one request: the endpoint's own, kept inside the lease so that a
-    /// request always ends before another worker could take its delivery over.
+    /// The timeout for one request: the endpoint's own, kept under half the lease so that a
+    /// delivery that waited for a slot still ends before another worker could take it over.
     pub fn request_timeout_for(&self, endpoint: Option<Duration>) -> Duration {
-        let ceiling = self.lease.mul_f64(0.9);
+        let ceiling = self.lease.mul_f64(0.45);
         endpoint.unwrap_or(self.request_timeout).min(ceiling)
     }
 }
@@ -220,7 +222,7 @@ mod tests {
         assert_eq!(c.request_timeout_for(None), Duration::from_secs(10));
         assert_eq!(
             c.request_timeout_for(Some(Duration::from_secs(300))),
-            Duration::from_secs(54)
+            Duration::from_secs(27)
         );
     }
 

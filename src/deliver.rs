@@ -44,6 +44,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The receiver answered `410 Gone`: the endpoint is disabled.
     Gone,
+    /// The event's stored JSON could not be read into a payload; retrying cannot help.
+    PayloadInvalid,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::BlockedAddress => "blocked_address",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Gone => "gone",
+            ErrorCode::PayloadInvalid => "payload_invalid",
         }
     }
 
@@ -70,6 +73,7 @@ impl ErrorCode {
             self,
             ErrorCode::Signing
                 | ErrorCode::InvalidRequest
+                | ErrorCode::PayloadInvalid
                 | ErrorCode::BlockedAddress
                 | ErrorCode::PayloadTooLarge
                 | ErrorCode::Gone
@@ -180,7 +184,7 @@ impl Sender {
     }
 
     fn request(&self, job: &Job, timestamp: i64) -> Result<reqwest::Request, AttemptError> {
-        let body = payload::body(&job.event);
+        let body = payload::body_for(&job.event, &job.target.shaping);
         if body.len() > self.config.max_payload_bytes {
             return Err(AttemptError {
                 code: ErrorCode::PayloadTooLarge,

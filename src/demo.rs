@@ -1,13 +1,14 @@
-//! `hookrelay demo`: the whole path on a private database, in a few seconds.
+//! `hookrelay demo`: the newcomer's tour of the whole path, in a few seconds.
 //!
-//! It starts (or reuses) the embedded PostgreSQL, recreates a `hookrelay_demo` database, runs a
-//! receiver on 127.0.0.1, adds two endpoints, writes sample events in transactions (one of them
-//! rolled back), runs the worker, and prints each delivery as the receiver saw it, with its
-//! signature checked.
+//! It starts (or reuses) the embedded PostgreSQL (or uses the server given), recreates a
+//! `hookrelay_demo` database, tracks a shop table, runs a receiver on 127.0.0.1 behind two
+//! endpoints, writes rows in transactions (one rolled back), runs the worker, and prints each
+//! delivery as the receiver saw it with its signature checked — one of them failing once to
+//! show a retry — then the SQL to look at it all. It keeps running until Ctrl-C, so rows
+//! written meanwhile with psql show up too.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub enum DemoError {
     Receiver(#[from] std::io::Error),
     #[error("the deliveries did not all arrive within 60 s; see `hookrelay deliveries`")]
     Timeout,
+    #[error(transparent)]
+    Track(#[from] crate::track::TrackError),
 }
 
 /// One request as the demo receiver saw it.
@@ -96,8 +99,8 @@ async fn receive(
                 .is_ok()
         })
     });
-    // The first order.paid fails once, to show a retry.
-    let status = if event == "order.paid"
+    // The first update fails once on crm, to show a retry.
+    let status = if event == "updated"
         && endpoint == "crm"
         && state
             .failed_once
@@ -137,77 +140,162 @@ async fn start_receiver(
     Ok(addr)
 }
 
-async fn fresh_database(cluster: &embedded::Cluster) -> Result<tokio_postgres::Client, DemoError> {
-    let (admin, conn) =
-        tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls).await?;
+/// Where the demo's database lives.
+#[derive(Debug, Clone)]
+pub enum DemoDatabase {
+    /// The embedded cluster under this directory.
+    Embedded(std::path::PathBuf),
+    /// A server of the user's, given by the URL of a database to connect to first.
+    Server(String),
+}
+
+/// A fresh `hookrelay_demo` database, migrated. Returns a connection to it and its URL.
+async fn fresh_database(admin_url: &str) -> Result<(tokio_postgres::Client, String), DemoError> {
+    let (admin, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
         .await?;
-    cluster.ensure_database(DATABASE).await?;
-    let (mut client, conn) =
-        tokio_postgres::connect(&cluster.url(DATABASE), tokio_postgres::NoTls).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+        .await?;
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, rest)) => match rest.split_once('?') {
+            Some((_, query)) => format!("{base}/{DATABASE}?{query}"),
+            None => format!("{base}/{DATABASE}"),
+        },
+        None => admin_url.to_string(),
+    };
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     migrate::migrate(&mut client).await?;
-    Ok(client)
+    Ok((client, url))
 }
 
-/// The sample events: three committed transactions and one rolled back.
-async fn write_events(client: &mut tokio_postgres::Client) -> Result<(), DemoError> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(
-        r#"SET LOCAL hookrelay.actor = '{"id": "1", "username": "admin"}';
-           SELECT hookrelay.emit('order.created', '{"id": "42", "reference": "ORD-123", "total": "150.00", "status": "PENDING"}', 'store.Order');"#,
-    )
-    .await?;
-    tx.commit().await?;
-    let tx = client.transaction().await?;
-    tx.batch_execute(
-        r#"SET LOCAL hookrelay.actor = '{"id": "1", "username": "admin"}';
-           SELECT hookrelay.emit('order.paid', '{"id": "42", "reference": "ORD-123", "total": "150.00", "status": "PAID"}',
-                                 'store.Order', changes => '{"status": {"old": "PENDING", "new": "PAID"}}');"#,
-    )
-    .await?;
-    tx.commit().await?;
-    let tx = client.transaction().await?;
-    tx.batch_execute(r#"SELECT hookrelay.emit('order.refunded', '{"id": "42"}', 'store.Order');"#)
-        .await?;
-    tx.rollback().await?;
-    client
-        .batch_execute(
-            r#"SELECT hookrelay.emit('customer.created', '{"id": "7", "email": "ada@example.com"}',
-                                     'store.Customer', account_id => 'acme');"#,
-        )
-        .await?;
+const SHOP: &str = "
+    CREATE SCHEMA shop;
+    CREATE TABLE shop.orders (
+        id             integer PRIMARY KEY,
+        reference      text NOT NULL,
+        customer_email text NOT NULL,
+        total          numeric(10, 2) NOT NULL,
+        status         text NOT NULL,
+        internal_note  text
+    );
+    SELECT hookrelay.track_table('shop.orders', model => 'store.Order',
+                                 exclude_columns => '{internal_note}');";
+
+/// The tour's writes, each in its own transaction, and what each should produce.
+const WRITES: [(&str, &str); 5] = [
+    (
+        "INSERT INTO shop.orders VALUES (42, 'ORD-123', 'ada@example.com', 150.00, 'PENDING', 'vip')",
+        "created",
+    ),
+    (
+        "SET LOCAL hookrelay.actor = '{\"id\": \"1\", \"username\": \"admin\"}';
+         UPDATE shop.orders SET status = 'PAID' WHERE id = 42",
+        "updated, with changes and the acting user",
+    ),
+    (
+        "SELECT hookrelay.emit('order.paid', '{\"id\": \"42\", \"total\": \"150.00\"}', 'store.Order')",
+        "a custom event from hookrelay.emit",
+    ),
+    (
+        "INSERT INTO shop.orders VALUES (43, 'ORD-124', 'bob@example.com', 9.99, 'PENDING', NULL)",
+        "rolled back: nothing is sent",
+    ),
+    ("DELETE FROM shop.orders WHERE id = 42", "deleted"),
+];
+
+/// Requests the tour expects: crm gets created, updated (twice: it fails once), order.paid and
+/// deleted; analytics gets updated and order.paid.
+const EXPECTED: usize = 7;
+
+async fn write_rows(client: &mut tokio_postgres::Client) -> Result<(), DemoError> {
+    for (sql, result) in WRITES {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        let mut shown = sql.lines().last().unwrap_or(sql).trim().to_string();
+        if sql.contains("hookrelay.actor") {
+            shown.push_str("   (as admin: SET LOCAL hookrelay.actor)");
+        }
+        if result.starts_with("rolled back") {
+            tx.rollback().await?;
+            println!("      {shown}; ROLLBACK\n        -> {result}");
+        } else {
+            tx.commit().await?;
+            println!("      {shown}\n        -> {result}");
+        }
+    }
     Ok(())
 }
 
-fn print_received(r: &Received, first: bool) {
+async fn add_endpoints(
+    client: &tokio_postgres::Client,
+    addr: SocketAddr,
+    receiver: &Receiver,
+) -> Result<(), DemoError> {
+    let endpoints = [
+        NewEndpoint {
+            name: "crm".into(),
+            url: format!("http://{addr}/hooks/crm"),
+            redact_fields: Some(
+                serde_json::json!({"store.Order": {"customer_email": "***@***.com"}}),
+            ),
+            ..NewEndpoint::default()
+        },
+        NewEndpoint {
+            name: "analytics".into(),
+            url: format!("http://{addr}/hooks/analytics"),
+            scheme: Scheme::Standard,
+            events: vec!["updated".into(), "order.paid".into()],
+            include_fields: Some(serde_json::json!(["id", "status", "total"])),
+            ..NewEndpoint::default()
+        },
+    ];
+    let described = [
+        "every event, `hookrelay` signatures, customer_email redacted",
+        "updated and order.paid only, Standard Webhooks signatures, only id, status, total",
+    ];
+    for (new, about) in endpoints.iter().zip(described) {
+        endpoint::add(client, new).await?;
+        let secret = endpoint::secret(client, &new.name).await?;
+        receiver
+            .secrets
+            .lock()
+            .expect("secrets")
+            .push((new.name.clone(), secret, new.scheme));
+        println!("      endpoint {:<10} {about}", new.name);
+    }
+    Ok(())
+}
+
+fn print_received(r: &Received, show_body: bool) {
     let check = if r.signature_ok {
         "signature verified"
     } else {
         "SIGNATURE MISMATCH"
     };
     println!(
-        "  {:<10} {:<17} {}  {}  -> answered {}",
+        "      {:<10} {:<11} {}  {}  -> answered {}",
         r.endpoint,
         r.event,
         r.event_id,
         check,
         r.status.as_u16()
     );
-    if first {
+    if show_body {
         let pretty = serde_json::to_string_pretty(&r.body).unwrap_or_default();
         for line in pretty.lines() {
-            println!("      {line}");
+            println!("          {line}");
         }
     }
 }
 
-async fn print_summary(client: &tokio_postgres::Client) -> Result<(), DemoError> {
+async fn print_summary(client: &tokio_postgres::Client, url: &str) -> Result<(), DemoError> {
     let rows = client
         .query(
-            "SELECT ep.name, e.event, d.state, d.attempts, d.last_status
+            "SELECT d.id, ep.name, e.event, d.state, d.attempts, d.last_status
              FROM hookrelay.deliveries d
              JOIN hookrelay.events e ON e.id = d.event_id
              JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id
@@ -215,46 +303,63 @@ async fn print_summary(client: &tokio_postgres::Client) -> Result<(), DemoError>
             &[],
         )
         .await?;
-    println!("\nhookrelay.deliveries:");
     println!(
-        "  {:<10} {:<17} {:<10} {:>8}  LAST STATUS",
-        "ENDPOINT", "EVENT", "STATE", "ATTEMPTS"
+        "      {:>3}  {:<10} {:<11} {:<10} {:>8}  LAST STATUS",
+        "ID", "ENDPOINT", "EVENT", "STATE", "ATTEMPTS"
     );
     for row in rows {
-        let status: Option<i32> = row.get(4);
+        let status: Option<i32> = row.get(5);
         println!(
-            "  {:<10} {:<17} {:<10} {:>8}  {}",
-            row.get::<_, String>(0),
+            "      {:>3}  {:<10} {:<11} {:<10} {:>8}  {}",
+            row.get::<_, i64>(0),
             row.get::<_, String>(1),
             row.get::<_, String>(2),
-            row.get::<_, i32>(3),
+            row.get::<_, String>(3),
+            row.get::<_, i32>(4),
             status.map_or("-".into(), |s| s.to_string())
         );
     }
-    let refunded: i64 = client
-        .query_one(
-            "SELECT count(*) FROM hookrelay.events WHERE event = 'order.refunded'",
-            &[],
-        )
-        .await?
-        .get(0);
-    println!("\nThe rolled-back order.refunded left {refunded} events and was never sent.");
+    println!(
+        "\n      Look closer:\n\
+         \x20       psql {url}\n\
+         \x20       SELECT * FROM hookrelay.delivery_log ORDER BY started_at;   -- every attempt\n\
+         \x20       SELECT * FROM hookrelay.endpoint_health;                    -- per endpoint\n\
+         \x20       SELECT * FROM hookrelay.tracked_tables;                     -- what is tracked\n\
+         \x20   or: hookrelay --database-url {url} delivery show 2"
+    );
     Ok(())
 }
 
-/// Runs the demo.
+/// Runs the tour. With `once`, stops after it; otherwise keeps the worker and receiver
+/// running until `token` is cancelled (Ctrl-C).
 pub async fn run(
-    data_dir: &Path,
-    keep_running: bool,
+    database: DemoDatabase,
+    once: bool,
     token: CancellationToken,
 ) -> Result<(), DemoError> {
-    let dir = data_dir.to_path_buf();
-    let cluster = tokio::task::spawn_blocking(move || embedded::start_persistent(&dir))
-        .await
-        .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
-    let mut client = fresh_database(&cluster).await?;
-    let url = cluster.url(DATABASE);
-    println!("PostgreSQL (embedded): {url}");
+    println!("hookrelay demo: from a committed row to a signed webhook\n");
+    let admin_url = match database {
+        DemoDatabase::Server(url) => {
+            println!("[1/6] PostgreSQL: the server given");
+            url
+        }
+        DemoDatabase::Embedded(dir) => {
+            println!(
+                "[1/6] PostgreSQL: starting the embedded cluster in {} (the first run initialises it, a few seconds)…",
+                dir.display()
+            );
+            let cluster = tokio::task::spawn_blocking(move || embedded::start_persistent(&dir))
+                .await
+                .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
+            println!(
+                "      running; stop it later with: pg_ctl stop -D {}",
+                cluster.data_dir.display()
+            );
+            cluster.url("postgres")
+        }
+    };
+    let (mut client, url) = fresh_database(&admin_url).await?;
+    println!("      demo database: {url}");
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let receiver = Arc::new(Receiver {
@@ -263,49 +368,20 @@ pub async fn run(
         tx,
     });
     let addr = start_receiver(receiver.clone(), token.clone()).await?;
-    println!("Receiver: http://{addr}/hooks/…");
+    println!("[2/6] A receiver on http://{addr}/hooks/…, checking every signature");
     println!(
-        "(loopback is allowed for this demo only: `hookrelay run` refuses non-public addresses \
-         unless opened with --allow-network)\n"
+        "      (loopback is allowed for this demo only: `hookrelay run` refuses non-public \
+         addresses unless opened with --allow-network)"
     );
 
-    let endpoints = [
-        ("crm", Scheme::Hookrelay, vec![]),
-        (
-            "analytics",
-            Scheme::Standard,
-            vec!["order.paid".to_string()],
-        ),
-    ];
-    for (name, scheme, events) in endpoints {
-        let new = NewEndpoint {
-            name: name.into(),
-            url: format!("http://{addr}/hooks/{name}"),
-            events: events.clone(),
-            scheme,
-            ..NewEndpoint::default()
-        };
-        endpoint::add(&client, &new).await?;
-        let secret = endpoint::secret(&client, name).await?;
-        receiver
-            .secrets
-            .lock()
-            .expect("secrets")
-            .push((name.into(), secret, scheme));
-        let filter = if events.is_empty() {
-            "every event".to_string()
-        } else {
-            events.join(",")
-        };
-        println!("endpoint {name:<10} scheme {scheme:<10} receives {filter}");
-    }
+    client.batch_execute(SHOP).await?;
+    println!("[3/6] Table shop.orders, tracked: hookrelay.track_table('shop.orders', model => 'store.Order', exclude_columns => '{{internal_note}}')");
+    add_endpoints(&client, addr, &receiver).await?;
 
-    write_events(&mut client).await?;
-    println!(
-        "\nwrote order.created, order.paid and customer.created; rolled back order.refunded\n"
-    );
-    println!("Deliveries as the receiver got them:");
+    println!("[4/6] Writing, each in its own transaction:");
+    write_rows(&mut client).await?;
 
+    println!("[5/6] Deliveries as the receiver got them (crm fails the first update once, to show a retry):");
     let worker_token = token.child_token();
     // The demo's receiver is on this machine: loopback is opened for it explicitly, as
     // `hookrelay run --allow-network 127.0.0.0/8` would; `run` refuses it by default.
@@ -315,37 +391,53 @@ pub async fn run(
         shutdown_timeout: Duration::from_secs(5),
         ..WorkerConfig::default()
     };
-    let db = db::pool(&url, 4)?;
-    let worker = tokio::spawn(worker::run(config, db, worker_token.clone()));
-
-    // crm gets all three events (order.paid twice: it fails once), analytics only order.paid.
-    let expected = 5;
+    let worker = tokio::spawn(worker::run(
+        config,
+        db::pool(&url, 4)?,
+        worker_token.clone(),
+    ));
     let mut seen = 0;
+    let mut shown = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while seen < expected || keep_running {
+    while seen < EXPECTED {
         tokio::select! {
             got = rx.recv() => match got {
                 Some(r) => {
-                    print_received(&r, seen == 0);
+                    // Show one body per endpoint: the update, with changes and shaping applied.
+                    let show = r.event == "updated" && shown.insert(r.endpoint.clone());
+                    print_received(&r, show);
                     seen += 1;
                 }
                 None => break,
             },
-            _ = tokio::time::sleep_until(deadline), if !keep_running => break,
+            _ = tokio::time::sleep_until(deadline) => break,
             _ = token.cancelled() => break,
+        }
+    }
+    // Let the last results be recorded before reading them back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("[6/6] hookrelay.deliveries:");
+    print_summary(&client, &url).await?;
+    if seen >= EXPECTED && !once && !token.is_cancelled() {
+        println!(
+            "\nThe worker and receiver keep running: write to shop.orders with psql and watch the\n\
+             deliveries arrive here. Ctrl-C to stop."
+        );
+        loop {
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some(r) => print_received(&r, false),
+                    None => break,
+                },
+                _ = token.cancelled() => break,
+            }
         }
     }
     worker_token.cancel();
     worker
         .await
         .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
-    print_summary(&client).await?;
-    println!(
-        "\nExplore: psql {url} -c 'SELECT * FROM hookrelay.attempts'\n\
-         Stop the embedded PostgreSQL: pg_ctl stop -D {}",
-        cluster.data_dir.display()
-    );
-    if seen < expected {
+    if seen < EXPECTED {
         return Err(DemoError::Timeout);
     }
     Ok(())

@@ -302,17 +302,38 @@ pub fn start_persistent(dir: &Path) -> Result<Cluster, EmbeddedError> {
     })
 }
 
-/// Starts a throwaway cluster under `dir` that stops when this process exits.
+/// How much a throwaway cluster cares about surviving a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync and synchronous commit off: fastest, for tests.
+    Off,
+    /// PostgreSQL's defaults (fsync, synchronous commit): commit costs as in production,
+    /// for benchmarks.
+    Default,
+}
+
+/// Starts a throwaway cluster under `dir` that stops when this process exits, with
+/// durability off (for tests).
 pub fn start_ephemeral(dir: &Path) -> Result<Cluster, EmbeddedError> {
+    start_ephemeral_with(dir, Durability::Off)
+}
+
+/// Starts a throwaway cluster under `dir` that stops when this process exits.
+pub fn start_ephemeral_with(dir: &Path, durability: Durability) -> Result<Cluster, EmbeddedError> {
     let bin = bindir()?;
     let user = server_user()?;
     let dir = std::path::absolute(dir).map_err(io_err(dir))?;
     let pgdata = dir.join("pgdata");
     let log_file = dir.join("postgres.log");
     prepare_dir(&dir, &user)?;
-    let fast = "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-                shared_buffers = 256MB\nmax_wal_size = 4GB\n";
-    initdb(&bin, &pgdata, &user, fast)?;
+    let conf = match durability {
+        Durability::Off => {
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             shared_buffers = 256MB\nmax_wal_size = 4GB\n"
+        }
+        Durability::Default => "shared_buffers = 256MB\nmax_wal_size = 4GB\n",
+    };
+    initdb(&bin, &pgdata, &user, conf)?;
     let port = free_port()?;
     let log = fs::File::create(&log_file).map_err(io_err(&log_file))?;
     if let Some(user) = &user {

@@ -42,6 +42,10 @@ pub struct NewEndpoint {
     pub timeout_ms: Option<i32>,
     /// Static headers sent with every request, e.g. `("Authorization", "Bearer …")`.
     pub headers: Vec<(String, String)>,
+    /// Fields kept in `object` and `changes`: an array, or an object keyed by model.
+    pub include_fields: Option<Value>,
+    /// Replacements per model and field: `{"store.Customer": {"email": "***@***.com"}}`.
+    pub redact_fields: Option<Value>,
     /// Requests in flight at once, across all workers (`None`: [`DEFAULT_MAX_IN_FLIGHT`]).
     pub max_in_flight: Option<i32>,
     /// Requests per second, across all workers (`None`: no limit).
@@ -65,6 +69,8 @@ pub struct EndpointInfo {
     pub signature_scheme: String,
     pub max_attempts: Option<i32>,
     pub timeout_ms: Option<i32>,
+    pub include_fields: Option<Value>,
+    pub redact_fields: Option<Value>,
     pub created_at: DateTime<Utc>,
     /// The secret a rotation replaced, while it still signs beside the current one.
     pub previous_secret_fingerprint: Option<String>,
@@ -82,7 +88,8 @@ pub struct EndpointInfo {
 }
 
 const COLUMNS: &str = "id, name, url, secret, account_id, events, models, active, \
-                       signature_scheme, max_attempts, timeout_ms, created_at, headers, \
+                       signature_scheme, max_attempts, timeout_ms, include_fields, \
+                       redact_fields, created_at, headers, \
                        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END \
                            AS previous_secret, \
                        CASE WHEN previous_secret_expires_at > now() \
@@ -106,6 +113,8 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         signature_scheme: row.try_get("signature_scheme")?,
         max_attempts: row.try_get("max_attempts")?,
         timeout_ms: row.try_get("timeout_ms")?,
+        include_fields: row.try_get("include_fields")?,
+        redact_fields: row.try_get("redact_fields")?,
         created_at: row.try_get("created_at")?,
         previous_secret_fingerprint: row
             .try_get::<_, Option<String>>("previous_secret")?
@@ -193,6 +202,18 @@ pub fn check_url(url: &str) -> Result<(), EndpointError> {
     Ok(())
 }
 
+/// Parses the JSON of `--include-fields` or `--redact-fields`. Its shape is checked by the
+/// database when the endpoint is written, with a message naming what is wrong.
+pub fn shaping_json(flag: &str, text: &str) -> Result<Value, EndpointError> {
+    serde_json::from_str(text).map_err(|e| {
+        EndpointError::Invalid(format!(
+            "{flag} is not valid JSON ({e}): give for example '[\"id\", \"total\"]', \
+             '{{\"store.Order\": [\"id\", \"total\"]}}' or \
+             '{{\"store.Customer\": {{\"email\": \"***@***.com\"}}}}'"
+        ))
+    })
+}
+
 /// Turns a rejected write into a message naming the field and the fix.
 fn write_error(e: tokio_postgres::Error, name: &str) -> EndpointError {
     match e.code() {
@@ -215,8 +236,9 @@ pub async fn add(
         .unwrap_or_else(|| sign::generate_secret(new.scheme));
     let sql = format!(
         "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
-         signature_scheme, max_attempts, timeout_ms, headers, max_in_flight, rate_limit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+         signature_scheme, max_attempts, timeout_ms, headers, include_fields, redact_fields, \
+         max_in_flight, rate_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
     );
     let headers = headers_json(&new.headers)?;
     let row = client
@@ -233,6 +255,8 @@ pub async fn add(
                 &new.max_attempts,
                 &new.timeout_ms,
                 &headers,
+                &new.include_fields,
+                &new.redact_fields,
                 &new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
                 &new.rate_limit,
             ],
@@ -450,5 +474,20 @@ mod tests {
         let masked = masked_headers(&serde_json::json!({"Authorization": "Bearer t0k3n"}));
         assert_eq!(masked["Authorization"], sign::fingerprint("Bearer t0k3n"));
         assert!(!masked["Authorization"].contains("t0k3n"));
+    }
+
+    #[test]
+    fn shaping_flags_must_be_json() {
+        assert_eq!(
+            shaping_json("--include-fields", r#"["id"]"#).unwrap(),
+            serde_json::json!(["id"])
+        );
+        let err = shaping_json("--redact-fields", "{email: x}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--redact-fields is not valid JSON"),
+            "{err}"
+        );
     }
 }

@@ -16,11 +16,14 @@
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //!
 //! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`db`] (connection pools and database URLs), [`embedded`] (the private
-//! PostgreSQL cluster used when no database URL is given), [`endpoint`] (endpoint management),
-//! [`emit`] (writing events from the command line), [`operator`] and [`report`] (what
+//! PostgreSQL cluster used when no database URL is given), [`endpoint`] and [`apply`]
+//! (endpoint management, one by one or declared in a file),
+//! [`emit`] (writing events from the command line), [`track`] (row triggers on application
+//! tables that emit created/updated/deleted events), [`operator`] and [`report`] (what
 //! operators ask and its output), [`demo`] and [`cli`] (the command line), and [`verify`]:
 //! the receiver's side, checking a delivery's signature and timestamp.
 
+pub mod apply;
 pub mod claim;
 pub mod cli;
 pub mod config;
@@ -43,6 +46,7 @@ pub mod retry;
 pub mod settings;
 pub mod sign;
 pub mod sweep;
+pub mod track;
 pub mod verify;
 pub mod worker;
 

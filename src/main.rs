@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hookrelay::cli::{Cli, LogFormat};
+use hookrelay::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -14,8 +14,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse_from(args);
+    // The demo's own output tells the story; routine log lines would interrupt it.
+    let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info";
+    let level = if quiet_demo { "warn" } else { cli.log.as_str() };
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(&cli.log))
+        .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

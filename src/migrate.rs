@@ -36,8 +36,23 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "0004_protection.sql",
-        sql: include_str!("../sql/0004_protection.sql"),
+        name: "0004_model_events.sql",
+        sql: include_str!("../sql/0004_model_events.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_producer_cost.sql",
+        sql: include_str!("../sql/0005_producer_cost.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_hot_path.sql",
+        sql: include_str!("../sql/0006_hot_path.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_protection.sql",
+        sql: include_str!("../sql/0007_protection.sql"),
     },
 ];
 
@@ -127,6 +142,8 @@ pub async fn migrate(client: &mut Client) -> Result<Report, MigrateError> {
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
     let result = apply_pending(client).await;
+    // apply_pending quieted IF NOT EXISTS notices for this session.
+    let _ = client.batch_execute("RESET client_min_messages").await;
     // Released explicitly because pooled connections outlive this call.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
@@ -146,8 +163,7 @@ async fn apply_pending(client: &mut Client) -> Result<Report, MigrateError> {
                  name       text NOT NULL,
                  checksum   text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now()
-             );
-             RESET client_min_messages;",
+             );",
         )
         .await?;
     let current = current_version(client).await?;

@@ -1,9 +1,9 @@
 //! Recording results: finished attempts are written back in batches, one statement per batch
 //! (arrays unnested server-side), never row by row.
 //!
-//! Each finished attempt carries its concurrency permit until it is written, so unrecorded
-//! results can never pile up beyond the worker's concurrency while the database is slow or
-//! away: the worker simply stops claiming until the recorder catches up.
+//! The channel into the recorder is bounded: while the database is slow or away, request tasks
+//! wait to hand over their results, the worker's queue stays full, and it stops claiming until
+//! the recorder catches up. Unrecorded results never pile up without bound.
 //!
 //! A `410 Gone` answer disables its endpoint and cancels the endpoint's pending deliveries
 //! (`hookrelay.endpoint_gone`), in the same transaction as the batch that recorded it. After
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::db::DbError;
@@ -37,8 +37,6 @@ pub struct Finished {
     pub attempt: u32,
     pub outcome: Outcome,
     pub result: Attempt,
-    /// Released once the result is written.
-    pub permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The recorder's handles: where to send results, its task, and its signal that a batch was

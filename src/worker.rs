@@ -46,6 +46,15 @@ const WORKER_UNREGISTER: &str = include_str!("../sql/queries/worker_unregister.s
 /// holds locked cannot make this one spin.
 const MIN_REPOLL: Duration = Duration::from_millis(20);
 
+/// Notifications for a single wake-up that switch the worker from waiting to polling.
+const BURST_NOTIFICATIONS: u64 = 3;
+
+/// Poll interval while polling instead of waiting for notifications.
+const FAST_POLL: Duration = Duration::from_millis(5);
+
+/// How long polling goes on after the last claim that found work.
+const LINGER: Duration = Duration::from_millis(250);
+
 /// Errors that stop the worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -175,6 +184,9 @@ pub async fn run(
         retry_hint: Arc::new(Mutex::new(None)),
         waiting: false,
         backlog: false,
+        fan_out: 1.0,
+        polling: None,
+        notes_at_idle: 0,
         last_pump: Instant::now(),
         db_due_at: None,
         summary: Summary::default(),
@@ -239,6 +251,13 @@ struct Worker {
     waiting: bool,
     /// Whether the last claim came back full (more work is waiting).
     backlog: bool,
+    /// Deliveries per claimed event lately, to size fan-out claims in deliveries.
+    fan_out: f64,
+    /// Polling instead of waiting for notifications, since this instant (the last time a
+    /// claim found work); `None`: waiting for notifications when idle.
+    polling: Option<Instant>,
+    /// The notification count when this worker last marked itself idle.
+    notes_at_idle: u64,
     last_pump: Instant,
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
@@ -293,7 +312,7 @@ impl Worker {
                     _ = token.cancelled() => return Ok(()),
                     Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                         self.finished(done);
-                        if self.backlog {
+                        if self.backlog && self.tasks.len() <= self.config.concurrency {
                             break Wake::Capacity;
                         }
                     }
@@ -322,6 +341,9 @@ impl Worker {
 
     /// When to look for work next without being woken.
     fn next_wake(&self) -> Instant {
+        if self.polling.is_some() {
+            return self.last_pump + FAST_POLL;
+        }
         let mut at = self.last_pump + self.config.poll_interval;
         if let Some(due) = self.db_due_at {
             at = at.min(due);
@@ -332,7 +354,11 @@ impl Worker {
         at.max(self.last_pump + MIN_REPOLL)
     }
 
-    /// Claims and dispatches until nothing more is waiting or every slot is taken.
+    /// Claims and dispatches until nothing more is waiting or the queue is full.
+    ///
+    /// Up to `concurrency` requests run while as many claimed deliveries wait for a slot, so
+    /// the next claim overlaps the requests in flight; a claim is made only when that queue
+    /// has room for a whole batch, so claims stay large under load.
     async fn pump(&mut self, client: &Client, wake: Wake) -> Result<(), WorkerError> {
         self.last_pump = Instant::now();
         {
@@ -343,15 +369,20 @@ impl Worker {
         }
         // A notified worker is no longer idle: stop inserts from notifying until it is again.
         let mut go_busy = wake == Wake::Notified && self.waiting;
+        if go_busy {
+            self.watch_notification_burst();
+        }
         let worker_id = self.config.worker_id.clone();
         let lease = Lease {
             duration: self.config.lease,
             worker: &worker_id,
         };
+        let mut found = false;
         loop {
-            let room = self.config.concurrency.saturating_sub(self.tasks.len());
-            if room == 0 {
-                // Every slot is taken: busy, whatever woke us.
+            let concurrency = self.config.concurrency;
+            let room = (2 * concurrency).saturating_sub(self.tasks.len());
+            if room < concurrency {
+                // The queue is full: busy, whatever woke us.
                 self.backlog = true;
                 if self.waiting {
                     self.set_busy(client, true).await?;
@@ -359,10 +390,11 @@ impl Worker {
                 }
                 return Ok(());
             }
-            let limit = room.min(self.config.batch_size);
+            let limit = self.config.batch_size.min(room);
+            let events = ((limit as f64 / self.fan_out).floor() as usize).max(1);
             let (busy, fresh, due) = tokio::join!(
                 self.set_busy(client, go_busy),
-                claim::claim_new(client, limit, &lease),
+                claim::claim_new(client, events, &lease),
                 claim::claim_due(client, limit, &lease),
             );
             busy?;
@@ -372,7 +404,12 @@ impl Worker {
             if go_busy {
                 self.waiting = false;
             }
-            let full = fresh.taken >= limit || due.taken >= limit;
+            if fresh.taken > 0 {
+                let ratio = fresh.jobs.len() as f64 / fresh.taken as f64;
+                self.fan_out = (0.7 * self.fan_out + 0.3 * ratio).max(0.1);
+            }
+            found |= fresh.taken > 0 || due.taken > 0;
+            let full = fresh.taken >= events || due.taken >= limit;
             self.dispatch(fresh.jobs.into_iter().chain(due.jobs));
             if full {
                 self.backlog = true;
@@ -380,7 +417,7 @@ impl Worker {
                 continue;
             }
             self.backlog = false;
-            if !self.listener.is_connected() {
+            if self.keep_polling(found) || !self.listener.is_connected() {
                 return Ok(());
             }
             // Idle: ask to be notified, and in the same round trip look once more for events
@@ -389,21 +426,57 @@ impl Worker {
                 (self.db_due_at, self.capped) = self.set_idle(client).await?;
                 return Ok(());
             }
+            self.notes_at_idle = self.metrics.notifications.get();
             let (idle, recheck) = tokio::join!(
                 self.set_idle(client),
-                claim::claim_new(client, limit, &lease),
+                claim::claim_new(client, events, &lease),
             );
             (self.db_due_at, self.capped) = idle?;
             self.waiting = true;
             let recheck = recheck?;
             self.metrics.claim("new", recheck.jobs.len());
-            let full = recheck.taken >= limit;
+            let full = recheck.taken >= events;
             self.dispatch(recheck.jobs);
             if !full {
                 return Ok(());
             }
             go_busy = true;
         }
+    }
+
+    /// Many notifications for one wake-up mean commits arrive faster than the worker can go
+    /// idle and be woken, and every notifying commit takes a database-wide lock: poll for a
+    /// while instead of asking to be notified.
+    fn watch_notification_burst(&mut self) {
+        let burst = self
+            .metrics
+            .notifications
+            .get()
+            .saturating_sub(self.notes_at_idle);
+        if burst >= BURST_NOTIFICATIONS && self.polling.is_none() {
+            tracing::debug!(
+                burst,
+                "commits are frequent: polling instead of waiting to be notified"
+            );
+            self.polling = Some(Instant::now());
+        }
+    }
+
+    /// In polling mode, whether to stay in it: until nothing was found for [`LINGER`].
+    fn keep_polling(&mut self, found: bool) -> bool {
+        let Some(quiet_since) = self.polling else {
+            return false;
+        };
+        let now = Instant::now();
+        if found {
+            self.polling = Some(now);
+            return true;
+        }
+        if now.duration_since(quiet_since) < LINGER {
+            return true;
+        }
+        self.polling = None;
+        false
     }
 
     async fn set_busy(&self, client: &Client, go_busy: bool) -> Result<(), tokio_postgres::Error> {
@@ -539,7 +612,16 @@ impl Task {
                 attempt: job.attempt,
             };
         };
-        let (result, outcome) = if job.budget_attempt > self.max_attempts {
+        let (result, outcome) = if let Some(problem) = job.unreadable.take() {
+            let result = Attempt {
+                error: Some(AttemptError {
+                    code: ErrorCode::PayloadInvalid,
+                    message: problem,
+                }),
+                ..Attempt::none()
+            };
+            (result, Outcome::Dead)
+        } else if job.budget_attempt > self.max_attempts {
             // Only after a worker died mid-attempt: the attempts were used up by claims.
             let result = Attempt {
                 error: Some(AttemptError {
@@ -564,6 +646,8 @@ impl Task {
             );
             (result, outcome)
         };
+        // The slot is free as soon as the request is: recording is bounded by its channel.
+        drop(permit);
         self.metrics.attempt(outcome.as_str(), result.duration);
         if let Outcome::Retry { after } = outcome {
             let at = Instant::now() + after;
@@ -578,7 +662,6 @@ impl Task {
             attempt: job.attempt,
             outcome,
             result,
-            permit: Some(permit),
         };
         // The recorder outlives every task; if it is gone the lease simply expires.
         let _ = self.recorder.send(finished).await;

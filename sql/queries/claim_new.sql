@@ -56,7 +56,7 @@ SELECT f.id AS delivery_id, f.attempts AS attempt, 0 AS attempts_base,
        m.id AS event_id, m.event, m.model, m.object_id, m.object, m.changes, m.actor,
        m.account_id, m.created_at,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
-       ep.timeout_ms, ep.max_attempts, ep.headers,
+       ep.timeout_ms, ep.max_attempts, ep.headers, ep.include_fields, ep.redact_fields,
        -- A rotated-out secret signs beside the new one until its grace period ends, judged by
        -- the database clock so every worker agrees whatever its own clock says.
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END

@@ -1,11 +1,69 @@
 //! The operator commands: `deliveries`, `delivery show`, `redeliver` and `stats`.
 
-use anyhow::Result;
+use std::time::Duration;
 
-use super::{connect, Cli, Command, DeliveryCommand, RedeliverArgs, Target};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::{connect, Cli, Command, Target};
 use crate::endpoint;
 use crate::operator::{self, DeliveryFilter};
 use crate::report;
+
+/// `deliveries` filters.
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only this endpoint (by name).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Only this state: pending, delivered, dead or cancelled.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this event name.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only deliveries created within this long, e.g. 1h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `delivery` commands.
+#[derive(Debug, Subcommand)]
+pub enum DeliveryCommand {
+    /// Show a delivery with every attempt: status, duration, error, response excerpt.
+    Show {
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `redeliver` arguments: delivery ids, or a bulk selection.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "endpoint", "all_endpoints"]))]
+pub struct RedeliverArgs {
+    /// Delivery ids.
+    pub ids: Vec<i64>,
+    /// Every dead delivery of this endpoint (with --since).
+    #[arg(long, conflicts_with = "ids")]
+    pub endpoint: Option<String>,
+    /// Every dead delivery of every endpoint (with --since).
+    #[arg(long, conflicts_with_all = ["ids", "endpoint"])]
+    pub all_endpoints: bool,
+    /// Which deliveries to send again in bulk; only dead ones can be.
+    #[arg(long, default_value = "dead")]
+    pub state: String,
+    /// Bulk: deliveries created within this long.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub since: Duration,
+}
 
 /// Runs an operator command.
 pub(super) async fn run(cli: &Cli) -> Result<()> {

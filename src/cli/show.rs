@@ -108,6 +108,18 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
             e.timeout_ms
                 .map_or("worker default".into(), |n| format!("{n} ms")),
         ),
+        (
+            "include fields",
+            e.include_fields
+                .as_ref()
+                .map_or("all".into(), |v| v.to_string()),
+        ),
+        (
+            "redact fields",
+            e.redact_fields
+                .as_ref()
+                .map_or("none".into(), |v| v.to_string()),
+        ),
         ("max in flight", e.max_in_flight.to_string()),
         (
             "rate limit",

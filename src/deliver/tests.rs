@@ -83,6 +83,7 @@ fn error_codes_are_stable() {
         (ErrorCode::Signing, "signing"),
         (ErrorCode::InvalidRequest, "invalid_request"),
         (ErrorCode::LeaseExpired, "lease_expired"),
+        (ErrorCode::PayloadInvalid, "payload_invalid"),
         (ErrorCode::BlockedAddress, "blocked_address"),
         (ErrorCode::PayloadTooLarge, "payload_too_large"),
         (ErrorCode::Gone, "gone"),

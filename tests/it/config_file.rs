@@ -137,3 +137,160 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
     assert_eq!(got.len(), 1);
     let _ = std::fs::remove_file(path);
 }
+
+fn apply(db: &TestDb, file: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(["endpoint", "apply", file.to_str().unwrap()])
+        .args(extra)
+        .env("HOOKRELAY_DATABASE_URL", &db.url)
+        .env("CRM_WEBHOOK_SECRET", "from-the-environment-123")
+        .output()
+        .unwrap()
+}
+
+fn lines(out: &std::process::Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
+    let db = TestDb::new().await;
+    let first = r#"
+        concurrency = 8  # settings may share the file
+
+        [[endpoints]]
+        name = "primary_crm"
+        url = "https://crm.example.com/webhooks/"
+        secret_env = "CRM_WEBHOOK_SECRET"
+        events = ["created", "updated"]
+        include_models = ["store.Order", "store.Customer"]
+
+        [[endpoints]]
+        name = "analytics"
+        url = "https://analytics.example.com/events/"
+        signature_scheme = "standard"
+        timeout = "5s"
+        include_fields = { "store.Order" = ["id", "total", "status"] }
+        redact_fields = { "store.Customer" = { email = "***@***.com" } }
+    "#;
+    let path = write_config("apply", first);
+    assert_eq!(
+        lines(&apply(&db, &path, &[])),
+        [
+            "created primary_crm",
+            "created analytics (secret generated; see `hookrelay endpoint show analytics --reveal-secret`)"
+        ]
+    );
+    let row = db
+        .client
+        .query_one(
+            "SELECT secret, events, models, timeout_ms FROM hookrelay.endpoints WHERE name = 'primary_crm'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "from-the-environment-123");
+    assert_eq!(row.get::<_, Vec<String>>(1), ["created", "updated"]);
+    assert_eq!(
+        row.get::<_, Vec<String>>(2),
+        ["store.Order", "store.Customer"]
+    );
+    let generated: String = db
+        .client
+        .query_one(
+            "SELECT secret FROM hookrelay.endpoints WHERE name = 'analytics'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(generated.starts_with("whsec_"));
+    let shaping = db
+        .client
+        .query_one(
+            "SELECT include_fields, redact_fields, timeout_ms FROM hookrelay.endpoints WHERE name = 'analytics'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shaping.get::<_, serde_json::Value>(0),
+        json!({"store.Order": ["id", "total", "status"]})
+    );
+    assert_eq!(
+        shaping.get::<_, serde_json::Value>(1),
+        json!({"store.Customer": {"email": "***@***.com"}})
+    );
+    assert_eq!(shaping.get::<_, Option<i32>>(2), Some(5000));
+
+    let again = apply(&db, &path, &[]);
+    assert_eq!(
+        lines(&again),
+        ["unchanged primary_crm", "unchanged analytics"]
+    );
+    let printed = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(!printed.contains("from-the-environment") && !printed.contains(&generated));
+
+    let second = first
+        .replace("[\"created\", \"updated\"]", "[\"created\"]")
+        .replace("crm.example.com/webhooks/", "crm.example.com/v2/");
+    let second = second
+        .split("[[endpoints]]\n        name = \"analytics\"")
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&path, &second).unwrap();
+    assert_eq!(
+        lines(&apply(&db, &path, &["--prune", "--dry-run"])),
+        [
+            "updated primary_crm: events, url",
+            "removed analytics",
+            "dry run: nothing was changed"
+        ]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
+        2
+    );
+    assert_eq!(
+        lines(&apply(&db, &path, &["--prune"])),
+        ["updated primary_crm: events, url", "removed analytics"]
+    );
+    assert_eq!(
+        lines(&apply(&db, &path, &["--prune"])),
+        ["unchanged primary_crm"]
+    );
+    let url: String = db
+        .client
+        .query_one("SELECT url FROM hookrelay.endpoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(url, "https://crm.example.com/v2/");
+
+    // One bad endpoint: nothing of the file is applied.
+    let bad = format!(
+        "{second}\n[[endpoints]]\nname = \"new_one\"\nurl = \"https://ok.example.com\"\n\n[[endpoints]]\nname = \"broken\"\nurl = \"gopher://x\"\n"
+    );
+    std::fs::write(&path, &bad).unwrap();
+    let out = apply(&db, &path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("endpoint \"broken\"") && err.contains("only http"),
+        "{err}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
+        1
+    );
+    let _ = std::fs::remove_file(path);
+}

@@ -273,3 +273,54 @@ async fn network_failures_are_recorded_with_stable_codes() {
         "timed out after {hang_ms} ms"
     );
 }
+
+#[tokio::test]
+async fn an_event_too_deeply_nested_to_read_ends_dead_without_stalling_its_batch() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    db.endpoint("crm", &receiver.url("/"), SECRET).await;
+    // 200 levels: valid for PostgreSQL, beyond what a JSON reader should recurse into.
+    let deep = format!("{}1{}", "{\"a\": ".repeat(200), "}".repeat(200));
+    db.client
+        .execute(
+            "INSERT INTO hookrelay.events (event, object) VALUES ('deep.one', $1::text::jsonb)",
+            &[&deep],
+        )
+        .await
+        .unwrap();
+    db.emit("order.paid", json!({"id": "1"})).await;
+    let worker = db.start_worker(db.config());
+    let settled = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state IN ('delivered', 'dead')",
+            2,
+            Duration::from_secs(10),
+        )
+        .await;
+    worker.stop().await;
+    assert_eq!(settled, 2);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "only the readable event is sent");
+    assert_eq!(requests[0].header("x-webhook-event"), "order.paid");
+    let row = db
+        .client
+        .query_one(
+            "SELECT d.state, d.last_error_code, d.last_error, d.attempts
+             FROM hookrelay.deliveries d JOIN hookrelay.events e ON e.id = d.event_id
+             WHERE e.event = 'deep.one'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "dead");
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("payload_invalid")
+    );
+    let error: String = row.get(2);
+    assert!(
+        error.contains("object could not be read") && error.contains("recursion"),
+        "{error}"
+    );
+    assert_eq!(row.get::<_, i32>(3), 1, "not retried: retrying cannot help");
+}

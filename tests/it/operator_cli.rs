@@ -299,3 +299,46 @@ async fn sigterm_finishes_requests_in_flight_and_gives_back_the_rest() {
     assert_eq!(db.count("SELECT count(*) FROM hookrelay.attempts").await, 2);
     assert_eq!(db.count("SELECT count(*) FROM hookrelay.workers").await, 0);
 }
+
+#[tokio::test]
+async fn endpoints_are_disabled_enabled_and_removed_from_the_cli() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    db.endpoint("crm", &receiver.url("/"), "secret-secret-secret")
+        .await;
+    let out = stdout(&hookrelay(&db, &["endpoint", "disable", "crm"]));
+    assert!(out.contains("endpoint crm disabled"), "{out}");
+    let listed = json_of(&hookrelay(&db, &["endpoint", "list", "--json"]));
+    assert_eq!(listed[0]["active"], false);
+    db.emit("order.paid", json!({"id": 1})).await;
+    let worker = db.start_worker(db.config());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        receiver.requests().is_empty(),
+        "a disabled endpoint gets nothing"
+    );
+    let out = stdout(&hookrelay(&db, &["endpoint", "enable", "crm"]));
+    assert!(
+        out.starts_with("endpoint crm enabled (it was disabled: disabled by an operator)"),
+        "{out}"
+    );
+    db.emit("order.paid", json!({"id": 2})).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    worker.stop().await;
+    assert_eq!(got.len(), 1, "only the event written while enabled");
+    assert_eq!(got[0].json()["object"]["id"], 2);
+
+    let out = stdout(&hookrelay(&db, &["endpoint", "remove", "crm"]));
+    assert_eq!(out.trim(), "endpoint crm removed");
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.deliveries").await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.attempts").await, 0);
+    let again = hookrelay(&db, &["endpoint", "remove", "crm"]);
+    assert_eq!(again.status.code(), Some(1));
+}

@@ -124,7 +124,7 @@ async fn a_worker_killed_after_claiming_loses_nothing() {
         .await
         .unwrap();
 
-    let lease = ["--lease", "3s", "--request-timeout", "2s"];
+    let lease = ["--lease", "4s", "--request-timeout", "2s"];
     let mut victim = spawn_worker(&db, "victim", &lease);
     let held = receiver.wait_for(20, Duration::from_secs(10)).await;
     assert_eq!(held.len(), 20, "the victim claimed and sent every event");

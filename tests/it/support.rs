@@ -46,6 +46,12 @@ fn server() -> &'static Server {
     })
 }
 
+/// The URL of the test server's administrative database (for commands that create their own
+/// databases, such as `hookrelay demo`).
+pub fn admin_url() -> String {
+    server().admin_url.clone()
+}
+
 /// Removes clusters left by earlier runs whose process is gone (their server stopped with it).
 fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {

@@ -1,4 +1,4 @@
--- 0004: protecting receivers: per-endpoint isolation (max_in_flight), rate limits that hold
+-- 0007: protecting receivers: per-endpoint isolation (max_in_flight), rate limits that hold
 -- across every worker process, disabling with a recorded reason (by an operator, by a
 -- `410 Gone`, or automatically after failing for days), and the health view showing it.
 
@@ -44,7 +44,7 @@ BEGIN
 END
 $$;
 
--- Named to sort after endpoints_validate and endpoints_validate_signing.
+-- Named to sort after endpoints_validate, so the basic checks (name, url, secret) come first.
 CREATE TRIGGER endpoints_validate_protection
     BEFORE INSERT OR UPDATE ON hookrelay.endpoints
     FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_protection();

@@ -1,0 +1,135 @@
+//! Cost growth: how long claims take with no history, and with millions of delivered rows
+//! (events, deliveries and attempts) in the tables. Only pending work is indexed for claims,
+//! so the two should be close.
+
+use std::time::{Duration, Instant};
+
+use hookrelay::claim::{self, Lease};
+
+use crate::{Bench, Figure};
+
+const SCENARIO: &str = "cost-growth";
+const BATCH: usize = 100;
+
+struct ClaimCost {
+    /// Mean time of a fan-out claim of BATCH events, ms.
+    fan_out_ms: f64,
+    /// Mean time of a due-deliveries claim that finds nothing due, ms.
+    due_ms: f64,
+}
+
+async fn add_history(client: &tokio_postgres::Client, endpoint: i64, rows: i64) {
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO hookrelay.events (event, model, object_id, object, created_at, fanned_out_at)
+             SELECT 'order.paid', 'store.Order', i::text,
+                    jsonb_build_object('id', i::text, 'total', '150.00', 'status', 'PAID'),
+                    now() - interval '1 day', now() - interval '1 day'
+             FROM generate_series(1, {rows}) i;
+             INSERT INTO hookrelay.deliveries
+                 (event_id, endpoint_id, state, attempts, next_attempt_at, delivered_at, last_status, created_at)
+             SELECT id, {endpoint}, 'delivered', 1, NULL, created_at, 200, created_at FROM hookrelay.events;
+             INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, duration_ms, status)
+             SELECT id, 1, created_at, 3, 200 FROM hookrelay.deliveries"
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE hookrelay.events, hookrelay.deliveries, hookrelay.attempts")
+        .await
+        .unwrap();
+    eprintln!(
+        "  {rows} rows of history written in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
+    let (url, client) = b.database().await;
+    let endpoint: i64 = client
+        .query_one(
+            "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
+             VALUES ('sink', $1, 'bench-secret-0123456789', 64) RETURNING id",
+            &[&b.sink.url()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if history > 0 {
+        add_history(&client, endpoint, history).await;
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO hookrelay.events (event, model, object)
+             SELECT 'order.paid', 'store.Order', jsonb_build_object('id', i::text) FROM generate_series(1, {events}) i;
+             ANALYZE hookrelay.events;"
+        ))
+        .await
+        .unwrap();
+    let db = hookrelay::db::pool(&url, 2).unwrap();
+    let pooled = db.pool.get().await.unwrap();
+    let lease = Lease {
+        duration: Duration::from_secs(60),
+        worker: "bench",
+    };
+    let (mut fan_out, mut fan_outs) = (Duration::ZERO, 0u32);
+    let (mut due, mut dues) = (Duration::ZERO, 0u32);
+    loop {
+        let started = Instant::now();
+        let claimed = claim::claim_new(&pooled, BATCH, &lease).await.unwrap();
+        if claimed.taken == 0 {
+            break;
+        }
+        fan_out += started.elapsed();
+        fan_outs += 1;
+        let started = Instant::now();
+        claim::claim_due(&pooled, BATCH, &lease).await.unwrap();
+        due += started.elapsed();
+        dues += 1;
+    }
+    ClaimCost {
+        fan_out_ms: fan_out.as_secs_f64() * 1000.0 / fan_outs.max(1) as f64,
+        due_ms: due.as_secs_f64() * 1000.0 / dues.max(1) as f64,
+    }
+}
+
+pub async fn run(b: &Bench) -> Vec<Figure> {
+    let history = if b.quick { 500_000 } else { 5_000_000 };
+    let events = if b.quick { 10_000 } else { 20_000 };
+    eprintln!("cost growth: claims with an empty history");
+    let empty = claim_cost(b, 0, events).await;
+    eprintln!("cost growth: claims with {history} delivered rows of history");
+    let full = claim_cost(b, history, events).await;
+    let label = format!("{}M rows", history as f64 / 1e6);
+    vec![
+        Figure::new(
+            SCENARIO,
+            "fan-out claim of 100, no history",
+            empty.fan_out_ms,
+            "ms",
+        ),
+        Figure::new(
+            SCENARIO,
+            format!("fan-out claim of 100, {label}"),
+            full.fan_out_ms,
+            "ms",
+        ),
+        Figure::new(
+            SCENARIO,
+            "fan-out claim, history / none",
+            full.fan_out_ms / empty.fan_out_ms,
+            "x",
+        )
+        .at_most(1.5),
+        Figure::new(SCENARIO, "due claim, no history", empty.due_ms, "ms"),
+        Figure::new(SCENARIO, format!("due claim, {label}"), full.due_ms, "ms"),
+        Figure::new(
+            SCENARIO,
+            "due claim, history / none",
+            full.due_ms / empty.due_ms,
+            "x",
+        )
+        .at_most(1.5),
+    ]
+}

@@ -1,0 +1,110 @@
+//! Producer cost: 16 clients committing one-row transactions into an application table as
+//! fast as they can, plain and with an outbox event in the same transaction, while the worker
+//! runs (idle-waiting, so inserts take the notification path whenever it is idle).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{connect, wait_count, Bench, Figure, Worker};
+
+const SCENARIO: &str = "producer";
+const CLIENTS: usize = 16;
+
+/// Transactions per second of `sql` run by CLIENTS connections for `seconds`.
+async fn throughput(url: &str, sql: &'static str, seconds: u64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = connect(url).await;
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let statement = client.prepare(sql).await.unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                client.execute(&statement, &[]).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Warm up, then count.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = done.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let counted = done.load(Ordering::Relaxed) - before;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    counted as f64 / elapsed
+}
+
+/// Counts notifications on the worker channel from a connection of our own.
+async fn count_notifications(url: &str) -> (tokio_postgres::Client, Arc<AtomicU64>) {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN hookrelay_events")
+        .await
+        .unwrap();
+    (client, count)
+}
+
+const PLAIN: &str = "INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00)";
+const WITH_EMIT: &str = "WITH o AS (INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00) RETURNING id, status, total)
+     SELECT hookrelay.emit('order.paid', jsonb_build_object('id', o.id, 'status', o.status, 'total', o.total), 'store.Order')
+     FROM o";
+
+pub async fn run(b: &Bench) -> Vec<Figure> {
+    let seconds = if b.quick { 4 } else { 10 };
+    let (url, client) = b.database().await;
+    client
+        .batch_execute(
+            "CREATE TABLE app_orders (id bigserial PRIMARY KEY, status text NOT NULL, total numeric NOT NULL,
+                                      created_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    // The worker runs with no endpoints: it claims and fans out, and goes idle when it can.
+    let worker = Worker::start(&url, &[]);
+    wait_count(
+        &client,
+        "SELECT count(*) FROM hookrelay.workers WHERE waiting",
+        1,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the worker goes idle");
+    eprintln!("producer: {CLIENTS} clients, plain inserts, {seconds} s");
+    let plain = throughput(&url, PLAIN, seconds).await;
+    eprintln!("producer: {CLIENTS} clients, insert + hookrelay.emit, {seconds} s");
+    let (_listening, notifications) = count_notifications(&url).await;
+    let with_emit = throughput(&url, WITH_EMIT, seconds).await;
+    let notified = notifications.load(Ordering::Relaxed);
+    worker.stop();
+    vec![
+        Figure::new(SCENARIO, "plain insert, 16 clients", plain, "tx/s"),
+        Figure::new(SCENARIO, "insert + emit, 16 clients", with_emit, "tx/s"),
+        Figure::new(SCENARIO, "plain / with emit", plain / with_emit, "x").at_most(1.2),
+        Figure::new(
+            SCENARIO,
+            "notifying commits per 1000 (with emit)",
+            notified as f64 * 1000.0 / (with_emit * (seconds + 1) as f64),
+            "per 1000",
+        ),
+    ]
+}

@@ -1,0 +1,218 @@
+//! `hookrelay endpoint …`: add, list, show, enable, disable, remove, rotate-secret, apply.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use super::{connect, rotate, show, Cli, Target};
+use crate::endpoint::{self, NewEndpoint};
+use crate::sign::Scheme;
+
+/// Endpoint commands.
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Add an endpoint (a secret is generated unless given).
+    Add(Box<EndpointAddArgs>),
+    /// List endpoints (secrets shown only as fingerprints).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one endpoint.
+    Show {
+        name: String,
+        /// Print the signing secret too.
+        #[arg(long)]
+        reveal_secret: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume deliveries to an endpoint, whoever disabled it (an operator, a 410 Gone answer,
+    /// or auto-disable after failing for days).
+    Enable { name: String },
+    /// Pause deliveries to an endpoint (pending ones wait until it is enabled).
+    Disable { name: String },
+    /// Remove an endpoint with its deliveries and attempts.
+    Remove { name: String },
+    /// Replace the signing secret; the old one keeps signing beside it for a grace period.
+    RotateSecret(rotate::RotateArgs),
+    /// Make the endpoints match the [[endpoints]] of a TOML file (create or update by name).
+    Apply {
+        /// The file, e.g. hookrelay.toml.
+        file: PathBuf,
+        /// Also remove endpoints the file does not declare.
+        #[arg(long)]
+        prune: bool,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `endpoint add` arguments.
+#[derive(Debug, Args)]
+pub struct EndpointAddArgs {
+    /// Unique name: letters, digits, ".", "_" or "-".
+    #[arg(long)]
+    pub name: String,
+    /// http:// or https:// URL to POST to.
+    #[arg(long)]
+    pub url: String,
+    /// Signing secret (default: 32 random bytes). Prefer the environment variable.
+    #[arg(long, env = "HOOKRELAY_ENDPOINT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Only these events, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub events: Vec<String>,
+    /// Only these models, comma-separated, e.g. store.Order (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Only events of this account (default: every account).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Signature scheme: hookrelay, body-hex or standard.
+    #[arg(long, default_value = "hookrelay")]
+    pub scheme: String,
+    /// Attempts in all for this endpoint (default: the worker's).
+    #[arg(long)]
+    pub max_attempts: Option<i32>,
+    /// Request timeout for this endpoint, e.g. 5s (default: the worker's).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Keep only these fields of object and changes: a JSON array for every model, or an
+    /// object per model, e.g. '{"store.Order": ["id", "total"]}'.
+    #[arg(long)]
+    pub include_fields: Option<String>,
+    /// Replace these fields' values, per model, e.g.
+    /// '{"store.Customer": {"email": "***@***.com"}}' ("*" for every model).
+    #[arg(long)]
+    pub redact_fields: Option<String>,
+    /// A static header sent with every request, as 'Name: value' (repeatable), e.g.
+    /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// Requests in flight at once to this endpoint, across all workers (default 8).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub max_in_flight: Option<i32>,
+    /// Requests per second to this endpoint, across all workers (default: no limit).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<f64>,
+}
+
+/// Runs an endpoint command.
+pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
+    let target = Target::ready(cli).await?;
+    let mut client = connect(&target.url).await?;
+    match command {
+        EndpointCommand::Add(args) => {
+            let scheme: Scheme = args.scheme.parse()?;
+            let timeout_ms = args
+                .timeout
+                .map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+            let new = NewEndpoint {
+                name: args.name.clone(),
+                url: args.url.clone(),
+                secret: args.secret.clone(),
+                events: args.events.clone(),
+                models: args.models.clone(),
+                account_id: args.account.clone(),
+                scheme,
+                max_attempts: args.max_attempts,
+                timeout_ms,
+                include_fields: args
+                    .include_fields
+                    .as_deref()
+                    .map(|j| endpoint::shaping_json("--include-fields", j))
+                    .transpose()?,
+                redact_fields: args
+                    .redact_fields
+                    .as_deref()
+                    .map(|j| endpoint::shaping_json("--redact-fields", j))
+                    .transpose()?,
+                headers: args
+                    .headers
+                    .iter()
+                    .map(|h| endpoint::parse_header(h))
+                    .collect::<Result<_, _>>()
+                    .context("--header")?,
+                max_in_flight: args.max_in_flight,
+                rate_limit: args.rate_limit,
+            };
+            let (info, generated) = endpoint::add(&client, &new).await?;
+            println!("added endpoint {} -> {}", info.name, info.url);
+            if generated {
+                println!(
+                    "generated a {} secret ({}); show it with: hookrelay endpoint show {} --reveal-secret",
+                    info.signature_scheme, info.secret_fingerprint, info.name
+                );
+            }
+        }
+        EndpointCommand::List { json } => {
+            let endpoints = endpoint::list(&client).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&endpoints)?);
+            } else {
+                show::print_endpoints(&endpoints);
+            }
+        }
+        EndpointCommand::Show {
+            name,
+            reveal_secret,
+            json,
+        } => {
+            let info = endpoint::get(&client, name).await?;
+            let secret = if *reveal_secret {
+                Some(endpoint::secret(&client, name).await?)
+            } else {
+                None
+            };
+            if *json {
+                let mut value = serde_json::to_value(&info)?;
+                if let Some(secret) = secret {
+                    value["secret"] = secret.into();
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                show::print_endpoint(&info, secret.as_deref());
+            }
+        }
+        EndpointCommand::Enable { name } => match endpoint::enable(&client, name).await? {
+            Some(reason) => println!(
+                "endpoint {name} enabled (it was disabled: {reason}); its pending deliveries are \
+                 due now and its failure count starts again from zero"
+            ),
+            None => println!("endpoint {name} was already enabled"),
+        },
+        EndpointCommand::Disable { name } => {
+            endpoint::set_active(&client, name, false).await?;
+            println!("endpoint {name} disabled; its pending deliveries wait until it is enabled");
+        }
+        EndpointCommand::Remove { name } => {
+            endpoint::remove(&client, name).await?;
+            println!("endpoint {name} removed");
+        }
+        EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
+        EndpointCommand::Apply {
+            file,
+            prune,
+            dry_run,
+        } => {
+            let table = crate::settings::read(file)?;
+            crate::settings::settings_as_env(&table).with_context(|| file.display().to_string())?;
+            let text = std::fs::read_to_string(file)?;
+            let specs = crate::apply::parse(&text).with_context(|| file.display().to_string())?;
+            let changes = crate::apply::apply(&mut client, &specs, *prune, *dry_run).await?;
+            for change in &changes {
+                println!("{change}");
+            }
+            if *dry_run {
+                println!("dry run: nothing was changed");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! `hookrelay track` and `hookrelay untrack`: created/updated/deleted events from a table's rows.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{connect, Cli, Target};
+use crate::track::{self, TrackRequest};
+
+/// `track` arguments.
+#[derive(Debug, Args)]
+pub struct TrackArgs {
+    /// The table, as SQL reads it: orders, store."Order".
+    #[arg(required_unless_present = "list")]
+    pub table: Option<String>,
+    /// Events to emit, comma-separated, of created, updated, deleted, truncated
+    /// (default: created,updated,deleted; TRUNCATE is then refused).
+    #[arg(long, value_delimiter = ',')]
+    pub events: Option<Vec<String>>,
+    /// Columns left out of every event, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Column whose value becomes the event's account_id.
+    #[arg(long)]
+    pub account_column: Option<String>,
+    /// Model name events carry (default: schema.table).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// List the tracked tables instead.
+    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "account_column", "model"])]
+    pub list: bool,
+}
+
+/// Tracks a table, or lists the tracked ones.
+pub(super) async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
+    let target = Target::ready(cli).await?;
+    let client = connect(&target.url).await?;
+    let Some(table) = &args.table else {
+        let tables = track::list(&client).await?;
+        if tables.is_empty() {
+            println!("no tracked tables; track one with: hookrelay track TABLE");
+        }
+        for t in &tables {
+            println!("{}", track::describe(t));
+        }
+        return Ok(());
+    };
+    let request = TrackRequest {
+        table: table.clone(),
+        events: args.events.clone(),
+        exclude_columns: args.exclude.clone(),
+        account_column: args.account_column.clone(),
+        model: args.model.clone(),
+    };
+    let tracked = track::track(&client, &request).await?;
+    println!("tracking {}", track::describe(&tracked));
+    Ok(())
+}
+
+/// Stops tracking a table.
+pub(super) async fn untrack_command(cli: &Cli, table: &str) -> Result<()> {
+    let target = Target::ready(cli).await?;
+    let client = connect(&target.url).await?;
+    if track::untrack(&client, table).await? {
+        println!("stopped tracking {table}");
+    } else {
+        println!("{table} was not tracked; nothing to do");
+    }
+    Ok(())
+}
