@@ -22,10 +22,10 @@ WHERE NOT active;
 CREATE FUNCTION hookrelay.validate_endpoint_protection() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.max_in_flight IS NULL OR NEW.max_in_flight NOT BETWEEN 1 AND 1000 THEN
+    IF NEW.max_in_flight IS NULL OR NEW.max_in_flight NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'max_in_flight % is out of range', coalesce(NEW.max_in_flight::text, 'NULL')
             USING ERRCODE = 'check_violation',
-                  HINT = 'use 1 to 1000 requests in flight at once (the default is 8)';
+                  HINT = 'use 1 to 10000 requests in flight at once (the default is 8)';
     END IF;
     -- NaN sorts above every number, so it fails this check too.
     IF NEW.rate_limit IS NOT NULL AND NOT (NEW.rate_limit BETWEEN 0.001 AND 100000) THEN
@@ -73,21 +73,33 @@ CREATE INDEX deliveries_leased ON hookrelay.deliveries (endpoint_id, locked_unti
 
 -- One row per endpoint that has been claimed for. Claims for an endpoint take turns on its
 -- row (see admit), which is also its token bucket when it has a rate limit: `tokens` as of
--- `refilled_at`, refilled at rate_limit per second up to one second's worth.
+-- `refilled_at`, refilled at rate_limit per second up to one second's worth. `waiting` is set
+-- when a claim parked deliveries of the endpoint to wait for a slot or a token.
 CREATE TABLE hookrelay.endpoint_throttle (
     endpoint_id bigint PRIMARY KEY REFERENCES hookrelay.endpoints (id) ON DELETE CASCADE,
     tokens      double precision NOT NULL DEFAULT 1,
-    refilled_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    refilled_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    waiting     boolean NOT NULL DEFAULT false
 ) WITH (fillfactor = 50);
 
--- Buckets that ran dry: the only ones that can hold a claim back.
+-- Buckets that ran dry, and endpoints with deliveries waiting: the few rows claims and idle
+-- workers look at.
 CREATE INDEX endpoint_throttle_drained ON hookrelay.endpoint_throttle (endpoint_id)
     WHERE tokens < 1;
+CREATE INDEX endpoint_throttle_waiting ON hookrelay.endpoint_throttle (endpoint_id)
+    WHERE waiting;
+
+-- Deliveries parked at 'infinity': those of paused endpoints, and those of active endpoints
+-- waiting for a slot or a token (oldest first). Parked rows leave the due range, so a
+-- saturated endpoint's backlog, however long, is never walked by the claims of others; the
+-- index only changes when a delivery is parked or unparked.
+CREATE INDEX deliveries_waiting ON hookrelay.deliveries (endpoint_id, id)
+    WHERE state = 'pending' AND next_attempt_at = 'infinity';
 
 -- Endpoints that cannot take another request right now, as of the calling statement's
 -- snapshot: those with max_in_flight leases (ready_at NULL: when a request finishes) and those
--- out of tokens (ready_at: when the next token arrives). Claims skip their deliveries, so a
--- backlog for a saturated endpoint never fills a claim's batch.
+-- out of tokens (ready_at: when the next token arrives). Idle workers use it to know when to
+-- look again.
 CREATE FUNCTION hookrelay.blocked_endpoints()
 RETURNS TABLE (endpoint_id bigint, ready_at timestamptz)
 LANGUAGE sql STABLE AS $$
@@ -106,65 +118,116 @@ LANGUAGE sql STABLE AS $$
       AND t.refilled_at + (1 - t.tokens) / ep.rate_limit * interval '1 second' > now()
 $$;
 
--- How many of the `wanted` deliveries for each endpoint a claim may lease: no more than the
--- endpoint's free slots (max_in_flight minus its unexpired leases) and, with a rate limit, its
--- whole tokens, which are spent. Endpoints are taken in id order, each by locking its
--- throttle row until the claim commits: claims for one endpoint therefore take turns, and
--- because each statement of a volatile function sees everything committed before it ran, the
--- count of leases includes every earlier claim's. That is what makes max_in_flight and
--- rate_limit hold across any number of worker processes.
-CREATE FUNCTION hookrelay.admit(endpoint_ids bigint[], wanted integer[])
-RETURNS TABLE (endpoint_id bigint, granted integer)
+-- How many deliveries a claim may lease for each endpoint: no more than its free slots
+-- (max_in_flight minus its unexpired leases) and, with a rate limit, its whole tokens, which
+-- are spent. `wanted` are deliveries the claim holds (new ones for a fan-out, due ones
+-- otherwise); a due claim (`fan_out` false) may also take up to `waiting_limit` of the
+-- endpoint's parked deliveries, after the due ones. A fan-out leases nothing for an endpoint
+-- with deliveries waiting: new ones queue behind them. The caller parks what it may not lease;
+-- `waiting` records that there may be parked deliveries, and is cleared once there are none.
+--
+-- Endpoints are taken in id order, each by locking its throttle row until the claim commits:
+-- claims for one endpoint therefore take turns, and because each statement of a volatile
+-- function sees everything committed before it ran, the counts include every earlier claim's
+-- leases. That is what makes max_in_flight and rate_limit hold across worker processes.
+CREATE FUNCTION hookrelay.admit(endpoint_ids bigint[], wanted integer[], waiting_limit integer,
+                                fan_out boolean)
+RETURNS TABLE (endpoint_id bigint, granted integer, from_waiting integer)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
     ep_id   bigint;
-    want    integer;
+    asked   integer;
+    avail   integer;
     cap     integer;
     rate    double precision;
     leased  integer;
+    parked  integer;
     tok     double precision;
     filled  timestamptz;
+    queued  boolean;
+    remains boolean;
     now_at  timestamptz;
     grant_n integer;
 BEGIN
-    FOR ep_id, want IN
+    FOR ep_id, asked IN
         SELECT u.id, u.n FROM unnest(endpoint_ids, wanted) AS u(id, n) ORDER BY u.id
     LOOP
+        endpoint_id := ep_id;
+        granted := 0;
+        from_waiting := 0;
         SELECT ep.max_in_flight, ep.rate_limit INTO cap, rate
-        FROM hookrelay.endpoints ep WHERE ep.id = ep_id;
+        FROM hookrelay.endpoints ep WHERE ep.id = ep_id AND ep.active;
         IF NOT FOUND THEN
-            endpoint_id := ep_id;
-            granted := 0;
             RETURN NEXT;
             CONTINUE;
         END IF;
-        SELECT t.tokens, t.refilled_at INTO tok, filled
+        SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
         FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
         IF NOT FOUND THEN
             INSERT INTO hookrelay.endpoint_throttle AS t (endpoint_id) VALUES (ep_id)
             ON CONFLICT DO NOTHING;
-            SELECT t.tokens, t.refilled_at INTO tok, filled
+            SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
             FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
         END IF;
+        -- Parked deliveries, counted only for endpoints flagged as having some.
+        parked := 0;
+        IF queued THEN
+            SELECT count(*) INTO parked FROM (
+                SELECT 1 FROM hookrelay.deliveries d
+                WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                  AND d.next_attempt_at = 'infinity'
+                LIMIT CASE WHEN fan_out THEN 1 ELSE greatest(waiting_limit, 0) END) p;
+        END IF;
+        avail := CASE WHEN NOT fan_out THEN asked + parked
+                      WHEN parked > 0 THEN 0
+                      ELSE asked END;
         SELECT count(*) INTO leased
         FROM hookrelay.deliveries d
         WHERE d.endpoint_id = ep_id AND d.locked_until > now();
-        grant_n := least(want, greatest(cap - leased, 0));
+        grant_n := least(avail, greatest(cap - leased, 0));
         IF rate IS NOT NULL THEN
             now_at := clock_timestamp();
             tok := least(greatest(rate, 1),
                          tok + rate * greatest(extract(epoch FROM now_at - filled), 0));
             grant_n := least(grant_n, floor(tok)::integer);
+        END IF;
+        -- Left waiting: what the caller parks now, or parked rows not taken (or not counted).
+        remains := grant_n < asked
+                OR (fan_out AND parked > 0)
+                OR (NOT fan_out AND (grant_n < avail OR parked >= waiting_limit));
+        IF rate IS NOT NULL THEN
             UPDATE hookrelay.endpoint_throttle t
-            SET tokens = tok - grant_n, refilled_at = now_at
+            SET tokens = tok - grant_n, refilled_at = now_at, waiting = remains
+            WHERE t.endpoint_id = ep_id;
+        ELSIF remains IS DISTINCT FROM queued THEN
+            UPDATE hookrelay.endpoint_throttle t SET waiting = remains
             WHERE t.endpoint_id = ep_id;
         END IF;
-        endpoint_id := ep_id;
-        granted := grant_n;
+        granted := least(grant_n, asked);
+        from_waiting := grant_n - least(grant_n, asked);
         RETURN NEXT;
     END LOOP;
 END
+$$;
+
+-- Flags endpoints that have parked deliveries but no `waiting` flag (parked by a race between
+-- a result and the endpoint being enabled), so claims find them. Run periodically.
+CREATE FUNCTION hookrelay.flag_waiting_endpoints() RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    WITH flagged AS (
+        INSERT INTO hookrelay.endpoint_throttle AS t (endpoint_id, waiting)
+        SELECT ep.id, true
+        FROM hookrelay.endpoints ep
+        WHERE ep.active
+          AND EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                      WHERE d.endpoint_id = ep.id AND d.state = 'pending'
+                        AND d.next_attempt_at = 'infinity')
+        ORDER BY ep.id
+        ON CONFLICT (endpoint_id) DO UPDATE SET waiting = true WHERE NOT t.waiting
+        RETURNING 1
+    )
+    SELECT count(*) FROM flagged
 $$;
 
 -- A receiver answered `410 Gone`: disable its endpoints with the reason recorded and cancel
@@ -263,3 +326,20 @@ LEFT JOIN pending ON pending.endpoint_id = ep.id
 LEFT JOIN dead ON dead.endpoint_id = ep.id
 LEFT JOIN hour ON hour.endpoint_id = ep.id
 LEFT JOIN leased ON leased.endpoint_id = ep.id;
+
+-- The backlog, with deliveries waiting for a slot or a token counted apart from those of
+-- paused endpoints (both are parked at 'infinity'); the new column comes last.
+CREATE OR REPLACE VIEW hookrelay.backlog AS
+SELECT (SELECT count(*) FROM hookrelay.events WHERE fanned_out_at IS NULL) AS events_to_fan_out,
+       (SELECT now() - min(created_at) FROM hookrelay.events WHERE fanned_out_at IS NULL)
+           AS oldest_event_age,
+       count(*) FILTER (WHERE d.next_attempt_at <= now() AND d.locked_until IS NULL) AS due,
+       count(*) FILTER (WHERE d.locked_until IS NOT NULL) AS in_flight,
+       count(*) FILTER (WHERE d.next_attempt_at > now() AND d.locked_until IS NULL
+                        AND d.next_attempt_at < 'infinity') AS retrying,
+       count(*) FILTER (WHERE d.next_attempt_at = 'infinity' AND NOT ep.active) AS paused,
+       now() - min(d.created_at) AS oldest_pending_age,
+       count(*) FILTER (WHERE d.next_attempt_at = 'infinity' AND ep.active) AS waiting_for_slot
+FROM hookrelay.deliveries d
+JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id
+WHERE d.state = 'pending';

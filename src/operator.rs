@@ -83,6 +83,8 @@ pub struct Backlog {
     pub retrying: i64,
     pub paused: i64,
     pub oldest_pending_age_seconds: Option<f64>,
+    /// Deliveries of active endpoints waiting for a slot (max_in_flight) or a rate-limit token.
+    pub waiting_for_slot: i64,
 }
 
 /// One endpoint's health (the `hookrelay.endpoint_health` view).
@@ -228,7 +230,7 @@ pub async fn backlog(client: &impl GenericClient) -> Result<Backlog, OperatorErr
         .query_one(
             "SELECT events_to_fan_out, extract(epoch FROM oldest_event_age)::float8,
                     due, in_flight, retrying, paused,
-                    extract(epoch FROM oldest_pending_age)::float8
+                    extract(epoch FROM oldest_pending_age)::float8, waiting_for_slot
              FROM hookrelay.backlog",
             &[],
         )
@@ -241,6 +243,7 @@ pub async fn backlog(client: &impl GenericClient) -> Result<Backlog, OperatorErr
         retrying: row.try_get(4)?,
         paused: row.try_get(5)?,
         oldest_pending_age_seconds: row.try_get(6)?,
+        waiting_for_slot: row.try_get(7)?,
     })
 }
 

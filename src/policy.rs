@@ -8,6 +8,9 @@
 //! a quiet week; the count alone would disable one that had a bad hour. Each worker checks
 //! every twentieth of `--disable-after` (between 250 ms and a minute), in a statement of its
 //! own, so the check never holds a lock that delivery needs.
+//!
+//! The same loop flags endpoints whose deliveries are parked without their `waiting` flag (a
+//! result recorded as the endpoint was being enabled can do that), so claims find them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,10 @@ use crate::metrics::Metrics;
 
 const DISABLE_FAILING: &str = "SELECT name, disabled_reason \
      FROM hookrelay.disable_failing_endpoints($1::bigint * interval '1 millisecond', $2::integer)";
+const FLAG_WAITING: &str = "SELECT hookrelay.flag_waiting_endpoints()";
+
+/// How often the loop runs when auto-disable is off.
+const IDLE_CHECK: Duration = Duration::from_secs(60);
 
 /// When failing endpoints are disabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +58,42 @@ pub async fn disable_failing(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Checks every [`AutoDisable::interval`] until `token` is cancelled.
-pub async fn run(pool: Pool, policy: AutoDisable, metrics: Arc<Metrics>, token: CancellationToken) {
-    let mut tick = tokio::time::interval(policy.interval());
+/// Flags endpoints with parked deliveries but no `waiting` flag; returns how many.
+pub async fn flag_waiting(pool: &Pool) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(FLAG_WAITING).await?;
+    Ok(client.query_one(&statement, &[]).await?.get(0))
+}
+
+/// Checks every [`AutoDisable::interval`] (every minute without auto-disable) until `token`
+/// is cancelled.
+pub async fn run(
+    pool: Pool,
+    policy: Option<AutoDisable>,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) {
+    let every = policy.as_ref().map_or(IDLE_CHECK, AutoDisable::interval);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match disable_failing(&pool, &policy).await {
+        match flag_waiting(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                endpoints = n,
+                "found parked deliveries of enabled endpoints"
+            ),
+            Err(e) => {
+                metrics.db_errors.inc();
+                tracing::warn!(error = %e, "could not check for parked deliveries; will retry");
+            }
+        }
+        let Some(policy) = &policy else { continue };
+        match disable_failing(&pool, policy).await {
             Ok(disabled) => {
                 for (name, reason) in disabled {
                     tracing::warn!(endpoint = %name, %reason,

@@ -172,12 +172,13 @@ pub fn print_delivery(d: &DeliveryDetail) {
 /// The `hookrelay stats` view.
 pub fn print_stats(b: &Backlog, health: &[Health]) {
     println!(
-        "backlog: {} events to fan out (oldest {}), {} deliveries due, {} in flight, {} waiting to retry, {} paused",
+        "backlog: {} events to fan out (oldest {}), {} deliveries due, {} in flight, {} waiting to retry, {} waiting for a slot, {} paused",
         b.events_to_fan_out,
         b.oldest_event_age_seconds.map_or("-".into(), age),
         b.due,
         b.in_flight,
         b.retrying,
+        b.waiting_for_slot,
         b.paused,
     );
     println!(

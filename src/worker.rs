@@ -154,18 +154,16 @@ pub async fn run(
         metrics.clone(),
         token.child_token(),
     ));
-    let disabler = (!config.disable_after.is_zero()).then(|| {
-        let policy = AutoDisable {
-            after: config.disable_after,
-            min_failures: config.disable_after_failures,
-        };
-        tokio::spawn(policy::run(
-            db.pool.clone(),
-            policy,
-            metrics.clone(),
-            token.child_token(),
-        ))
+    let policy = (!config.disable_after.is_zero()).then_some(AutoDisable {
+        after: config.disable_after,
+        min_failures: config.disable_after_failures,
     });
+    let disabler = tokio::spawn(policy::run(
+        db.pool.clone(),
+        policy,
+        metrics.clone(),
+        token.child_token(),
+    ));
     let mut worker = Worker {
         host: nix::unistd::gethostname()
             .ok()
@@ -223,9 +221,7 @@ pub async fn run(
     }
     notify(&[NotifyState::Stopping]);
     let _ = sweeper.await;
-    if let Some(disabler) = disabler {
-        let _ = disabler.await;
-    }
+    let _ = disabler.await;
     worker.shut_down(recorder.task).await
 }
 

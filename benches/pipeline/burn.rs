@@ -13,6 +13,9 @@ use serde_json::json;
 use crate::{wait_count, Bench, Figure, Worker};
 
 const CONCURRENCY: usize = 64;
+
+/// The sink endpoints' max_in_flight: far above what the worker can claim at once.
+pub const SINK_MAX_IN_FLIGHT: usize = 10_000;
 const SCENARIO: &str = "burn-down";
 
 struct Burn {
@@ -32,14 +35,16 @@ async fn burn_down(b: &Bench, events: i64, endpoints: usize, measure_idle: bool)
     for i in 0..endpoints {
         client
             .execute(
-                // The sink takes any number of requests at once: room for all the worker's
-                // slots (the default max_in_flight of 8 protects ordinary receivers).
+                // The sink takes any number of requests at once. max_in_flight counts claimed
+                // deliveries (running, queued in the worker, or waiting for their result to be
+                // written), so it is set well above the worker's slots; the default of 8
+                // protects ordinary receivers.
                 "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
                  VALUES ($1, $2, 'bench-secret-0123456789', $3)",
                 &[
                     &format!("sink-{i}"),
                     &format!("{}/{i}", b.sink.url()),
-                    &(CONCURRENCY as i32),
+                    &(SINK_MAX_IN_FLIGHT as i32),
                 ],
             )
             .await

@@ -25,7 +25,7 @@ async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
     client
         .execute(
             "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
-             VALUES ('sink', $1, 'bench-secret-0123456789', 64)",
+             VALUES ('sink', $1, 'bench-secret-0123456789', 10000)",
             &[&b.sink.url()],
         )
         .await

@@ -1,32 +1,58 @@
 -- Claim deliveries that are due: retries whose time has come and claims whose lease expired
--- (their worker died before recording a result). Each claim counts its attempt and sets a
--- lease; an expired lease is logged as an attempt of its own so operators can see it.
--- Endpoints that are saturated (max_in_flight leases) or out of rate-limit tokens are skipped,
--- and hookrelay.admit() grants each endpoint no more than it may take, across all workers.
+-- (their worker died before recording a result), then deliveries parked to wait for a slot or
+-- a token (oldest first). Each claim counts its attempt and sets a lease; an expired lease is
+-- logged as an attempt of its own so operators can see it. hookrelay.admit() grants each
+-- endpoint no more than its max_in_flight and rate_limit allow, across all workers; due
+-- deliveries it cannot take are parked, out of the due range, so a saturated endpoint's
+-- backlog never fills the batches of others.
 -- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id.
-WITH blocked AS (
-    SELECT endpoint_id FROM hookrelay.blocked_endpoints()
-), due AS (
+WITH due AS (
     SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at
     FROM hookrelay.deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
       AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep WHERE ep.id = d.endpoint_id AND ep.active)
-      AND d.endpoint_id NOT IN (SELECT endpoint_id FROM blocked)
     ORDER BY d.next_attempt_at
     LIMIT $1
     FOR UPDATE OF d SKIP LOCKED
 ), wanted AS (
-    SELECT due.endpoint_id, count(*)::integer AS n FROM due GROUP BY due.endpoint_id
+    SELECT w.endpoint_id, sum(w.n)::integer AS n
+    FROM (SELECT due.endpoint_id, count(*) AS n FROM due GROUP BY due.endpoint_id
+          UNION ALL
+          SELECT t.endpoint_id, 0 FROM hookrelay.endpoint_throttle t WHERE t.waiting) w
+    GROUP BY w.endpoint_id
 ), granted AS (
-    SELECT a.endpoint_id, a.granted
+    SELECT a.endpoint_id, a.granted, a.from_waiting
     FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
-                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id)) a
+                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id),
+                         $1::integer, false) a
+), ranked AS (
+    SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id
+                                     ORDER BY due.next_attempt_at, due.id) AS rank
+    FROM due
 ), admitted AS (
     SELECT r.id, r.attempts, r.locked_until, r.locked_by
-    FROM (SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id
-                                           ORDER BY due.next_attempt_at, due.id) AS rank
-          FROM due) r
+    FROM ranked r
     JOIN granted g ON g.endpoint_id = r.endpoint_id AND r.rank <= g.granted
+    UNION ALL
+    SELECT w.id, w.attempts, w.locked_until, w.locked_by
+    FROM granted g
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.attempts, d.locked_until, d.locked_by
+        FROM hookrelay.deliveries d
+        WHERE d.endpoint_id = g.endpoint_id AND d.state = 'pending'
+          AND d.next_attempt_at = 'infinity'
+          AND (d.locked_until IS NULL OR d.locked_until <= now())
+        ORDER BY d.id
+        LIMIT g.from_waiting
+        FOR UPDATE OF d SKIP LOCKED
+    ) w
+    WHERE g.from_waiting > 0
+), parked AS (
+    UPDATE hookrelay.deliveries d
+    SET next_attempt_at = 'infinity', updated_at = now()
+    FROM ranked r
+    JOIN granted g ON g.endpoint_id = r.endpoint_id
+    WHERE d.id = r.id AND r.rank > g.granted
 ), expired AS (
     INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, error_code, error, worker)
     SELECT admitted.id, admitted.attempts, now(), 'lease_expired',

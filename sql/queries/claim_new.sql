@@ -30,10 +30,10 @@ WITH claimed AS (
     SELECT x.endpoint_id, count(*)::integer AS n FROM matched x GROUP BY x.endpoint_id
 ), granted AS (
     -- Each endpoint gets no more leases than its free slots and rate-limit tokens allow; its
-    -- other deliveries are created unleased and due now, for a later claim.
+    -- other deliveries are created parked, waiting for a slot or a token (see claim_due).
     SELECT a.endpoint_id, a.granted
     FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
-                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id)) a
+                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id), 0, true) a
 ), fanned AS (
     INSERT INTO hookrelay.deliveries
         (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by)
@@ -43,7 +43,7 @@ WITH claimed AS (
     CROSS JOIN LATERAL (
         SELECT CASE WHEN x.rank <= g.granted THEN 1 ELSE 0 END AS attempts,
                CASE WHEN x.rank <= g.granted
-                    THEN now() + $2::bigint * interval '1 millisecond' ELSE now() END
+                    THEN now() + $2::bigint * interval '1 millisecond' ELSE 'infinity' END
                    AS next_attempt_at,
                CASE WHEN x.rank <= g.granted
                     THEN now() + $2::bigint * interval '1 millisecond' END AS locked_until,

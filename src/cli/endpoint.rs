@@ -96,7 +96,7 @@ pub struct EndpointAddArgs {
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
     /// Requests in flight at once to this endpoint, across all workers (default 8).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub max_in_flight: Option<i32>,
     /// Requests per second to this endpoint, across all workers (default: no limit).
     #[arg(long, value_name = "PER_SECOND")]
