@@ -121,10 +121,11 @@ $$;
 -- How many deliveries a claim may lease for each endpoint: no more than its free slots
 -- (max_in_flight minus its unexpired leases) and, with a rate limit, its whole tokens, which
 -- are spent. `wanted` are deliveries the claim holds (new ones for a fan-out, due ones
--- otherwise); a due claim (`fan_out` false) may also take up to `waiting_limit` of the
--- endpoint's parked deliveries, after the due ones. A fan-out leases nothing for an endpoint
--- with deliveries waiting: new ones queue behind them. The caller parks what it may not lease;
--- `waiting` records that there may be parked deliveries, and is cleared once there are none.
+-- otherwise). A due claim (`fan_out` false) may also take parked deliveries of an endpoint
+-- flagged `waiting` with what is left (`from_waiting`), at most `waiting_limit` in all less
+-- the due ones, shared evenly between endpoints. A fan-out leases nothing for an endpoint with
+-- parked deliveries: new ones queue behind them. The caller parks what it may not lease; the
+-- flag says there may be parked deliveries, and is cleared once a claim with room finds none.
 --
 -- Endpoints are taken in id order, each by locking its throttle row until the claim commits:
 -- claims for one endpoint therefore take turns, and because each statement of a volatile
@@ -138,18 +139,20 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     ep_id   bigint;
     asked   integer;
-    avail   integer;
     cap     integer;
     rate    double precision;
-    leased  integer;
+    room    integer;
     parked  integer;
+    share   integer;
+    budget  integer;
     tok     double precision;
     filled  timestamptz;
     queued  boolean;
     remains boolean;
     now_at  timestamptz;
-    grant_n integer;
 BEGIN
+    budget := greatest(waiting_limit - coalesce((SELECT sum(n) FROM unnest(wanted) n), 0), 0);
+    share := ceil(budget::numeric / greatest(cardinality(endpoint_ids), 1))::integer;
     FOR ep_id, asked IN
         SELECT u.id, u.n FROM unnest(endpoint_ids, wanted) AS u(id, n) ORDER BY u.id
     LOOP
@@ -170,42 +173,56 @@ BEGIN
             SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
             FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
         END IF;
-        -- Parked deliveries, counted only for endpoints flagged as having some.
-        parked := 0;
-        IF queued THEN
-            SELECT count(*) INTO parked FROM (
-                SELECT 1 FROM hookrelay.deliveries d
-                WHERE d.endpoint_id = ep_id AND d.state = 'pending'
-                  AND d.next_attempt_at = 'infinity'
-                LIMIT CASE WHEN fan_out THEN 1 ELSE greatest(waiting_limit, 0) END) p;
-        END IF;
-        avail := CASE WHEN NOT fan_out THEN asked + parked
-                      WHEN parked > 0 THEN 0
-                      ELSE asked END;
-        SELECT count(*) INTO leased
+        -- Room: free slots, and whole tokens.
+        SELECT greatest(cap - count(*), 0) INTO room
         FROM hookrelay.deliveries d
         WHERE d.endpoint_id = ep_id AND d.locked_until > now();
-        grant_n := least(avail, greatest(cap - leased, 0));
         IF rate IS NOT NULL THEN
             now_at := clock_timestamp();
             tok := least(greatest(rate, 1),
                          tok + rate * greatest(extract(epoch FROM now_at - filled), 0));
-            grant_n := least(grant_n, floor(tok)::integer);
+            room := least(room, floor(tok)::integer);
         END IF;
-        -- Left waiting: what the caller parks now, or parked rows not taken (or not counted).
-        remains := grant_n < asked
-                OR (fan_out AND parked > 0)
-                OR (NOT fan_out AND (grant_n < avail OR parked >= waiting_limit));
+        IF fan_out THEN
+            -- Parked deliveries go first: new ones queue behind them.
+            IF queued AND EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                                  WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                                    AND d.next_attempt_at = 'infinity') THEN
+                remains := true;
+            ELSE
+                granted := least(asked, room);
+                remains := granted < asked;
+            END IF;
+        ELSE
+            granted := least(asked, room);
+            remains := granted < asked;
+            IF queued AND NOT remains THEN
+                parked := least(room - granted, share, budget);
+                IF parked > 0 THEN
+                    SELECT count(*) INTO from_waiting FROM (
+                        SELECT 1 FROM hookrelay.deliveries d
+                        WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                          AND d.next_attempt_at = 'infinity'
+                        LIMIT parked) p;
+                    budget := budget - from_waiting;
+                    -- Taking all it looked for: there may be more.
+                    remains := from_waiting = parked;
+                ELSE
+                    -- No room or budget to look: they may still be there.
+                    remains := true;
+                END IF;
+            ELSIF queued THEN
+                remains := true;
+            END IF;
+        END IF;
         IF rate IS NOT NULL THEN
             UPDATE hookrelay.endpoint_throttle t
-            SET tokens = tok - grant_n, refilled_at = now_at, waiting = remains
+            SET tokens = tok - granted - from_waiting, refilled_at = now_at, waiting = remains
             WHERE t.endpoint_id = ep_id;
         ELSIF remains IS DISTINCT FROM queued THEN
             UPDATE hookrelay.endpoint_throttle t SET waiting = remains
             WHERE t.endpoint_id = ep_id;
         END IF;
-        granted := least(grant_n, asked);
-        from_waiting := grant_n - least(grant_n, asked);
         RETURN NEXT;
     END LOOP;
 END

@@ -18,7 +18,10 @@ WITH due AS (
     SELECT w.endpoint_id, sum(w.n)::integer AS n
     FROM (SELECT due.endpoint_id, count(*) AS n FROM due GROUP BY due.endpoint_id
           UNION ALL
-          SELECT t.endpoint_id, 0 FROM hookrelay.endpoint_throttle t WHERE t.waiting) w
+          SELECT t.endpoint_id, 0
+          FROM hookrelay.endpoint_throttle t
+          JOIN hookrelay.endpoints ep ON ep.id = t.endpoint_id AND ep.active
+          WHERE t.waiting) w
     GROUP BY w.endpoint_id
 ), granted AS (
     SELECT a.endpoint_id, a.granted, a.from_waiting

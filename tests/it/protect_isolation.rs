@@ -159,7 +159,10 @@ async fn healthy_finish(with_hanging: bool) -> Duration {
             .await
             .unwrap();
         let (waiting, due): (i64, i64) = (row.get(0), row.get(1));
-        assert!(waiting >= EVENTS - 8 - 8, "{waiting} deliveries waiting for a slot");
+        assert!(
+            waiting >= EVENTS - 8 - 8,
+            "{waiting} deliveries waiting for a slot"
+        );
         assert!(due <= 8, "{due} deliveries left due");
         assert_eq!(held_open, 0, "no transaction open while requests hang");
     }
