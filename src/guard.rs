@@ -127,7 +127,6 @@ const fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Net {
     Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), len)
 }
 
-#[allow(clippy::too_many_arguments)]
 const fn v6(segments: [u16; 8], len: u8) -> Ipv6Net {
     let [a, b, c, d, e, f, g, h] = segments;
     Ipv6Net::new_assert(Ipv6Addr::new(a, b, c, d, e, f, g, h), len)
