@@ -47,9 +47,30 @@ pub fn config(url: &str) -> Result<Config, DbError> {
     Ok(config)
 }
 
-/// Builds a pool of up to `max_size` connections. Connections are opened lazily.
+/// Session settings for the worker's connections.
+///
+/// Every worker statement is meant to go through an index (the partial indexes on pending
+/// work, primary keys). Prepared statements keep the plan made when they were first run, and
+/// a queue starts empty: a plan made then would scan the whole table once it has grown, on
+/// every batch (measured: 420 full scans of `deliveries`, 3.6 M rows read, in a 20,000-event
+/// burn-down). Turning sequential scans off makes the planner take the index whatever the
+/// statistics said at the time. JIT compilation is off too: it costs far more than it saves on
+/// statements this short, and the sequential-scan penalty would otherwise push their cost
+/// estimates over the JIT threshold (measured: 400 ms of compiling per claim).
+fn worker_session(config: &mut Config) {
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    if !options.is_empty() {
+        options.push(' ');
+    }
+    options.push_str("-c enable_seqscan=off -c jit=off");
+    config.options(&options);
+}
+
+/// Builds a pool of up to `max_size` connections for the worker. Connections are opened
+/// lazily.
 pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
-    let config = config(url)?;
+    let mut config = config(url)?;
+    worker_session(&mut config);
     let manager = Manager::from_config(
         config.clone(),
         NoTls,
