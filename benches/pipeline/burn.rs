@@ -12,7 +12,13 @@ use serde_json::json;
 
 use crate::{wait_count, Bench, Figure, Worker};
 
-const CONCURRENCY: usize = 64;
+/// Requests in flight, for the worker and the ceiling alike (HOOKRELAY_BENCH_CONCURRENCY).
+fn concurrency() -> usize {
+    std::env::var("HOOKRELAY_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
 
 /// The sink endpoints' max_in_flight: far above what the worker can claim at once.
 pub const SINK_MAX_IN_FLIGHT: usize = 10_000;
@@ -64,7 +70,7 @@ async fn burn_down(b: &Bench, events: i64, endpoints: usize, measure_idle: bool)
     b.sink.reset();
     let total = events * endpoints as i64;
     let started = Instant::now();
-    let worker = Worker::start(&url, &["--concurrency", &CONCURRENCY.to_string()]);
+    let worker = Worker::start(&url, &["--concurrency", &concurrency().to_string()]);
     let limit = Instant::now() + Duration::from_secs(600);
     while (b.sink.count() as i64) < total && Instant::now() < limit {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -137,7 +143,7 @@ async fn ceiling(b: &Bench, requests: u64) -> f64 {
     let sender = Sender::new(SenderConfig {
         default_timeout: Duration::from_secs(10),
         excerpt_bytes: 4096,
-        idle_per_host: CONCURRENCY,
+        idle_per_host: concurrency(),
         allow: hookrelay::guard::AllowList::loopback(),
         max_payload_bytes: hookrelay::config::DEFAULT_MAX_PAYLOAD_BYTES,
     })
@@ -147,7 +153,7 @@ async fn ceiling(b: &Bench, requests: u64) -> f64 {
     let url = format!("{}/0", b.sink.url());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency() {
         let (sender, next, url) = (sender.clone(), next.clone(), url.clone());
         tasks.spawn(async move {
             loop {

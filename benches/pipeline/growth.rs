@@ -77,7 +77,9 @@ async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
     let (mut due, mut dues) = (Duration::ZERO, 0u32);
     loop {
         let started = Instant::now();
-        let claimed = claim::claim_new(&pooled, BATCH, &lease).await.unwrap();
+        let claimed = claim::claim_new(&pooled, BATCH, claim::Scan::FromStart, &lease)
+            .await
+            .unwrap();
         if claimed.taken == 0 {
             break;
         }

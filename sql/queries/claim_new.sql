@@ -2,11 +2,12 @@
 -- endpoint, and return those deliveries already leased to this worker so their first attempt
 -- goes out without a second claim (as many as each endpoint may take; see hookrelay.admit).
 -- One statement: an event is fanned out exactly once.
--- $1 events to claim, $2 lease in milliseconds, $3 worker id.
+-- $1 events to claim, $2 lease in milliseconds, $3 worker id, $4 claim only events with a
+-- greater id (the nil uuid: from the start).
 WITH claimed AS (
     SELECT e.id
     FROM hookrelay.events e
-    WHERE e.fanned_out_at IS NULL
+    WHERE e.fanned_out_at IS NULL AND e.id > $4::uuid
     ORDER BY e.id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
