@@ -67,6 +67,10 @@ pub struct EndpointSpec {
     pub include_fields: Option<Value>,
     /// Replacements per model and field.
     pub redact_fields: Option<Value>,
+    /// Requests in flight at once, across all workers (default 8).
+    pub max_in_flight: Option<i32>,
+    /// Requests per second, across all workers (default: no limit).
+    pub rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +187,8 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "headers": spec.headers,
         "include_fields": spec.include_fields,
         "redact_fields": spec.redact_fields,
+        "max_in_flight": spec.max_in_flight.unwrap_or(endpoint::DEFAULT_MAX_IN_FLIGHT),
+        "rate_limit": spec.rate_limit,
     });
     let Value::Object(map) = value else {
         unreachable!("a JSON object literal")

@@ -4,6 +4,9 @@
 //! leaves a lease (`locked_until`) on what it took, so any number of workers share the tables
 //! safely and no lock is held while requests are in flight. A worker that dies loses nothing:
 //! its leases expire and the deliveries become due again.
+//!
+//! Both claims lease an endpoint no more deliveries than its `max_in_flight` and `rate_limit`
+//! allow across all workers (`hookrelay.admit`); the rest are parked until it has room.
 
 use std::fmt;
 use std::time::Duration;

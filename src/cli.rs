@@ -16,6 +16,7 @@ use crate::{demo, embedded, migrate};
 
 mod endpoint;
 mod operate;
+mod protect;
 mod rotate;
 mod run;
 mod show;

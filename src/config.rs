@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::guard::AllowList;
 use crate::retry::RetrySchedule;
 use crate::sweep::Retention;
 
@@ -55,7 +56,24 @@ pub struct WorkerConfig {
     pub retention: Retention,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Non-public networks receivers may be on (`--allow-network`); empty: public only.
+    pub allow_networks: AllowList,
+    /// Largest request body sent; larger payloads end `dead` with `payload_too_large`.
+    pub max_payload_bytes: usize,
+    /// An endpoint whose every attempt failed for this long is disabled; zero: never.
+    pub disable_after: Duration,
+    /// ... and only once it has failed at least this many times in a row.
+    pub disable_after_failures: u32,
 }
+
+/// The default `--max-payload-bytes`: 256 KiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// The default `--disable-after`: 5 days.
+pub const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
+
+/// The default `--disable-after-failures`.
+pub const DEFAULT_DISABLE_AFTER_FAILURES: u32 = 10;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -73,6 +91,10 @@ impl Default for WorkerConfig {
             enabled: true,
             retention: Retention::default(),
             metrics_addr: None,
+            allow_networks: AllowList::default(),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            disable_after: DEFAULT_DISABLE_AFTER,
+            disable_after_failures: DEFAULT_DISABLE_AFTER_FAILURES,
         }
     }
 }
@@ -144,6 +166,26 @@ impl WorkerConfig {
             self.retention.keep_dead.as_secs(),
             1,
             10 * 365 * 86400,
+        )?;
+        range(
+            "max-payload-bytes",
+            self.max_payload_bytes as u64,
+            1024,
+            64 << 20,
+        )?;
+        if !self.disable_after.is_zero() {
+            range(
+                "disable-after (s)",
+                self.disable_after.as_secs(),
+                1,
+                365 * 86400,
+            )?;
+        }
+        range(
+            "disable-after-failures",
+            self.disable_after_failures as u64,
+            1,
+            1_000_000,
         )?;
         if self.lease < self.request_timeout * 2 {
             return Err(ConfigError::LeaseTooShort {

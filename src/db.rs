@@ -27,6 +27,15 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
+/// Session limits for the worker's connections. Every worker statement is short (claims,
+/// result batches, retention windows), so one that runs for 30 s is stuck, and a claim that
+/// waits 5 s for a lock is better retried than left queueing behind, say, a migration or an
+/// operator's long transaction. A transaction left open counts as stuck after a minute. A
+/// database URL's own `options` come after these and win, e.g.
+/// `?options=-c%20statement_timeout%3D120s`.
+pub const WORKER_SESSION: &str =
+    "-c statement_timeout=30s -c lock_timeout=5s -c idle_in_transaction_session_timeout=60s";
+
 /// A pool and the configuration it was built from (the listener opens its own connection).
 #[derive(Clone)]
 pub struct Db {
@@ -57,12 +66,17 @@ pub fn config(url: &str) -> Result<Config, DbError> {
 /// statistics said at the time. JIT compilation is off too: it costs far more than it saves on
 /// statements this short, and the sequential-scan penalty would otherwise push their cost
 /// estimates over the JIT threshold (measured: 400 ms of compiling per claim).
+///
+/// The [`WORKER_SESSION`] time limits come first, so a database URL's own `options` can
+/// change them.
 fn worker_session(config: &mut Config) {
-    let mut options = config.get_options().unwrap_or_default().to_string();
-    if !options.is_empty() {
+    let given = config.get_options().unwrap_or_default().trim().to_string();
+    let mut options = WORKER_SESSION.to_string();
+    if !given.is_empty() {
         options.push(' ');
+        options.push_str(&given);
     }
-    options.push_str("-c enable_seqscan=off -c jit=off");
+    options.push_str(" -c enable_seqscan=off -c jit=off");
     config.options(&options);
 }
 
@@ -160,5 +174,28 @@ mod tests {
         assert!(err.contains("postgres://user:password@host"), "{err}");
         let ok = config("postgres://u@127.0.0.1:5/d").unwrap();
         assert_eq!(ok.get_application_name(), Some("hookrelay"));
+    }
+
+    #[test]
+    fn worker_sessions_are_time_limited_and_the_url_can_override() {
+        const PLANNING: &str = "-c enable_seqscan=off -c jit=off";
+        let db = pool("postgres://u@127.0.0.1:5/d", 1).unwrap();
+        assert_eq!(
+            db.config.get_options(),
+            Some(format!("{WORKER_SESSION} {PLANNING}").as_str())
+        );
+        assert!(
+            WORKER_SESSION.contains("statement_timeout=")
+                && WORKER_SESSION.contains("lock_timeout=")
+        );
+        let db = pool(
+            "postgres://u@127.0.0.1:5/d?options=-c%20lock_timeout%3D1s",
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            db.config.get_options(),
+            Some(format!("{WORKER_SESSION} -c lock_timeout=1s {PLANNING}").as_str())
+        );
     }
 }

@@ -1,8 +1,15 @@
 //! Delivery: one signed HTTP POST per attempt, and what came back, classified.
 //!
 //! 2xx is success. Anything else is a failed attempt with a stable error code: a non-2xx
-//! answer (`http_status`, redirects included, since they are never followed), a `timeout`
-//! (covering connect, headers and body), a `connect` failure, or another `network` error.
+//! answer (`http_status`, redirects included, since they are never followed; `gone` for
+//! `410 Gone`), a `timeout` (covering name resolution, connect, headers and body), a `connect`
+//! failure, or another `network` error. Some attempts are refused before anything is sent: a
+//! receiver on a non-public address (`blocked_address`, see [`guard`](crate::guard)) or a body
+//! above the size limit (`payload_too_large`).
+//!
+//! Only `http` and `https` are spoken, TLS certificates are always verified (nothing here
+//! turns verification off), proxies from the environment are ignored (a proxy would resolve
+//! names itself, past the guard), and at most `excerpt_bytes` of a response body are read.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +17,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
 use crate::claim::Job;
+use crate::guard::{AllowList, Blocked, GuardedResolver};
 use crate::payload;
 use crate::sign;
 
@@ -30,6 +38,12 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The worker stopped before recording a result (logged by the claim that found it).
     LeaseExpired,
+    /// The receiver's address is not public and no `--allow-network` opens it.
+    BlockedAddress,
+    /// The body is larger than `--max-payload-bytes`; it was not sent.
+    PayloadTooLarge,
+    /// The receiver answered `410 Gone`: the endpoint is disabled.
+    Gone,
     /// The event's stored JSON could not be read into a payload; retrying cannot help.
     PayloadInvalid,
 }
@@ -45,15 +59,24 @@ impl ErrorCode {
             ErrorCode::Signing => "signing",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::LeaseExpired => "lease_expired",
+            ErrorCode::BlockedAddress => "blocked_address",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Gone => "gone",
             ErrorCode::PayloadInvalid => "payload_invalid",
         }
     }
 
-    /// True when another attempt cannot succeed either.
+    /// True when another attempt cannot succeed either (until an operator changes something:
+    /// the endpoint, `--allow-network`, or `--max-payload-bytes`).
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            ErrorCode::Signing | ErrorCode::InvalidRequest | ErrorCode::PayloadInvalid
+            ErrorCode::Signing
+                | ErrorCode::InvalidRequest
+                | ErrorCode::PayloadInvalid
+                | ErrorCode::BlockedAddress
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::Gone
         )
     }
 }
@@ -89,6 +112,10 @@ pub struct SenderConfig {
     pub excerpt_bytes: usize,
     /// Idle keep-alive connections kept per host.
     pub idle_per_host: usize,
+    /// Non-public networks receivers may be on (everything public always is).
+    pub allow: AllowList,
+    /// Largest body sent; larger ones end `payload_too_large` without being sent.
+    pub max_payload_bytes: usize,
 }
 
 /// Errors from building the HTTP client.
@@ -106,7 +133,8 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A client that never follows redirects and keeps connections alive.
+    /// A client that never follows redirects, keeps connections alive, and connects only to
+    /// addresses the guard allows.
     pub fn new(config: SenderConfig) -> Result<Self, DeliverError> {
         // Fails only when a provider is already installed, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -117,6 +145,7 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .no_proxy()
+            .dns_resolver(GuardedResolver::new(config.allow.clone()))
             .build()?;
         Ok(Sender { client, config })
     }
@@ -126,7 +155,20 @@ impl Sender {
         let started_at = Utc::now();
         let clock = Instant::now();
         let timeout = job.target.timeout.unwrap_or(self.config.default_timeout);
-        let mut attempt = match self.request(job, started_at.timestamp()) {
+        let request = self
+            .request(job, started_at.timestamp())
+            .and_then(|request| {
+                // Names are checked by the resolver as the connection is made; literals here.
+                self.config
+                    .allow
+                    .check_url(request.url())
+                    .map_err(|b| AttemptError {
+                        code: ErrorCode::BlockedAddress,
+                        message: b.to_string(),
+                    })?;
+                Ok(request)
+            });
+        let mut attempt = match request {
             Ok(request) => match tokio::time::timeout(timeout, self.exchange(request)).await {
                 Ok(result) => result,
                 Err(_) => failed(ErrorCode::Timeout, format!("no answer within {timeout:?}")),
@@ -143,6 +185,16 @@ impl Sender {
 
     fn request(&self, job: &Job, timestamp: i64) -> Result<reqwest::Request, AttemptError> {
         let body = payload::body_for(&job.event, &job.target.shaping);
+        if body.len() > self.config.max_payload_bytes {
+            return Err(AttemptError {
+                code: ErrorCode::PayloadTooLarge,
+                message: format!(
+                    "the payload is {} bytes, above the {} allowed (--max-payload-bytes): not sent",
+                    body.len(),
+                    self.config.max_payload_bytes
+                ),
+            });
+        }
         let id = payload::event_id(&job.event.id);
         let message = sign::Message {
             id: &id,
@@ -206,7 +258,14 @@ impl Sender {
                 }
             }
         }
-        let error = if !status.is_success() {
+        let error = if status == reqwest::StatusCode::GONE {
+            Some(AttemptError {
+                code: ErrorCode::Gone,
+                message: "HTTP 410 Gone: the receiver says this endpoint is gone; hookrelay \
+                          disabled it and cancelled its pending deliveries"
+                    .into(),
+            })
+        } else if !status.is_success() {
             Some(AttemptError {
                 code: ErrorCode::HttpStatus,
                 message: format!("HTTP {status}"),
@@ -296,8 +355,22 @@ fn failed(code: ErrorCode, message: String) -> Attempt {
     }
 }
 
+/// The guard's refusal behind a client error, when the resolver refused the name.
+fn blocked_in(e: &reqwest::Error) -> Option<&Blocked> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(blocked) = err.downcast_ref::<Blocked>() {
+            return Some(blocked);
+        }
+        current = err.source();
+    }
+    None
+}
+
 fn classify(e: &reqwest::Error) -> ErrorCode {
-    if e.is_timeout() {
+    if blocked_in(e).is_some() {
+        ErrorCode::BlockedAddress
+    } else if e.is_timeout() {
         ErrorCode::Timeout
     } else if e.is_connect() {
         ErrorCode::Connect
@@ -310,6 +383,9 @@ fn classify(e: &reqwest::Error) -> ErrorCode {
 
 /// The error and its causes on one line, without the URL (which may carry a token).
 fn describe(e: &reqwest::Error) -> String {
+    if let Some(blocked) = blocked_in(e) {
+        return blocked.to_string();
+    }
     let mut out = String::new();
     let mut current: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = current {
@@ -359,96 +435,4 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn retry_after_takes_seconds_and_http_dates() {
-        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
-
-    #[test]
-    fn excerpts_are_capped_at_a_character_boundary_and_nul_free() {
-        assert_eq!(excerpt(b"", 10), None);
-        assert_eq!(excerpt(b"hello world", 5).as_deref(), Some("hello"));
-        assert_eq!(excerpt("héllo".as_bytes(), 2).as_deref(), Some("h"));
-        assert_eq!(excerpt(b"a\0b", 10).as_deref(), Some("a\u{FFFD}b"));
-        assert_eq!(
-            excerpt(&[0xff, 0xfe], 10).as_deref(),
-            Some("\u{FFFD}\u{FFFD}")
-        );
-    }
-
-    #[test]
-    fn static_headers_never_replace_hookrelay_headers() {
-        for name in [
-            "Content-Type",
-            "user-agent",
-            "X-Webhook-Signature",
-            "x-webhook-anything",
-            "Webhook-Signature",
-            "webhook-id",
-            "Host",
-            "Content-Length",
-            "Transfer-Encoding",
-        ] {
-            assert!(is_reserved_header(name), "{name}");
-        }
-        for name in [
-            "Authorization",
-            "X-Tenant",
-            "X-Webhooks",
-            "Webhook",
-            "Accept",
-        ] {
-            assert!(!is_reserved_header(name), "{name}");
-        }
-        let list = [
-            ("Authorization".to_string(), "Bearer t0k3n".to_string()),
-            ("X-Webhook-Signature".to_string(), "forged".to_string()),
-            ("content-type".to_string(), "text/plain".to_string()),
-        ];
-        let map = static_headers(&list).unwrap();
-        assert_eq!(map.len(), 1);
-        assert_eq!(map["authorization"], "Bearer t0k3n");
-        assert!(map["authorization"].is_sensitive());
-        let bad = [("X-Tenant".to_string(), "a\r\nX-Evil: 1".to_string())];
-        let err = static_headers(&bad).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidRequest);
-        assert!(!err.message.contains("Evil"), "{}", err.message);
-    }
-
-    #[test]
-    fn error_codes_are_stable() {
-        let all = [
-            (ErrorCode::Timeout, "timeout"),
-            (ErrorCode::Connect, "connect"),
-            (ErrorCode::HttpStatus, "http_status"),
-            (ErrorCode::Network, "network"),
-            (ErrorCode::Signing, "signing"),
-            (ErrorCode::InvalidRequest, "invalid_request"),
-            (ErrorCode::LeaseExpired, "lease_expired"),
-            (ErrorCode::PayloadInvalid, "payload_invalid"),
-        ];
-        for (code, text) in all {
-            assert_eq!(code.as_str(), text);
-        }
-        assert!(ErrorCode::Signing.is_permanent());
-        assert!(!ErrorCode::Timeout.is_permanent());
-    }
-}
+mod tests;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::db::{self, explain};
 use crate::endpoint::{self, NewEndpoint};
+use crate::guard::AllowList;
 use crate::retry::RetrySchedule;
 use crate::sign::Scheme;
 use crate::verify::Verifier;
@@ -368,6 +369,10 @@ pub async fn run(
     });
     let addr = start_receiver(receiver.clone(), token.clone()).await?;
     println!("[2/6] A receiver on http://{addr}/hooks/…, checking every signature");
+    println!(
+        "      (loopback is allowed for this demo only: `hookrelay run` refuses non-public \
+         addresses unless opened with --allow-network)"
+    );
 
     client.batch_execute(SHOP).await?;
     println!("[3/6] Table shop.orders, tracked: hookrelay.track_table('shop.orders', model => 'store.Order', exclude_columns => '{{internal_note}}')");
@@ -378,7 +383,10 @@ pub async fn run(
 
     println!("[5/6] Deliveries as the receiver got them (crm fails the first update once, to show a retry):");
     let worker_token = token.child_token();
+    // The demo's receiver is on this machine: loopback is opened for it explicitly, as
+    // `hookrelay run --allow-network 127.0.0.0/8` would; `run` refuses it by default.
     let config = WorkerConfig {
+        allow_networks: AllowList::loopback(),
         retry_schedule: RetrySchedule::parse("1s,2s,4s").expect("a valid schedule"),
         shutdown_timeout: Duration::from_secs(5),
         ..WorkerConfig::default()

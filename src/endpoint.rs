@@ -46,7 +46,14 @@ pub struct NewEndpoint {
     pub include_fields: Option<Value>,
     /// Replacements per model and field: `{"store.Customer": {"email": "***@***.com"}}`.
     pub redact_fields: Option<Value>,
+    /// Requests in flight at once, across all workers (`None`: [`DEFAULT_MAX_IN_FLIGHT`]).
+    pub max_in_flight: Option<i32>,
+    /// Requests per second, across all workers (`None`: no limit).
+    pub rate_limit: Option<f64>,
 }
+
+/// The `max_in_flight` of an endpoint that does not set one (the column's default).
+pub const DEFAULT_MAX_IN_FLIGHT: i32 = 8;
 
 /// An endpoint as shown to operators: secrets and header values only as fingerprints.
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +78,13 @@ pub struct EndpointInfo {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     /// Static header names, each with its value's fingerprint (values can be tokens).
     pub headers: BTreeMap<String, String>,
+    /// Requests in flight at once, across all workers.
+    pub max_in_flight: i32,
+    /// Requests per second, across all workers; `None`: no limit.
+    pub rate_limit: Option<f64>,
+    /// Why the endpoint is disabled (by an operator, a `410 Gone`, or failing for days).
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, name, url, secret, account_id, events, models, active, \
@@ -79,7 +93,8 @@ const COLUMNS: &str = "id, name, url, secret, account_id, events, models, active
                        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END \
                            AS previous_secret, \
                        CASE WHEN previous_secret_expires_at > now() \
-                           THEN previous_secret_expires_at END AS previous_secret_expires_at";
+                           THEN previous_secret_expires_at END AS previous_secret_expires_at, \
+                       max_in_flight, rate_limit, disabled_reason, disabled_at";
 
 /// The longest grace period a rotation may have.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -107,6 +122,10 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
             .map(sign::fingerprint),
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
         headers: masked_headers(&row.try_get("headers")?),
+        max_in_flight: row.try_get("max_in_flight")?,
+        rate_limit: row.try_get("rate_limit")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
 
@@ -217,8 +236,9 @@ pub async fn add(
         .unwrap_or_else(|| sign::generate_secret(new.scheme));
     let sql = format!(
         "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
-         signature_scheme, max_attempts, timeout_ms, headers, include_fields, redact_fields) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+         signature_scheme, max_attempts, timeout_ms, headers, include_fields, redact_fields, \
+         max_in_flight, rate_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
     );
     let headers = headers_json(&new.headers)?;
     let row = client
@@ -237,6 +257,8 @@ pub async fn add(
                 &headers,
                 &new.include_fields,
                 &new.redact_fields,
+                &new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+                &new.rate_limit,
             ],
         )
         .await
@@ -366,6 +388,25 @@ pub async fn set_active(
         return Err(EndpointError::NotFound(name.into()));
     }
     Ok(())
+}
+
+/// Enables an endpoint: its parked deliveries are due at once and its failure streak starts
+/// from zero. Returns why it had been disabled (`None`: it was active).
+pub async fn enable(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<String>, EndpointError> {
+    let row = client
+        .query_opt(
+            "UPDATE hookrelay.endpoints ep SET active = true \
+             FROM (SELECT id, disabled_reason FROM hookrelay.endpoints \
+                   WHERE name = $1 FOR UPDATE) old \
+             WHERE ep.id = old.id RETURNING old.disabled_reason",
+            &[&name],
+        )
+        .await?
+        .ok_or_else(|| EndpointError::NotFound(name.into()))?;
+    Ok(row.get(0))
 }
 
 /// Removes an endpoint with its deliveries and their attempts.

@@ -8,11 +8,13 @@
 //!   each in one short `FOR UPDATE SKIP LOCKED` statement that sets a lease.
 //! - [`payload`]: builds the JSON envelope a receiver gets.
 //! - [`sign`]: HMAC-SHA256 signature headers for each signature scheme.
+//! - [`guard`]: the SSRF guard: which addresses receivers may be on, checked as names resolve.
 //! - [`deliver`]: the HTTP POST and the classification of what came back.
 //! - [`retry`]: the retry schedule with jitter, and the outcome of a finished attempt.
 //! - [`record`]: writes attempt results back in batches.
 //! - [`worker`]: the loop that ties these together, with bounded concurrency and clean shutdown.
 //! - [`sweep`]: retention, pruning finished history in small batches.
+//! - [`policy`]: auto-disable of endpoints that keep failing.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //!
 //! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`db`] (connection pools and database URLs), [`embedded`] (the private
@@ -33,11 +35,13 @@ pub mod demo;
 pub mod embedded;
 pub mod emit;
 pub mod endpoint;
+pub mod guard;
 pub mod listen;
 pub mod metrics;
 pub mod migrate;
 pub mod operator;
 pub mod payload;
+pub mod policy;
 pub mod record;
 pub mod report;
 pub mod retry;

@@ -168,6 +168,7 @@ impl Metrics {
             ("in_flight", b.in_flight),
             ("retrying", b.retrying),
             ("paused", b.paused),
+            ("waiting_for_slot", b.waiting_for_slot),
         ];
         for (kind, n) in figures {
             self.backlog.get_or_create(&Kind { kind }).set(n);

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_hot_path.sql",
         sql: include_str!("../sql/0006_hot_path.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_protection.sql",
+        sql: include_str!("../sql/0007_protection.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -83,6 +83,8 @@ pub struct Backlog {
     pub retrying: i64,
     pub paused: i64,
     pub oldest_pending_age_seconds: Option<f64>,
+    /// Deliveries of active endpoints waiting for a slot (max_in_flight) or a rate-limit token.
+    pub waiting_for_slot: i64,
 }
 
 /// One endpoint's health (the `hookrelay.endpoint_health` view).
@@ -100,6 +102,11 @@ pub struct Health {
     pub failing_since: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Why the endpoint is disabled, when it is.
+    pub disabled_reason: Option<String>,
+    /// Requests in flight now (unexpired leases), and the endpoint's cap.
+    pub in_flight: i64,
+    pub max_in_flight: i32,
 }
 
 const STATES: [&str; 4] = ["pending", "delivered", "dead", "cancelled"];
@@ -223,7 +230,7 @@ pub async fn backlog(client: &impl GenericClient) -> Result<Backlog, OperatorErr
         .query_one(
             "SELECT events_to_fan_out, extract(epoch FROM oldest_event_age)::float8,
                     due, in_flight, retrying, paused,
-                    extract(epoch FROM oldest_pending_age)::float8
+                    extract(epoch FROM oldest_pending_age)::float8, waiting_for_slot
              FROM hookrelay.backlog",
             &[],
         )
@@ -236,6 +243,7 @@ pub async fn backlog(client: &impl GenericClient) -> Result<Backlog, OperatorErr
         retrying: row.try_get(4)?,
         paused: row.try_get(5)?,
         oldest_pending_age_seconds: row.try_get(6)?,
+        waiting_for_slot: row.try_get(7)?,
     })
 }
 
@@ -244,7 +252,8 @@ pub async fn health(client: &impl GenericClient) -> Result<Vec<Health>, Operator
     let rows = client
         .query(
             "SELECT name, active, pending, dead, delivered_last_hour, failed_last_hour,
-                    consecutive_failures, failing_since, last_success_at, last_error
+                    consecutive_failures, failing_since, last_success_at, last_error,
+                    disabled_reason, in_flight, max_in_flight
              FROM hookrelay.endpoint_health ORDER BY name",
             &[],
         )
@@ -267,6 +276,9 @@ pub async fn health(client: &impl GenericClient) -> Result<Vec<Health>, Operator
                 failing_since: r.try_get(7)?,
                 last_success_at: r.try_get(8)?,
                 last_error: r.try_get(9)?,
+                disabled_reason: r.try_get(10)?,
+                in_flight: r.try_get(11)?,
+                max_in_flight: r.try_get(12)?,
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()

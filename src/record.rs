@@ -4,21 +4,27 @@
 //! The channel into the recorder is bounded: while the database is slow or away, request tasks
 //! wait to hand over their results, the worker's queue stays full, and it stops claiming until
 //! the recorder catches up. Unrecorded results never pile up without bound.
+//!
+//! A `410 Gone` answer disables its endpoint and cancels the endpoint's pending deliveries
+//! (`hookrelay.endpoint_gone`), in the same transaction as the batch that recorded it. After
+//! each batch the recorder signals the worker: the leases it cleared free slots of endpoints
+//! that were at their `max_in_flight`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::db::DbError;
-use crate::deliver::Attempt;
+use crate::deliver::{Attempt, ErrorCode};
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, Outcome};
 
 const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
 const RELEASE_LEASES: &str = include_str!("../sql/queries/release_leases.sql");
+const ENDPOINT_GONE: &str = "SELECT hookrelay.endpoint_gone($1::bigint[])";
 
 /// Most results written by one statement.
 pub const MAX_BATCH: usize = 512;
@@ -27,25 +33,36 @@ pub const MAX_BATCH: usize = 512;
 #[derive(Debug)]
 pub struct Finished {
     pub delivery_id: i64,
+    pub endpoint_id: i64,
     pub attempt: u32,
     pub outcome: Outcome,
     pub result: Attempt,
 }
 
-/// Starts the recorder task. It ends once every sender is dropped and all it was given is
+/// The recorder's handles: where to send results, its task, and its signal that a batch was
 /// written.
-pub fn spawn(
-    pool: Pool,
-    worker: String,
-    capacity: usize,
-    metrics: Arc<Metrics>,
-) -> (mpsc::Sender<Finished>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let handle = tokio::spawn(run(pool, rx, worker, metrics));
-    (tx, handle)
+pub struct Recorder {
+    pub tx: mpsc::Sender<Finished>,
+    pub task: JoinHandle<()>,
+    pub written: Arc<Notify>,
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Finished>, worker: String, metrics: Arc<Metrics>) {
+/// Starts the recorder task. It ends once every sender is dropped and all it was given is
+/// written.
+pub fn spawn(pool: Pool, worker: String, capacity: usize, metrics: Arc<Metrics>) -> Recorder {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let written = Arc::new(Notify::new());
+    let task = tokio::spawn(run(pool, rx, worker, metrics, written.clone()));
+    Recorder { tx, task, written }
+}
+
+async fn run(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Finished>,
+    worker: String,
+    metrics: Arc<Metrics>,
+    written: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut backoff = Backoff::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -63,6 +80,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Finished>, worker: String, metri
         }
         backoff.reset(Duration::from_millis(100));
         batch.clear();
+        written.notify_one();
     }
 }
 
@@ -98,17 +116,33 @@ pub async fn write(pool: &Pool, batch: &[Finished], worker: &str) -> Result<(), 
         durations.push(clamp_ms(f.result.duration) as i32);
         started.push(f.result.started_at);
     }
-    let client = pool.get().await?;
-    let statement = client.prepare_cached(RECORD_RESULTS).await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays,
-                &durations, &started, &worker,
-            ],
-        )
-        .await?;
+    let mut gone: Vec<i64> = batch
+        .iter()
+        .filter(|f| f.result.error.as_ref().map(|e| e.code) == Some(ErrorCode::Gone))
+        .map(|f| f.endpoint_id)
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+        &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays, &durations,
+        &started, &worker,
+    ];
+    let mut client = pool.get().await?;
+    if gone.is_empty() {
+        // The common case: one statement, no transaction round trips.
+        let statement = client.prepare_cached(RECORD_RESULTS).await?;
+        client.execute(&statement, &params).await?;
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    let statement = tx.prepare_cached(RECORD_RESULTS).await?;
+    tx.execute(&statement, &params).await?;
+    let statement = tx.prepare_cached(ENDPOINT_GONE).await?;
+    let cancelled: i64 = tx.query_one(&statement, &[&gone]).await?.get(0);
+    tx.commit().await?;
+    tracing::warn!(endpoints = ?gone, cancelled,
+        "a receiver answered 410 Gone: its endpoint is disabled and its pending deliveries \
+         cancelled; `hookrelay endpoint enable NAME` turns it back on");
     Ok(())
 }
 

@@ -172,12 +172,13 @@ pub fn print_delivery(d: &DeliveryDetail) {
 /// The `hookrelay stats` view.
 pub fn print_stats(b: &Backlog, health: &[Health]) {
     println!(
-        "backlog: {} events to fan out (oldest {}), {} deliveries due, {} in flight, {} waiting to retry, {} paused",
+        "backlog: {} events to fan out (oldest {}), {} deliveries due, {} in flight, {} waiting to retry, {} waiting for a slot, {} paused",
         b.events_to_fan_out,
         b.oldest_event_age_seconds.map_or("-".into(), age),
         b.due,
         b.in_flight,
         b.retrying,
+        b.waiting_for_slot,
         b.paused,
     );
     println!(
@@ -187,6 +188,7 @@ pub fn print_stats(b: &Backlog, health: &[Health]) {
     let header = [
         "ENDPOINT",
         "STATE",
+        "IN FLIGHT",
         "PENDING",
         "DEAD",
         "OK/1H",
@@ -195,12 +197,17 @@ pub fn print_stats(b: &Backlog, health: &[Health]) {
         "FAILING",
         "LAST ERROR",
     ];
-    let cells: Vec<[String; 9]> = health
+    let cells: Vec<[String; 10]> = health
         .iter()
         .map(|h| {
             [
                 h.name.clone(),
-                if h.active { "active" } else { "disabled" }.into(),
+                match (&h.disabled_reason, h.active) {
+                    (_, true) => "active".into(),
+                    (Some(reason), false) => cell(Some(&format!("disabled: {reason}")), 40),
+                    (None, false) => "disabled".into(),
+                },
+                format!("{}/{}", h.in_flight, h.max_in_flight),
                 h.pending.to_string(),
                 h.dead.to_string(),
                 h.delivered_last_hour.to_string(),

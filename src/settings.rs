@@ -21,6 +21,8 @@ enum Kind {
     Bool,
     /// Comma-separated durations, or an array of them.
     Durations,
+    /// Comma-separated values, or an array of strings.
+    List,
 }
 
 /// Every setting the file may hold, with its kind.
@@ -45,6 +47,10 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("dead_retention", Kind::Duration),
     ("retention_interval", Kind::Duration),
     ("metrics_addr", Kind::Text),
+    ("allow_networks", Kind::List),
+    ("max_payload_bytes", Kind::Count),
+    ("disable_after", Kind::Duration),
+    ("disable_after_failures", Kind::Count),
 ];
 
 /// Keys that are not settings but are allowed in the file.
@@ -88,8 +94,8 @@ fn text_of(key: &str, kind: Kind, value: &Value) -> Result<String> {
             Ok(s.clone())
         }
         (Kind::Duration, _) => Err(wrong("a duration string such as \"30s\"")),
-        (Kind::Durations, Value::String(s)) => Ok(s.clone()),
-        (Kind::Durations, Value::Array(items)) => items
+        (Kind::Durations | Kind::List, Value::String(s)) => Ok(s.clone()),
+        (Kind::Durations | Kind::List, Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s.clone()),
@@ -97,7 +103,7 @@ fn text_of(key: &str, kind: Kind, value: &Value) -> Result<String> {
             })
             .collect::<Result<Vec<_>>>()
             .map(|parts| parts.join(",")),
-        (Kind::Durations, _) => Err(wrong("a string or an array of strings")),
+        (Kind::Durations | Kind::List, _) => Err(wrong("a string or an array of strings")),
     }
 }
 
@@ -156,6 +162,8 @@ mod tests {
             enabled = false
             retry_schedule = ["1s", "1m"]
             metrics_addr = "off"
+            allow_networks = ["10.0.0.0/8", "fd00::/8"]
+            disable_after = "2d"
             [[endpoints]]
             name = "crm"
             "#,
@@ -166,7 +174,9 @@ mod tests {
         assert_eq!(
             vars,
             [
+                "HOOKRELAY_ALLOW_NETWORKS=10.0.0.0/8,fd00::/8",
                 "HOOKRELAY_CONCURRENCY=8",
+                "HOOKRELAY_DISABLE_AFTER=2d",
                 "HOOKRELAY_ENABLED=false",
                 "HOOKRELAY_METRICS_ADDR=off",
                 "HOOKRELAY_POLL_INTERVAL=250ms",

@@ -7,7 +7,11 @@
 //! worker idle so the next insert notifies it.
 //!
 //! Requests run as tasks in a `JoinSet`, at most `concurrency` at once (a semaphore), and hand
-//! their results to the [`record`](crate::record) task. Stopping (one `CancellationToken`)
+//! their results to the [`record`](crate::record) task. The claims never lease an endpoint more
+//! than its `max_in_flight` or its rate limit allows (across every worker), so a hanging
+//! endpoint holds at most that many of the slots; while some endpoint is at its cap, each
+//! recorded batch (which frees slots) wakes the loop. No database lock is held while a request
+//! is in flight: claims and results are separate short statements around it. Stopping (one `CancellationToken`)
 //! stops claiming, lets requests in flight finish within `shutdown_timeout`, and gives back the
 //! leases of claimed deliveries that were never sent.
 
@@ -27,6 +31,7 @@ use crate::db::{Db, DbError};
 use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender, SenderConfig};
 use crate::listen::{self, Listener};
 use crate::metrics::{Metrics, Probe};
+use crate::policy::{self, AutoDisable};
 use crate::record::{self, Finished};
 use crate::retry::{self, Backoff, Outcome, RetrySchedule};
 use crate::sweep;
@@ -106,7 +111,19 @@ pub async fn run(
         default_timeout: config.request_timeout,
         excerpt_bytes: config.excerpt_bytes,
         idle_per_host: config.concurrency,
+        allow: config.allow_networks.clone(),
+        max_payload_bytes: config.max_payload_bytes,
     })?;
+    if !config.allow_networks.networks().is_empty() {
+        let opened: Vec<String> = config
+            .allow_networks
+            .networks()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(networks = %opened.join(","),
+            "receivers may be on these non-public networks (--allow-network)");
+    }
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = config.metrics_addr {
         let probe = Arc::new(Probe {
@@ -125,7 +142,7 @@ pub async fn run(
         return Ok(Summary::default());
     }
     let listener = listen::spawn(db.config.clone(), metrics.clone(), token.clone());
-    let (recorder, recorder_task) = record::spawn(
+    let recorder = record::spawn(
         db.pool.clone(),
         config.worker_id.clone(),
         config.concurrency * 2,
@@ -134,6 +151,16 @@ pub async fn run(
     let sweeper = tokio::spawn(sweep::run(
         db.pool.clone(),
         config.retention.clone(),
+        metrics.clone(),
+        token.child_token(),
+    ));
+    let policy = (!config.disable_after.is_zero()).then_some(AutoDisable {
+        after: config.disable_after,
+        min_failures: config.disable_after_failures,
+    });
+    let disabler = tokio::spawn(policy::run(
+        db.pool.clone(),
+        policy,
         metrics.clone(),
         token.child_token(),
     ));
@@ -146,7 +173,9 @@ pub async fn run(
         config,
         db,
         sender,
-        recorder,
+        recorder: recorder.tx,
+        recorded: recorder.written,
+        capped: false,
         listener,
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
@@ -194,7 +223,8 @@ pub async fn run(
     }
     notify(&[NotifyState::Stopping]);
     let _ = sweeper.await;
-    worker.shut_down(recorder_task).await
+    let _ = disabler.await;
+    worker.shut_down(recorder.task).await
 }
 
 struct Worker {
@@ -203,6 +233,11 @@ struct Worker {
     db: Db,
     sender: Sender,
     recorder: mpsc::Sender<Finished>,
+    /// Signalled by the recorder after each batch it writes.
+    recorded: Arc<tokio::sync::Notify>,
+    /// Whether some endpoint was at its max_in_flight at the last idle check: a recorded
+    /// batch may have freed its slots.
+    capped: bool,
     listener: Listener,
     semaphore: Arc<Semaphore>,
     tasks: JoinSet<TaskEnd>,
@@ -284,6 +319,7 @@ impl Worker {
                         }
                     }
                     _ = self.listener.notified() => break Wake::Notified,
+                    _ = self.recorded.notified(), if self.capped => break Wake::Capacity,
                     _ = tokio::time::sleep_until(deadline) => break Wake::Tick,
                     _ = tick(&mut self.watchdog) => notify(&[NotifyState::Watchdog]),
                 }
@@ -398,7 +434,7 @@ impl Worker {
             // Idle: ask to be notified, and in the same round trip look once more for events
             // committed before the flag was visible (their inserts saw no waiting worker).
             if self.waiting {
-                self.db_due_at = self.set_idle(client).await?;
+                (self.db_due_at, self.capped) = self.set_idle(client).await?;
                 return Ok(());
             }
             self.notes_at_idle = self.metrics.notifications.get();
@@ -406,7 +442,7 @@ impl Worker {
                 self.set_idle(client),
                 claim::claim_new(client, events, from, &lease),
             );
-            self.db_due_at = idle?;
+            (self.db_due_at, self.capped) = idle?;
             self.waiting = true;
             let recheck = recheck?;
             self.cursor = self.cursor.max(recheck.last_event);
@@ -465,14 +501,21 @@ impl Worker {
         Ok(())
     }
 
-    async fn set_idle(&self, client: &Client) -> Result<Option<Instant>, tokio_postgres::Error> {
+    /// Marks the worker idle; returns when there is next something to claim, and whether some
+    /// endpoint is at its max_in_flight.
+    async fn set_idle(
+        &self,
+        client: &Client,
+    ) -> Result<(Option<Instant>, bool), tokio_postgres::Error> {
         let statement = client.prepare_cached(WORKER_IDLE).await?;
         let pid = std::process::id() as i32;
         let row = client
             .query_one(&statement, &[&self.config.worker_id, &self.host, &pid])
             .await?;
         let due_in_ms: Option<i64> = row.get(0);
-        Ok(due_in_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64)))
+        let capped: bool = row.get(1);
+        let due = due_in_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));
+        Ok((due, capped))
     }
 
     fn dispatch(&mut self, jobs: impl IntoIterator<Item = Job>) {
@@ -627,6 +670,7 @@ impl Task {
         }
         let finished = Finished {
             delivery_id: job.delivery_id,
+            endpoint_id: job.target.id,
             attempt: job.attempt,
             outcome,
             result,

@@ -19,6 +19,9 @@ fn concurrency() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
 }
+
+/// The sink endpoints' max_in_flight: far above what the worker can claim at once.
+pub const SINK_MAX_IN_FLIGHT: usize = 10_000;
 const SCENARIO: &str = "burn-down";
 
 struct Burn {
@@ -38,8 +41,17 @@ async fn burn_down(b: &Bench, events: i64, endpoints: usize, measure_idle: bool)
     for i in 0..endpoints {
         client
             .execute(
-                "INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ($1, $2, 'bench-secret-0123456789')",
-                &[&format!("sink-{i}"), &format!("{}/{i}", b.sink.url())],
+                // The sink takes any number of requests at once. max_in_flight counts claimed
+                // deliveries (running, queued in the worker, or waiting for their result to be
+                // written), so it is set well above the worker's slots; the default of 8
+                // protects ordinary receivers.
+                "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
+                 VALUES ($1, $2, 'bench-secret-0123456789', $3)",
+                &[
+                    &format!("sink-{i}"),
+                    &format!("{}/{i}", b.sink.url()),
+                    &(SINK_MAX_IN_FLIGHT as i32),
+                ],
             )
             .await
             .unwrap();
@@ -132,6 +144,8 @@ async fn ceiling(b: &Bench, requests: u64) -> f64 {
         default_timeout: Duration::from_secs(10),
         excerpt_bytes: 4096,
         idle_per_host: concurrency(),
+        allow: hookrelay::guard::AllowList::loopback(),
+        max_payload_bytes: hookrelay::config::DEFAULT_MAX_PAYLOAD_BYTES,
     })
     .unwrap();
     b.sink.reset();

@@ -49,7 +49,8 @@ async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
     let (url, client) = b.database().await;
     let endpoint: i64 = client
         .query_one(
-            "INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('sink', $1, 'bench-secret-0123456789') RETURNING id",
+            "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
+             VALUES ('sink', $1, 'bench-secret-0123456789', 10000) RETURNING id",
             &[&b.sink.url()],
         )
         .await

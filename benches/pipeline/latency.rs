@@ -24,7 +24,8 @@ async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
     let (url, client) = b.database().await;
     client
         .execute(
-            "INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('sink', $1, 'bench-secret-0123456789')",
+            "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
+             VALUES ('sink', $1, 'bench-secret-0123456789', 10000)",
             &[&b.sink.url()],
         )
         .await

@@ -1,34 +1,80 @@
 -- Claim deliveries that are due: retries whose time has come and claims whose lease expired
--- (their worker died before recording a result). Each claim counts its attempt and sets a
--- lease; an expired lease is logged as an attempt of its own so operators can see it.
+-- (their worker died before recording a result), then deliveries parked to wait for a slot or
+-- a token (oldest first). Each claim counts its attempt and sets a lease; an expired lease is
+-- logged as an attempt of its own so operators can see it. hookrelay.admit() grants each
+-- endpoint no more than its max_in_flight and rate_limit allow, across all workers; due
+-- deliveries it cannot take are parked, out of the due range, so a saturated endpoint's
+-- backlog never fills the batches of others.
 -- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id.
 WITH due AS (
-    SELECT d.id, d.attempts, d.locked_until, d.locked_by
+    SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at
     FROM hookrelay.deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
       AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep WHERE ep.id = d.endpoint_id AND ep.active)
     ORDER BY d.next_attempt_at
     LIMIT $1
     FOR UPDATE OF d SKIP LOCKED
+), wanted AS (
+    SELECT w.endpoint_id, sum(w.n)::integer AS n
+    FROM (SELECT due.endpoint_id, count(*) AS n FROM due GROUP BY due.endpoint_id
+          UNION ALL
+          SELECT t.endpoint_id, 0
+          FROM hookrelay.endpoint_throttle t
+          JOIN hookrelay.endpoints ep ON ep.id = t.endpoint_id AND ep.active
+          WHERE t.waiting) w
+    GROUP BY w.endpoint_id
+), granted AS (
+    SELECT a.endpoint_id, a.granted, a.from_waiting
+    FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
+                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id),
+                         $1::integer, false) a
+), ranked AS (
+    SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id
+                                     ORDER BY due.next_attempt_at, due.id) AS rank
+    FROM due
+), admitted AS (
+    SELECT r.id, r.attempts, r.locked_until, r.locked_by
+    FROM ranked r
+    JOIN granted g ON g.endpoint_id = r.endpoint_id AND r.rank <= g.granted
+    UNION ALL
+    SELECT w.id, w.attempts, w.locked_until, w.locked_by
+    FROM granted g
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.attempts, d.locked_until, d.locked_by
+        FROM hookrelay.deliveries d
+        WHERE d.endpoint_id = g.endpoint_id AND d.state = 'pending'
+          AND d.next_attempt_at = 'infinity'
+          AND (d.locked_until IS NULL OR d.locked_until <= now())
+        ORDER BY d.id
+        LIMIT g.from_waiting
+        FOR UPDATE OF d SKIP LOCKED
+    ) w
+    WHERE g.from_waiting > 0
+), parked AS (
+    UPDATE hookrelay.deliveries d
+    SET next_attempt_at = 'infinity', updated_at = now()
+    FROM ranked r
+    JOIN granted g ON g.endpoint_id = r.endpoint_id
+    WHERE d.id = r.id AND r.rank > g.granted
 ), expired AS (
     INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, error_code, error, worker)
-    SELECT due.id, due.attempts, now(), 'lease_expired',
-           'worker ' || coalesce(due.locked_by, '?')
+    SELECT admitted.id, admitted.attempts, now(), 'lease_expired',
+           'worker ' || coalesce(admitted.locked_by, '?')
                || ' stopped before recording a result; the request may or may not have been sent',
-           due.locked_by
-    FROM due
-    WHERE due.locked_until IS NOT NULL
+           admitted.locked_by
+    FROM admitted
+    WHERE admitted.locked_until IS NOT NULL
 ), claimed AS (
     UPDATE hookrelay.deliveries d
     SET attempts = d.attempts + 1,
         next_attempt_at = now() + $2::bigint * interval '1 millisecond',
         locked_until = now() + $2::bigint * interval '1 millisecond',
         locked_by = $3::text,
-        last_error_code = CASE WHEN due.locked_until IS NOT NULL THEN 'lease_expired'
+        last_error_code = CASE WHEN admitted.locked_until IS NOT NULL THEN 'lease_expired'
                                ELSE d.last_error_code END,
         updated_at = now()
-    FROM due
-    WHERE d.id = due.id
+    FROM admitted
+    WHERE d.id = admitted.id
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base
 )
 SELECT c.id AS delivery_id, c.attempts AS attempt, c.attempts_base,

@@ -1,6 +1,7 @@
 -- Claim a batch of events that are not fanned out yet, create one delivery per matching
 -- endpoint, and return those deliveries already leased to this worker so their first attempt
--- goes out without a second claim. One statement: an event is fanned out exactly once.
+-- goes out without a second claim (as many as each endpoint may take; see hookrelay.admit).
+-- One statement: an event is fanned out exactly once.
 -- $1 events to claim, $2 lease in milliseconds, $3 worker id, $4 claim only events with a
 -- greater id (the nil uuid: from the start).
 WITH claimed AS (
@@ -17,19 +18,38 @@ WITH claimed AS (
     WHERE e.id = c.id
     RETURNING e.id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
               e.account_id, e.created_at
-), fanned AS (
-    INSERT INTO hookrelay.deliveries
-        (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by)
-    SELECT m.id, ep.id, 1,
-           now() + $2::bigint * interval '1 millisecond',
-           now() + $2::bigint * interval '1 millisecond',
-           $3::text
+), matched AS (
+    SELECT m.id AS event_id, ep.id AS endpoint_id,
+           row_number() OVER (PARTITION BY ep.id ORDER BY m.id) AS rank
     FROM marked m
     JOIN hookrelay.endpoints ep
       ON ep.active
      AND (cardinality(ep.events) = 0 OR m.event = ANY (ep.events))
      AND (cardinality(ep.models) = 0 OR m.model = ANY (ep.models))
      AND (ep.account_id IS NULL OR ep.account_id = m.account_id)
+), wanted AS (
+    SELECT x.endpoint_id, count(*)::integer AS n FROM matched x GROUP BY x.endpoint_id
+), granted AS (
+    -- Each endpoint gets no more leases than its free slots and rate-limit tokens allow; its
+    -- other deliveries are created parked, waiting for a slot or a token (see claim_due).
+    SELECT a.endpoint_id, a.granted
+    FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
+                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id), 0, true) a
+), fanned AS (
+    INSERT INTO hookrelay.deliveries
+        (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by)
+    SELECT x.event_id, x.endpoint_id, l.attempts, l.next_attempt_at, l.locked_until, l.locked_by
+    FROM matched x
+    JOIN granted g ON g.endpoint_id = x.endpoint_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN x.rank <= g.granted THEN 1 ELSE 0 END AS attempts,
+               CASE WHEN x.rank <= g.granted
+                    THEN now() + $2::bigint * interval '1 millisecond' ELSE 'infinity' END
+                   AS next_attempt_at,
+               CASE WHEN x.rank <= g.granted
+                    THEN now() + $2::bigint * interval '1 millisecond' END AS locked_until,
+               CASE WHEN x.rank <= g.granted THEN $3::text END AS locked_by
+    ) l
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING id, event_id, endpoint_id, attempts
 )
@@ -46,5 +66,5 @@ SELECT f.id AS delivery_id, f.attempts AS attempt, 0 AS attempts_base,
 -- Events that matched no endpoint still give a row (with a NULL delivery) so the worker can
 -- tell a full batch from a drained queue.
 FROM marked m
-LEFT JOIN fanned f ON f.event_id = m.id
+LEFT JOIN fanned f ON f.event_id = m.id AND f.attempts > 0
 LEFT JOIN hookrelay.endpoints ep ON ep.id = f.endpoint_id

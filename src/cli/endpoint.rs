@@ -31,7 +31,8 @@ pub enum EndpointCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Resume deliveries to an endpoint.
+    /// Resume deliveries to an endpoint, whoever disabled it (an operator, a 410 Gone answer,
+    /// or auto-disable after failing for days).
     Enable { name: String },
     /// Pause deliveries to an endpoint (pending ones wait until it is enabled).
     Disable { name: String },
@@ -94,6 +95,12 @@ pub struct EndpointAddArgs {
     /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
+    /// Requests in flight at once to this endpoint, across all workers (default 8).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub max_in_flight: Option<i32>,
+    /// Requests per second to this endpoint, across all workers (default: no limit).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<f64>,
 }
 
 /// Runs an endpoint command.
@@ -132,6 +139,8 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                     .map(|h| endpoint::parse_header(h))
                     .collect::<Result<_, _>>()
                     .context("--header")?,
+                max_in_flight: args.max_in_flight,
+                rate_limit: args.rate_limit,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -171,10 +180,13 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                 show::print_endpoint(&info, secret.as_deref());
             }
         }
-        EndpointCommand::Enable { name } => {
-            endpoint::set_active(&client, name, true).await?;
-            println!("endpoint {name} enabled");
-        }
+        EndpointCommand::Enable { name } => match endpoint::enable(&client, name).await? {
+            Some(reason) => println!(
+                "endpoint {name} enabled (it was disabled: {reason}); its pending deliveries are \
+                 due now and its failure count starts again from zero"
+            ),
+            None => println!("endpoint {name} was already enabled"),
+        },
         EndpointCommand::Disable { name } => {
             endpoint::set_active(&client, name, false).await?;
             println!("endpoint {name} disabled; its pending deliveries wait until it is enabled");

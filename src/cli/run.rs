@@ -62,6 +62,8 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz, or "off".
     #[arg(long, env = "HOOKRELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+    #[command(flatten)]
+    pub protect: super::protect::ProtectArgs,
 }
 
 impl RunArgs {
@@ -95,6 +97,10 @@ impl RunArgs {
                     format!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (or \"off\")")
                 })?),
             },
+            allow_networks: self.protect.allow_list(),
+            max_payload_bytes: self.protect.max_payload_bytes,
+            disable_after: self.protect.disable_after,
+            disable_after_failures: self.protect.disable_after_failures,
         };
         config.validate()?;
         Ok(config)

@@ -37,6 +37,18 @@ fn header_list(e: &EndpointInfo, with_values: bool) -> String {
     shown.join(", ")
 }
 
+fn state(e: &EndpointInfo) -> String {
+    match (&e.disabled_reason, e.disabled_at) {
+        _ if e.active => "active".into(),
+        (Some(reason), Some(at)) => format!(
+            "disabled since {}: {reason}",
+            at.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        (Some(reason), None) => format!("disabled: {reason}"),
+        _ => "disabled".into(),
+    }
+}
+
 pub(super) fn print_endpoints(endpoints: &[EndpointInfo]) {
     let rows: Vec<[String; 9]> = endpoints
         .iter()
@@ -72,7 +84,7 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
     let lines = [
         ("name", e.name.clone()),
         ("url", e.url.clone()),
-        ("state", if e.active { "active" } else { "disabled" }.into()),
+        ("state", state(e)),
         ("events", or_all(&e.events)),
         ("models", or_all(&e.models)),
         (
@@ -107,6 +119,12 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
             e.redact_fields
                 .as_ref()
                 .map_or("none".into(), |v| v.to_string()),
+        ),
+        ("max in flight", e.max_in_flight.to_string()),
+        (
+            "rate limit",
+            e.rate_limit
+                .map_or("none".into(), |r| format!("{r} requests/s")),
         ),
         ("created", e.created_at.to_rfc3339()),
     ];

@@ -121,6 +121,7 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
             "true",
         ])
         .env_remove("HOOKRELAY_DATABASE_URL")
+        .env("HOOKRELAY_ALLOW_NETWORKS", crate::support::LOOPBACK)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

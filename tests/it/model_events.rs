@@ -12,7 +12,12 @@ pub const SECRET: &str = "model-events-secret";
 
 /// Runs a worker until every event is fanned out and no delivery is pending.
 pub async fn drain(db: &TestDb) {
-    let worker = db.start_worker(db.config());
+    drain_with(db, db.config()).await;
+}
+
+/// [`drain`] with these worker settings.
+pub async fn drain_with(db: &TestDb, config: hookrelay::config::WorkerConfig) {
+    let worker = db.start_worker(config);
     let limit = Duration::from_secs(20);
     let unclaimed = db
         .wait_count(
@@ -332,7 +337,12 @@ async fn every_common_column_type_has_its_documented_json_form() {
         toasted > 600_000,
         "the large value is TOASTed ({toasted} bytes)"
     );
-    drain(&db).await;
+    // The 640 kB body is above the default --max-payload-bytes (256 KiB).
+    let config = hookrelay::config::WorkerConfig {
+        max_payload_bytes: 4 << 20,
+        ..db.config()
+    };
+    drain_with(&db, config).await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 2);
     let created = requests

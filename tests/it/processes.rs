@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{binary, Receiver, Reply, TestDb};
+use crate::support::{binary, Receiver, Reply, TestDb, LOOPBACK};
 
 /// Starts `hookrelay run` against `db` with extra flags.
 fn spawn_worker(db: &TestDb, name: &str, extra: &[&str]) -> Child {
@@ -22,6 +22,7 @@ fn spawn_worker(db: &TestDb, name: &str, extra: &[&str]) -> Child {
         ])
         .args(extra)
         .env("HOOKRELAY_LOG", "warn")
+        .env("HOOKRELAY_ALLOW_NETWORKS", LOOPBACK)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -109,6 +110,11 @@ async fn a_worker_killed_after_claiming_loses_nothing() {
     .await;
     db.endpoint("crm", &receiver.url("/"), "secret-secret-secret")
         .await;
+    // Room for all 20 at once (the default max_in_flight is 8).
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET max_in_flight = 20", &[])
+        .await
+        .unwrap();
     db.client
         .execute(
             "INSERT INTO hookrelay.events (event, object)

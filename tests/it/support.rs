@@ -13,11 +13,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hookrelay::config::WorkerConfig;
+use hookrelay::guard::AllowList;
 use hookrelay::retry::RetrySchedule;
 use hookrelay::{db, embedded, migrate, worker};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
+
+/// Test receivers run on this machine: every worker the tests start opens loopback
+/// explicitly (`HOOKRELAY_ALLOW_NETWORKS` for processes), since hookrelay refuses it by default.
+pub const LOOPBACK: &str = "127.0.0.0/8,::1/128";
 
 /// The server every test database lives on: `DATABASE_URL`, or a throwaway cluster.
 struct Server {
@@ -159,9 +164,10 @@ impl TestDb {
         }
     }
 
-    /// The worker settings tests use: fast retries, short poll.
+    /// The worker settings tests use: fast retries, short poll, loopback receivers allowed.
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
+            allow_networks: AllowList::loopback(),
             concurrency: 16,
             poll_interval: Duration::from_millis(200),
             retry_schedule: RetrySchedule::parse("100ms,100ms,100ms").unwrap(),

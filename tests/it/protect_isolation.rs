@@ -1,0 +1,429 @@
+//! Isolation: a hanging endpoint holds at most its max_in_flight of the worker's slots, so a
+//! healthy endpoint beside it finishes about as fast as alone; max_in_flight and rate_limit
+//! hold across worker processes; no transaction stays open while requests are in flight.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use hookrelay::config::WorkerConfig;
+
+use crate::protect_policy::serve;
+use crate::support::{binary, TestDb, LOOPBACK};
+
+const SECRET: &str = "test-secret-0123456789";
+
+/// What a tracked receiver saw: when each request arrived, and the most it held at once.
+#[derive(Default)]
+struct Seen {
+    arrivals: Mutex<Vec<Instant>>,
+    open: AtomicUsize,
+    most_open: AtomicUsize,
+}
+
+/// Counts a request as open until dropped (also when the client gives up and the handler is
+/// cancelled).
+struct Open(Arc<Seen>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A receiver that answers 200 after `delay`, recording what it saw.
+async fn tracked(delay: Duration) -> (SocketAddr, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let state = seen.clone();
+    let app = axum::Router::new().fallback(post(move || {
+        let seen = state.clone();
+        async move {
+            seen.arrivals.lock().unwrap().push(Instant::now());
+            let now = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_open.fetch_max(now, Ordering::SeqCst);
+            let _open = Open(seen.clone());
+            tokio::time::sleep(delay).await;
+            StatusCode::OK
+        }
+    }));
+    (serve(app).await, seen)
+}
+
+const EVENTS: i64 = 240;
+
+async fn emit_many(db: &TestDb, n: i64) {
+    db.client
+        .execute(
+            "INSERT INTO hookrelay.events (event, object)
+             SELECT 'order.paid', jsonb_build_object('id', i) FROM generate_series(1, $1::bigint) i",
+            &[&n],
+        )
+        .await
+        .unwrap();
+}
+
+/// Sessions of hookrelay's worker that sit inside a transaction without running a statement:
+/// what holding a lock across a network wait would look like.
+async fn idle_in_transaction(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'hookrelay'
+           AND state LIKE 'idle in transaction%'",
+    )
+    .await
+}
+
+/// Time until every delivery to a healthy receiver (50 ms per request) is done, with or
+/// without a hanging endpoint receiving the same events.
+async fn healthy_finish(with_hanging: bool) -> Duration {
+    let db = TestDb::new().await;
+    let (healthy, _) = tracked(Duration::from_millis(50)).await;
+    db.endpoint("healthy", &format!("http://{healthy}/hooks"), SECRET)
+        .await;
+    // Room for 24 at once: all the slots the hanging endpoint's cap of 8 leaves free.
+    db.client
+        .execute(
+            "UPDATE hookrelay.endpoints SET max_in_flight = 24 WHERE name = 'healthy'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let hanging = if with_hanging {
+        let (addr, seen) = tracked(Duration::from_secs(30)).await;
+        db.endpoint("hanging", &format!("http://{addr}/hooks"), SECRET)
+            .await;
+        Some(seen)
+    } else {
+        None
+    };
+    emit_many(&db, EVENTS).await;
+    let config = WorkerConfig {
+        concurrency: 32,
+        ..db.config()
+    };
+    let started = Instant::now();
+    let worker = db.start_worker(config);
+    let mut held_open = 0;
+    let mut most_leased = 0;
+    loop {
+        let done = db
+            .count(
+                "SELECT count(*) FROM hookrelay.deliveries d JOIN hookrelay.endpoints ep
+                 ON ep.id = d.endpoint_id WHERE ep.name = 'healthy' AND d.state = 'delivered'",
+            )
+            .await;
+        if hanging.is_some() {
+            held_open += idle_in_transaction(&db).await;
+            most_leased = most_leased.max(
+                db.count(
+                    "SELECT count(*) FROM hookrelay.deliveries d JOIN hookrelay.endpoints ep
+                     ON ep.id = d.endpoint_id
+                     WHERE ep.name = 'hanging' AND d.locked_until > now()",
+                )
+                .await,
+            );
+        }
+        if done == EVENTS {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "healthy deliveries stalled at {done}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    if let Some(seen) = hanging {
+        // No request to it can time out (2 s) within the first 1.5 s: whatever arrived by then
+        // was in flight at once.
+        let early = seen
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|at| at.duration_since(started) < Duration::from_millis(1500))
+            .count();
+        assert_eq!(
+            early, 8,
+            "the hanging endpoint got exactly its max_in_flight"
+        );
+        assert!(most_leased <= 8, "at most 8 leases, saw {most_leased}");
+        // The rest of its backlog is parked out of the due range, not walked by every claim.
+        let row = db
+            .client
+            .query_one("SELECT waiting_for_slot, due FROM hookrelay.backlog", &[])
+            .await
+            .unwrap();
+        let (waiting, due): (i64, i64) = (row.get(0), row.get(1));
+        assert!(
+            waiting >= EVENTS - 8 - 8,
+            "{waiting} deliveries waiting for a slot"
+        );
+        assert!(due <= 8, "{due} deliveries left due");
+        assert_eq!(held_open, 0, "no transaction open while requests hang");
+    }
+    worker.stop().await;
+    elapsed
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_slow_a_healthy_one() {
+    let alone = healthy_finish(false).await;
+    let beside = healthy_finish(true).await;
+    println!("healthy endpoint: {alone:?} alone, {beside:?} beside a hanging one");
+    assert!(
+        beside < alone * 3,
+        "beside a hanging endpoint the healthy one took {beside:?}, alone {alone:?}"
+    );
+}
+
+fn spawn_worker(db: &TestDb, name: &str, concurrency: &str) -> Child {
+    Command::new(binary())
+        .args(["run", "--database-url", &db.url, "--worker-id", name])
+        .args(["--poll-interval", "200ms", "--metrics-addr", "off"])
+        .args(["--concurrency", concurrency, "--allow-network", LOOPBACK])
+        .env("HOOKRELAY_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start hookrelay run")
+}
+
+async fn stop(child: Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit {status}");
+}
+
+/// Runs two `hookrelay run` processes with these concurrencies until `n` events are delivered.
+async fn run_two_workers(db: &TestDb, n: i64, concurrency: [&str; 2]) {
+    emit_many(db, n).await;
+    let a = spawn_worker(db, "worker-a", concurrency[0]);
+    let b = spawn_worker(db, "worker-b", concurrency[1]);
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            n,
+            Duration::from_secs(60),
+        )
+        .await;
+    stop(a).await;
+    stop(b).await;
+    assert_eq!(delivered, n);
+    assert_eq!(
+        db.count("SELECT count(DISTINCT worker) FROM hookrelay.attempts")
+            .await,
+        2,
+        "both workers sent requests"
+    );
+}
+
+/// A receiver that holds every request until `open` is set, recording what it saw.
+async fn gated(open: tokio::sync::watch::Receiver<bool>) -> (SocketAddr, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let state = seen.clone();
+    let app = axum::Router::new().fallback(post(move || {
+        let (seen, mut open) = (state.clone(), open.clone());
+        async move {
+            seen.arrivals.lock().unwrap().push(Instant::now());
+            let now = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_open.fetch_max(now, Ordering::SeqCst);
+            let _open = Open(seen.clone());
+            let _ = tokio::time::timeout(Duration::from_secs(10), open.wait_for(|o| *o)).await;
+            StatusCode::OK
+        }
+    }));
+    (serve(app).await, seen)
+}
+
+#[tokio::test]
+async fn max_in_flight_holds_across_two_worker_processes() {
+    let db = TestDb::new().await;
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let (addr, seen) = gated(open).await;
+    db.endpoint("slow", &format!("http://{addr}/hooks"), SECRET)
+        .await;
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET max_in_flight = 3", &[])
+        .await
+        .unwrap();
+    emit_many(&db, 30).await;
+    let a = spawn_worker(&db, "worker-a", "16");
+    let b = spawn_worker(&db, "worker-b", "16");
+    // Both workers run, each with 16 free slots, and claim every 200 ms at least; the
+    // receiver holds whatever arrives.
+    db.wait_count(
+        "SELECT count(*) FROM hookrelay.workers",
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let held = seen.arrivals.lock().unwrap().len();
+    let waiting = db
+        .count("SELECT waiting_for_slot FROM hookrelay.backlog")
+        .await;
+    gate.send(true).unwrap();
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            30,
+            Duration::from_secs(60),
+        )
+        .await;
+    stop(a).await;
+    stop(b).await;
+    assert_eq!(
+        held, 3,
+        "two workers with 16 free slots each sent only max_in_flight requests"
+    );
+    assert_eq!(waiting, 27, "the rest waited, parked");
+    assert_eq!(delivered, 30);
+    assert_eq!(
+        seen.most_open.load(Ordering::SeqCst),
+        3,
+        "never more than max_in_flight at once"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_across_two_worker_processes() {
+    const RATE: f64 = 20.0;
+    const N: i64 = 60;
+    let db = TestDb::new().await;
+    let (addr, seen) = tracked(Duration::ZERO).await;
+    db.endpoint("limited", &format!("http://{addr}/hooks"), SECRET)
+        .await;
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET rate_limit = $1", &[&RATE])
+        .await
+        .unwrap();
+    run_two_workers(&db, N, ["16", "16"]).await;
+    let arrivals = seen.arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), N as usize);
+    let span = arrivals[arrivals.len() - 1].duration_since(arrivals[0]);
+    let rate = (arrivals.len() - 1) as f64 / span.as_secs_f64();
+    println!("rate limit {RATE}/s: measured {rate:.2}/s over {span:?}");
+    assert!(
+        (RATE * 0.8..=RATE * 1.2).contains(&rate),
+        "measured {rate:.2} requests/s for a limit of {RATE}"
+    );
+}
+
+#[tokio::test]
+async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix() {
+    use crate::signing_cli::{hookrelay, text};
+    let db = TestDb::new().await;
+    let out = hookrelay(
+        &db,
+        &[
+            "endpoint",
+            "add",
+            "--name",
+            "crm",
+            "--url",
+            "https://crm.example.com/hooks",
+            "--max-in-flight",
+            "4",
+            "--rate-limit",
+            "2.5",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let row = db
+        .client
+        .query_one(
+            "SELECT max_in_flight, rate_limit FROM hookrelay.endpoints WHERE name = 'crm'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, Option<f64>>(1)),
+        (4, Some(2.5))
+    );
+    let shown = text(&hookrelay(&db, &["endpoint", "show", "crm"]));
+    assert!(
+        shown.contains("max in flight: 4") && shown.contains("rate limit: 2.5 requests/s"),
+        "{shown}"
+    );
+
+    let out = hookrelay(
+        &db,
+        &[
+            "endpoint",
+            "add",
+            "--name",
+            "fast",
+            "--url",
+            "https://fast.example.com/hooks",
+            "--rate-limit",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out);
+    assert!(
+        err.contains("rate_limit 0 is out of range") && err.contains("0.001 to 100000"),
+        "{err}"
+    );
+    let out = hookrelay(
+        &db,
+        &[
+            "endpoint",
+            "add",
+            "--name",
+            "fast",
+            "--url",
+            "https://fast.example.com/hooks",
+            "--max-in-flight",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("1..=10000"), "{}", text(&out));
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
+        1,
+        "nothing half-written"
+    );
+
+    // SQL writers get the same checks.
+    let err = db
+        .client
+        .execute("UPDATE hookrelay.endpoints SET max_in_flight = 50000", &[])
+        .await
+        .unwrap_err();
+    let db_err = err.as_db_error().unwrap();
+    assert!(db_err
+        .message()
+        .contains("max_in_flight 50000 is out of range"));
+    assert!(db_err.hint().unwrap().contains("1 to 10000"));
+
+    // Disabling records a reason; enabling says it and clears it.
+    let out = hookrelay(&db, &["endpoint", "disable", "crm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&hookrelay(&db, &["endpoint", "show", "crm"]));
+    assert!(
+        shown.contains("disabled since") && shown.contains("disabled by an operator"),
+        "{shown}"
+    );
+    let out = hookrelay(&db, &["endpoint", "enable", "crm"]);
+    assert!(
+        text(&out).contains("it was disabled: disabled by an operator"),
+        "{}",
+        text(&out)
+    );
+    let out = hookrelay(&db, &["endpoint", "enable", "crm"]);
+    assert!(text(&out).contains("already enabled"), "{}", text(&out));
+}
