@@ -26,34 +26,30 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::claim::{self, Job, Lease, Scan};
+
+mod idle;
+mod shutdown;
+mod task;
+
 use crate::config::WorkerConfig;
 use crate::db::{Db, DbError};
-use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender, SenderConfig};
+use crate::deliver::{Sender, SenderConfig};
 use crate::listen::{self, Listener};
 use crate::metrics::{Metrics, Probe};
 use crate::policy::{self, AutoDisable};
 use crate::record::{self, Finished};
-use crate::retry::{self, Backoff, Outcome, RetrySchedule};
+use crate::retry::Backoff;
 use crate::sweep;
+use idle::FAST_POLL;
 use sd_notify::NotifyState;
+pub use task::decide;
+use task::Task;
 
 const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
-const WORKER_IDLE: &str = include_str!("../sql/queries/worker_idle.sql");
-const WORKER_BUSY: &str = include_str!("../sql/queries/worker_busy.sql");
-const WORKER_UNREGISTER: &str = include_str!("../sql/queries/worker_unregister.sql");
 
 /// Shortest pause between two pumps that found nothing, so a due delivery that another worker
 /// holds locked cannot make this one spin.
 const MIN_REPOLL: Duration = Duration::from_millis(20);
-
-/// Notifications for a single wake-up that switch the worker from waiting to polling.
-const BURST_NOTIFICATIONS: u64 = 3;
-
-/// Poll interval while polling instead of waiting for notifications.
-const FAST_POLL: Duration = Duration::from_millis(5);
-
-/// How long polling goes on after the last claim that found work.
-const LINGER: Duration = Duration::from_millis(250);
 
 /// Errors that stop the worker.
 #[derive(Debug, thiserror::Error)]
@@ -456,68 +452,6 @@ impl Worker {
         }
     }
 
-    /// Many notifications for one wake-up mean commits arrive faster than the worker can go
-    /// idle and be woken, and every notifying commit takes a database-wide lock: poll for a
-    /// while instead of asking to be notified.
-    fn watch_notification_burst(&mut self) {
-        let burst = self
-            .metrics
-            .notifications
-            .get()
-            .saturating_sub(self.notes_at_idle);
-        if burst >= BURST_NOTIFICATIONS && self.polling.is_none() {
-            tracing::debug!(
-                burst,
-                "commits are frequent: polling instead of waiting to be notified"
-            );
-            self.polling = Some(Instant::now());
-        }
-    }
-
-    /// In polling mode, whether to stay in it: until nothing was found for [`LINGER`].
-    fn keep_polling(&mut self, found: bool) -> bool {
-        let Some(quiet_since) = self.polling else {
-            return false;
-        };
-        let now = Instant::now();
-        if found {
-            self.polling = Some(now);
-            return true;
-        }
-        if now.duration_since(quiet_since) < LINGER {
-            return true;
-        }
-        self.polling = None;
-        false
-    }
-
-    async fn set_busy(&self, client: &Client, go_busy: bool) -> Result<(), tokio_postgres::Error> {
-        if go_busy {
-            let statement = client.prepare_cached(WORKER_BUSY).await?;
-            client
-                .execute(&statement, &[&self.config.worker_id])
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Marks the worker idle; returns when there is next something to claim, and whether some
-    /// endpoint is at its max_in_flight.
-    async fn set_idle(
-        &self,
-        client: &Client,
-    ) -> Result<(Option<Instant>, bool), tokio_postgres::Error> {
-        let statement = client.prepare_cached(WORKER_IDLE).await?;
-        let pid = std::process::id() as i32;
-        let row = client
-            .query_one(&statement, &[&self.config.worker_id, &self.host, &pid])
-            .await?;
-        let due_in_ms: Option<i64> = row.get(0);
-        let capped: bool = row.get(1);
-        let due = due_in_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));
-        Ok((due, capped))
-    }
-
     fn dispatch(&mut self, jobs: impl IntoIterator<Item = Job>) {
         for job in jobs {
             let ids = (job.delivery_id, job.attempt);
@@ -538,164 +472,5 @@ impl Worker {
             self.in_flight.insert(handle.id(), ids);
         }
         self.metrics.in_flight.set(self.tasks.len() as i64);
-    }
-
-    async fn shut_down(
-        mut self,
-        recorder_task: tokio::task::JoinHandle<()>,
-    ) -> Result<Summary, WorkerError> {
-        // Deliveries still waiting for a slot never started: close the semaphore so their tasks
-        // return at once and their leases are given back below.
-        self.semaphore.close();
-        let deadline = Instant::now() + self.config.shutdown_timeout;
-        let mut unsent = Vec::new();
-        while !self.tasks.is_empty() {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
-                Ok(Some(Ok((
-                    id,
-                    TaskEnd::Unsent {
-                        delivery_id,
-                        attempt,
-                    },
-                )))) => {
-                    self.in_flight.remove(&id);
-                    unsent.push((delivery_id, attempt));
-                }
-                Ok(Some(done)) => self.finished(done),
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        requests = self.tasks.len(),
-                        "requests still running at the shutdown timeout; abandoning them"
-                    );
-                    self.tasks.abort_all();
-                    unsent.extend(self.in_flight.drain().map(|(_, ids)| ids));
-                    break;
-                }
-            }
-        }
-        drop(self.recorder);
-        if tokio::time::timeout_at(deadline + Duration::from_secs(5), recorder_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("could not record every result before stopping; those deliveries will be retried when their lease expires");
-        }
-        if !unsent.is_empty() {
-            match record::release(&self.db.pool, &unsent, &self.config.worker_id).await {
-                Ok(n) => self.summary.released = n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not give back leases; they will expire")
-                }
-            }
-        }
-        if let Ok(client) = self.db.pool.get().await {
-            let _ = client
-                .execute(WORKER_UNREGISTER, &[&self.config.worker_id])
-                .await;
-        }
-        self.listener.join().await;
-        tracing::info!(
-            attempts = self.summary.attempts,
-            released = self.summary.released,
-            "worker stopped"
-        );
-        Ok(self.summary)
-    }
-}
-
-/// One delivery attempt, run as its own task.
-struct Task {
-    sender: Sender,
-    recorder: mpsc::Sender<Finished>,
-    semaphore: Arc<Semaphore>,
-    retry_hint: Arc<Mutex<Option<Instant>>>,
-    schedule: RetrySchedule,
-    metrics: Arc<Metrics>,
-    max_attempts: u32,
-    timeout: Duration,
-}
-
-impl Task {
-    async fn run(self, mut job: Job) -> TaskEnd {
-        let Ok(permit) = self.semaphore.clone().acquire_owned().await else {
-            return TaskEnd::Unsent {
-                delivery_id: job.delivery_id,
-                attempt: job.attempt,
-            };
-        };
-        let (result, outcome) = if let Some(problem) = job.unreadable.take() {
-            let result = Attempt {
-                error: Some(AttemptError {
-                    code: ErrorCode::PayloadInvalid,
-                    message: problem,
-                }),
-                ..Attempt::none()
-            };
-            (result, Outcome::Dead)
-        } else if job.budget_attempt > self.max_attempts {
-            // Only after a worker died mid-attempt: the attempts were used up by claims.
-            let result = Attempt {
-                error: Some(AttemptError {
-                    code: ErrorCode::LeaseExpired,
-                    message: format!(
-                        "not sent: attempt {} exceeds the {} allowed, the earlier ones ended \
-                         with their worker stopping",
-                        job.budget_attempt, self.max_attempts
-                    ),
-                }),
-                ..Attempt::none()
-            };
-            (result, Outcome::Dead)
-        } else {
-            job.target.timeout = Some(self.timeout);
-            let result = self.sender.send(&job).await;
-            let outcome = decide(
-                &result,
-                job.budget_attempt,
-                self.max_attempts,
-                &self.schedule,
-            );
-            (result, outcome)
-        };
-        // The slot is free as soon as the request is: recording is bounded by its channel.
-        drop(permit);
-        self.metrics.attempt(outcome.as_str(), result.duration);
-        if let Outcome::Retry { after } = outcome {
-            let at = Instant::now() + after;
-            let mut hint = self.retry_hint.lock().expect("retry hint lock");
-            if hint.is_none_or(|h| at < h) {
-                *hint = Some(at);
-            }
-        }
-        let finished = Finished {
-            delivery_id: job.delivery_id,
-            endpoint_id: job.target.id,
-            attempt: job.attempt,
-            outcome,
-            result,
-        };
-        // The recorder outlives every task; if it is gone the lease simply expires.
-        let _ = self.recorder.send(finished).await;
-        TaskEnd::Sent
-    }
-}
-
-/// What follows an attempt: success, another try, or the end.
-pub fn decide(
-    result: &Attempt,
-    attempt: u32,
-    max_attempts: u32,
-    schedule: &RetrySchedule,
-) -> Outcome {
-    match &result.error {
-        None => Outcome::Delivered,
-        Some(e) if e.code.is_permanent() => Outcome::Dead,
-        Some(_) => schedule.after_failure(
-            attempt,
-            max_attempts,
-            result.retry_after,
-            retry::random_jitter(),
-        ),
     }
 }

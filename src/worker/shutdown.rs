@@ -1,0 +1,76 @@
+//! Stopping: no more claims, requests in flight finish within the shutdown timeout, results
+//! are recorded, and claimed deliveries that were never sent are given back.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Summary, TaskEnd, Worker, WorkerError};
+
+const WORKER_UNREGISTER: &str = include_str!("../../sql/queries/worker_unregister.sql");
+use crate::record;
+
+impl Worker {
+    pub(super) async fn shut_down(
+        mut self,
+        recorder_task: tokio::task::JoinHandle<()>,
+    ) -> Result<Summary, WorkerError> {
+        // Deliveries still waiting for a slot never started: close the semaphore so their tasks
+        // return at once and their leases are given back below.
+        self.semaphore.close();
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let mut unsent = Vec::new();
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((
+                    id,
+                    TaskEnd::Unsent {
+                        delivery_id,
+                        attempt,
+                    },
+                )))) => {
+                    self.in_flight.remove(&id);
+                    unsent.push((delivery_id, attempt));
+                }
+                Ok(Some(done)) => self.finished(done),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        requests = self.tasks.len(),
+                        "requests still running at the shutdown timeout; abandoning them"
+                    );
+                    self.tasks.abort_all();
+                    unsent.extend(self.in_flight.drain().map(|(_, ids)| ids));
+                    break;
+                }
+            }
+        }
+        drop(self.recorder);
+        if tokio::time::timeout_at(deadline + Duration::from_secs(5), recorder_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not record every result before stopping; those deliveries will be retried when their lease expires");
+        }
+        if !unsent.is_empty() {
+            match record::release(&self.db.pool, &unsent, &self.config.worker_id).await {
+                Ok(n) => self.summary.released = n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not give back leases; they will expire")
+                }
+            }
+        }
+        if let Ok(client) = self.db.pool.get().await {
+            let _ = client
+                .execute(WORKER_UNREGISTER, &[&self.config.worker_id])
+                .await;
+        }
+        self.listener.join().await;
+        tracing::info!(
+            attempts = self.summary.attempts,
+            released = self.summary.released,
+            "worker stopped"
+        );
+        Ok(self.summary)
+    }
+}

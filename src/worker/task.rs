@@ -1,0 +1,111 @@
+//! One delivery attempt, run as its own task: wait for a slot, send, decide what follows, and
+//! hand the result to the recorder.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+
+use super::TaskEnd;
+use crate::claim::Job;
+use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender};
+use crate::metrics::Metrics;
+use crate::record::Finished;
+use crate::retry::{self, Outcome, RetrySchedule};
+
+/// One delivery attempt, run as its own task.
+pub(super) struct Task {
+    pub(super) sender: Sender,
+    pub(super) recorder: mpsc::Sender<Finished>,
+    pub(super) semaphore: Arc<Semaphore>,
+    pub(super) retry_hint: Arc<Mutex<Option<Instant>>>,
+    pub(super) schedule: RetrySchedule,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) max_attempts: u32,
+    pub(super) timeout: Duration,
+}
+
+impl Task {
+    pub(super) async fn run(self, mut job: Job) -> TaskEnd {
+        let Ok(permit) = self.semaphore.clone().acquire_owned().await else {
+            return TaskEnd::Unsent {
+                delivery_id: job.delivery_id,
+                attempt: job.attempt,
+            };
+        };
+        let (result, outcome) = if let Some(problem) = job.unreadable.take() {
+            let result = Attempt {
+                error: Some(AttemptError {
+                    code: ErrorCode::PayloadInvalid,
+                    message: problem,
+                }),
+                ..Attempt::none()
+            };
+            (result, Outcome::Dead)
+        } else if job.budget_attempt > self.max_attempts {
+            // Only after a worker died mid-attempt: the attempts were used up by claims.
+            let result = Attempt {
+                error: Some(AttemptError {
+                    code: ErrorCode::LeaseExpired,
+                    message: format!(
+                        "not sent: attempt {} exceeds the {} allowed, the earlier ones ended \
+                         with their worker stopping",
+                        job.budget_attempt, self.max_attempts
+                    ),
+                }),
+                ..Attempt::none()
+            };
+            (result, Outcome::Dead)
+        } else {
+            job.target.timeout = Some(self.timeout);
+            let result = self.sender.send(&job).await;
+            let outcome = decide(
+                &result,
+                job.budget_attempt,
+                self.max_attempts,
+                &self.schedule,
+            );
+            (result, outcome)
+        };
+        // The slot is free as soon as the request is: recording is bounded by its channel.
+        drop(permit);
+        self.metrics.attempt(outcome.as_str(), result.duration);
+        if let Outcome::Retry { after } = outcome {
+            let at = Instant::now() + after;
+            let mut hint = self.retry_hint.lock().expect("retry hint lock");
+            if hint.is_none_or(|h| at < h) {
+                *hint = Some(at);
+            }
+        }
+        let finished = Finished {
+            delivery_id: job.delivery_id,
+            endpoint_id: job.target.id,
+            attempt: job.attempt,
+            outcome,
+            result,
+        };
+        // The recorder outlives every task; if it is gone the lease simply expires.
+        let _ = self.recorder.send(finished).await;
+        TaskEnd::Sent
+    }
+}
+
+/// What follows an attempt: success, another try, or the end.
+pub fn decide(
+    result: &Attempt,
+    attempt: u32,
+    max_attempts: u32,
+    schedule: &RetrySchedule,
+) -> Outcome {
+    match &result.error {
+        None => Outcome::Delivered,
+        Some(e) if e.code.is_permanent() => Outcome::Dead,
+        Some(_) => schedule.after_failure(
+            attempt,
+            max_attempts,
+            result.retry_after,
+            retry::random_jitter(),
+        ),
+    }
+}
