@@ -240,6 +240,7 @@ fn main() {
         let admin_url = match std::env::var("DATABASE_URL") {
             Ok(url) => url,
             Err(_) => {
+                remove_stale_clusters();
                 let dir =
                     std::env::temp_dir().join(format!("hookrelay-bench-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
