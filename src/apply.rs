@@ -183,16 +183,21 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "signature_scheme": scheme.as_str(),
         "max_attempts": spec.max_attempts,
         "timeout_ms": timeout_ms,
-        "active": spec.active.unwrap_or(true),
         "headers": spec.headers,
         "include_fields": spec.include_fields,
         "redact_fields": spec.redact_fields,
         "max_in_flight": spec.max_in_flight.unwrap_or(endpoint::DEFAULT_MAX_IN_FLIGHT),
         "rate_limit": spec.rate_limit,
     });
-    let Value::Object(map) = value else {
+    let Value::Object(mut map) = value else {
         unreachable!("a JSON object literal")
     };
+    // Enabled or disabled is state as much as configuration: a 410 or auto-disable turned it
+    // off for a reason, so only an explicit `active` in the file changes it (new endpoints
+    // start enabled).
+    if let Some(active) = spec.active {
+        map.insert("active".into(), json!(active));
+    }
     Ok(map)
 }
 
@@ -321,7 +326,11 @@ mod tests {
         let want = desired(&specs[0]).unwrap();
         assert_eq!(want["models"], json!(["store.Order", "store.Customer"]));
         assert_eq!(want["events"], json!(["created", "updated"]));
-        assert_eq!(want["active"], json!(true));
+        assert_eq!(
+            want.get("active"),
+            None,
+            "left as it is unless the file says"
+        );
         assert_eq!(want["timeout_ms"], Value::Null);
     }
 

@@ -294,3 +294,32 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test]
+async fn endpoint_apply_leaves_a_disabled_endpoint_disabled_unless_the_file_says() {
+    let db = TestDb::new().await;
+    let path = write_config(
+        "active",
+        "[[endpoints]]\nname = \"crm\"\nurl = \"https://crm.example.com/hooks\"\n",
+    );
+    assert!(lines(&apply(&db, &path, &[]))[0].starts_with("created crm"));
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET active = false", &[])
+        .await
+        .unwrap();
+    assert_eq!(lines(&apply(&db, &path, &[])), ["unchanged crm"]);
+    let active: bool = db
+        .client
+        .query_one("SELECT active FROM hookrelay.endpoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!active, "applying did not re-enable it");
+    std::fs::write(
+        &path,
+        "[[endpoints]]\nname = \"crm\"\nurl = \"https://crm.example.com/hooks\"\nactive = true\n",
+    )
+    .unwrap();
+    assert_eq!(lines(&apply(&db, &path, &[])), ["updated crm: active"]);
+    let _ = std::fs::remove_file(path);
+}
