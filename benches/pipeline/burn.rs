@@ -138,22 +138,45 @@ fn sample_job(i: u64, url: &str) -> Job {
     }
 }
 
-/// The same requests, built, signed and sent by the worker's own client, without a database.
+/// The same requests, built, signed and sent by the worker's own client, without a database,
+/// from a process of its own as the worker is (this bench binary run again as a client).
 async fn ceiling(b: &Bench, requests: u64) -> f64 {
+    b.sink.reset();
+    let url = format!("{}/0", b.sink.url());
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ceiling-client",
+            &url,
+            &requests.to_string(),
+            &concurrency().to_string(),
+        ])
+        .output()
+        .await
+        .expect("run the ceiling client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "ceiling client said: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The ceiling client: POSTs `requests` signed bodies to `url`, `concurrency` at a time, and
+/// returns requests per second.
+pub async fn ceiling_client(url: String, requests: u64, concurrency: usize) -> f64 {
     let sender = Sender::new(SenderConfig {
         default_timeout: Duration::from_secs(10),
         excerpt_bytes: 4096,
-        idle_per_host: concurrency(),
+        idle_per_host: concurrency,
         allow: hookrelay::guard::AllowList::loopback(),
         max_payload_bytes: hookrelay::config::DEFAULT_MAX_PAYLOAD_BYTES,
     })
     .unwrap();
-    b.sink.reset();
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let url = format!("{}/0", b.sink.url());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency() {
+    for _ in 0..concurrency {
         let (sender, next, url) = (sender.clone(), next.clone(), url.clone());
         tasks.spawn(async move {
             loop {
@@ -199,7 +222,7 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
         ),
         Figure::new(
             "http-ceiling",
-            "same requests, no database",
+            "same requests, no database, own process",
             ceiling,
             "req/s",
         ),

@@ -223,6 +223,19 @@ fn remove_stale_clusters() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--ceiling-client") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let rate = runtime.block_on(burn::ceiling_client(
+            args[2].clone(),
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+        ));
+        println!("{rate}");
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // `--only burn-down,producer` runs just those scenario groups (for profiling one of them).
     let only: Option<Vec<String>> = args
