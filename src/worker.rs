@@ -32,7 +32,7 @@ mod shutdown;
 mod task;
 
 use crate::config::WorkerConfig;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Failure, Problem, Proof};
 use crate::deliver::{Sender, SenderConfig};
 use crate::listen::{self, Listener};
 use crate::metrics::{Metrics, Probe};
@@ -65,6 +65,17 @@ pub enum WorkerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl WorkerError {
+    /// The kind of database trouble behind this error ([`Problem::Other`] when it is not a
+    /// database error).
+    pub fn problem(&self) -> Problem {
+        match self {
+            WorkerError::Db(e) => e.problem(),
+            _ => Problem::Other,
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for WorkerError {
@@ -186,6 +197,7 @@ pub async fn run(
         last_pump: Instant::now(),
         db_due_at: None,
         summary: Summary::default(),
+        session_opened: None,
         metrics,
         watchdog: sd_notify::watchdog_enabled().map(|period| tokio::time::interval(period / 2)),
         ready: false,
@@ -198,9 +210,17 @@ pub async fn run(
             Ok(()) => break,
             Err(e) => {
                 worker.waiting = false;
-                worker.metrics.db_errors.inc();
                 let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?wait, "database error; retrying");
+                let failure = Failure {
+                    task: "worker",
+                    problem: e.problem(),
+                    error: &e,
+                    retry_in: Some(wait),
+                    opened: worker.session_opened.take(),
+                };
+                worker
+                    .metrics
+                    .database_error(failure, Some(&worker.db.pool));
                 let pause = tokio::time::sleep(wait);
                 tokio::pin!(pause);
                 loop {
@@ -260,6 +280,9 @@ struct Worker {
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
     summary: Summary,
+    /// When the session the loop is using was opened, to tell an old session's failure from a
+    /// new outage (see [`Alarm`](crate::db::Alarm)).
+    session_opened: Option<std::time::Instant>,
     metrics: Arc<Metrics>,
     /// Feeds systemd's watchdog when it is enabled (every half period).
     watchdog: Option<tokio::time::Interval>,
@@ -290,7 +313,10 @@ impl Worker {
         token: &CancellationToken,
         backoff: &mut Backoff,
     ) -> Result<(), WorkerError> {
+        self.session_opened = None;
         let client = self.db.pool.get().await.map_err(DbError::from)?;
+        let opened = deadpool_postgres::Object::metrics(&client).created;
+        self.session_opened = Some(opened);
         let register = client.prepare_cached(WORKER_REGISTER).await?;
         let pid = std::process::id() as i32;
         client
@@ -304,6 +330,7 @@ impl Worker {
         loop {
             self.pump(&client, wake).await?;
             backoff.reset(Duration::from_millis(100));
+            self.metrics.database.recovered(Proof::Wrote, opened);
             let deadline = self.next_wake();
             wake = loop {
                 tokio::select! {
