@@ -33,7 +33,7 @@ while :; do
     # A round that outlives the budget by more than 20 minutes is stuck: stop it.
     if ! timeout $(( (left > 0 ? left : 0) + 1200 )) \
         cargo test --release --test it faults:: -- --nocapture --test-threads=1 2>&1 | tee -a "$log" \
-        | grep -E '^(kill|restart|workers|read-only|pressure)|test result|panicked|FAILED'; then
+        | grep -E '(^|\.\.\. )(kill|restart|workers|read-only|pressure)|test result|panicked|FAILED'; then
         :
     fi
     if grep -qE 'FAILED|panicked' "$log"; then
@@ -42,6 +42,8 @@ while :; do
     fi
 done
 awk '
+    # With one test thread, a test's first line follows its name on the same line.
+    { sub(/^test .* \.\.\. /, "") }
     /^kill: [0-9]+ kills survived/ { kills += $2; events += $5; deliveries += $8; dups += $11 }
     /^restart: [0-9]+ restarts survived/ { restarts += $2; revents += $8; rdups += $11 }
     /^workers: [0-9]+ events/ { wevents += $2 }

@@ -6,7 +6,9 @@
 //!   directory (`./.hookrelay/` by default) with `pg_ctl`; it keeps running after hookrelay
 //!   exits so the next command finds it (`pg_ctl stop -D .hookrelay/pgdata` stops it).
 //! - [`start_ephemeral`] (for tests and benchmarks) runs `postgres` as a child that the kernel
-//!   stops when this process exits, with durability turned off for speed.
+//!   stops when this process exits, with durability turned off for speed. Fault tests stop such
+//!   a cluster in a chosen [`Shutdown`] mode and start it again on the same port and data
+//!   directory ([`Cluster::stop`], [`Cluster::start_again`]).
 //!
 //! The cluster listens on 127.0.0.1 only, on a free port, with `trust` authentication: it is a
 //! private development database. initdb refuses to run as root, so as root the cluster runs as

@@ -28,11 +28,12 @@ use tokio_util::sync::CancellationToken;
 use crate::claim::{self, Job, Lease, Scan};
 
 mod idle;
+mod outage;
 mod shutdown;
 mod task;
 
 use crate::config::WorkerConfig;
-use crate::db::{Db, DbError, Failure, Problem, Proof};
+use crate::db::{Db, DbError, Proof};
 use crate::deliver::{Sender, SenderConfig};
 use crate::listen::{self, Listener};
 use crate::metrics::{Metrics, Probe};
@@ -65,17 +66,6 @@ pub enum WorkerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-}
-
-impl WorkerError {
-    /// The kind of database trouble behind this error ([`Problem::Other`] when it is not a
-    /// database error).
-    pub fn problem(&self) -> Problem {
-        match self {
-            WorkerError::Db(e) => e.problem(),
-            _ => Problem::Other,
-        }
-    }
 }
 
 impl From<tokio_postgres::Error> for WorkerError {
@@ -208,30 +198,7 @@ pub async fn run(
     loop {
         match worker.serve(&token, &mut backoff).await {
             Ok(()) => break,
-            Err(e) => {
-                worker.waiting = false;
-                let wait = backoff.next_delay();
-                let failure = Failure {
-                    task: "worker",
-                    problem: e.problem(),
-                    error: &e,
-                    retry_in: Some(wait),
-                    opened: worker.session_opened.take(),
-                };
-                worker
-                    .metrics
-                    .database_error(failure, Some(&worker.db.pool));
-                let pause = tokio::time::sleep(wait);
-                tokio::pin!(pause);
-                loop {
-                    // Still alive while the database is away: keep the watchdog fed.
-                    tokio::select! {
-                        _ = token.cancelled() => break,
-                        _ = &mut pause => break,
-                        _ = tick(&mut worker.watchdog) => notify(&[NotifyState::Watchdog]),
-                    }
-                }
-            }
+            Err(e) => worker.back_off(e, &mut backoff, &token).await,
         }
         if token.is_cancelled() {
             break;
