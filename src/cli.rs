@@ -74,6 +74,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The tracing filter for `--log`. At the info and warn levels the database libraries' own
+/// lines about lost connections ("Connection error: db error", server notices such as
+/// "terminating connection due to administrator command") are left out: hookrelay reports an
+/// outage once itself, with its cause and fix (see [`crate::db::problem`]). Other levels and
+/// filters with directives of their own are used as given.
+pub fn log_filter(level: &str) -> String {
+    match level.trim().to_ascii_lowercase().as_str() {
+        "info" => "info,deadpool=error,tokio_postgres=warn".into(),
+        "warn" => "warn,deadpool=error".into(),
+        _ => level.to_string(),
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -346,4 +359,28 @@ pub fn shutdown_token() -> CancellationToken {
         std::process::exit(130);
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn routine_levels_leave_out_the_database_libraries_connection_noise() {
+        assert_eq!(
+            log_filter("info"),
+            "info,deadpool=error,tokio_postgres=warn"
+        );
+        assert_eq!(log_filter("WARN"), "warn,deadpool=error");
+        assert_eq!(log_filter("debug"), "debug");
+        assert_eq!(log_filter("error"), "error");
+        assert_eq!(log_filter("hookrelay=trace"), "hookrelay=trace");
+        for level in ["info", "warn", "debug", "error", "hookrelay=trace"] {
+            let filter = log_filter(level);
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(&filter).is_ok(),
+                "{filter}"
+            );
+        }
+    }
 }

@@ -1,11 +1,14 @@
-//! Database connections: parsing URLs, building pools, and explaining database errors.
+//! Database connections: parsing URLs, building pools, and explaining database errors (and,
+//! in [`problem`], what they mean for the operator, reported once per problem).
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config, NoTls};
+
+pub mod problem;
+pub use problem::{classify, classify_code, Alarm, Failure, Problem, Proof};
 
 /// Errors from connecting to the database.
 #[derive(Debug, thiserror::Error)]
@@ -124,19 +127,12 @@ pub fn explain(e: &tokio_postgres::Error) -> String {
     out
 }
 
-/// True for errors that mean "the connection or server is gone", after which reconnecting
-/// is the cure, as opposed to errors in what was asked.
-pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.code() {
-        None => true,
-        Some(code) => {
-            let class = &code.code()[..2];
-            // 08: connection exception, 57: operator intervention (shutdown), 53: resources.
-            matches!(class, "08" | "57" | "53") || code == &SqlState::READ_ONLY_SQL_TRANSACTION
-        }
+/// After a failure: when the database turned out read-only, closes the pool's idle sessions.
+/// A session keeps the `default_transaction_read_only` it started with, so only new sessions
+/// notice when writes are allowed again (or reach the new primary after a failover).
+pub fn forget_sessions_if_read_only(pool: &Pool, problem: Problem) {
+    if problem == Problem::ReadOnly {
+        pool.retain(|_, _| false);
     }
 }
 

@@ -6,7 +6,9 @@
 //!   directory (`./.hookrelay/` by default) with `pg_ctl`; it keeps running after hookrelay
 //!   exits so the next command finds it (`pg_ctl stop -D .hookrelay/pgdata` stops it).
 //! - [`start_ephemeral`] (for tests and benchmarks) runs `postgres` as a child that the kernel
-//!   stops when this process exits, with durability turned off for speed.
+//!   stops when this process exits, with durability turned off for speed. Fault tests stop such
+//!   a cluster in a chosen [`Shutdown`] mode and start it again on the same port and data
+//!   directory ([`Cluster::stop`], [`Cluster::start_again`]).
 //!
 //! The cluster listens on 127.0.0.1 only, on a free port, with `trust` authentication: it is a
 //! private development database. initdb refuses to run as root, so as root the cluster runs as
@@ -339,12 +341,30 @@ pub fn start_ephemeral_with(dir: &Path, durability: Durability) -> Result<Cluste
     if let Some(user) = &user {
         let _ = nix::unistd::chown(&log_file, Some(user.uid), None);
     }
+    launch(&bin, &pgdata, port, log, &log_file, &user)?;
+    Ok(Cluster {
+        data_dir: pgdata,
+        port,
+        log_file,
+    })
+}
+
+/// Runs `postgres` on `pgdata` and `port` as a child that gets SIGQUIT when this process exits,
+/// logging to `log`, and waits until it accepts connections.
+fn launch(
+    bin: &Path,
+    pgdata: &Path,
+    port: u16,
+    log: fs::File,
+    log_file: &Path,
+    user: &Option<User>,
+) -> Result<(), EmbeddedError> {
     let mut cmd = Command::new(bin.join("postgres"));
-    cmd.arg("-D").arg(&pgdata).args(["-p", &port.to_string()]);
+    cmd.arg("-D").arg(pgdata).args(["-p", &port.to_string()]);
     cmd.stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(io_err(&log_file))?)
+        .stdout(log.try_clone().map_err(io_err(log_file))?)
         .stderr(log);
-    as_server_user(&mut cmd, &user);
+    as_server_user(&mut cmd, user);
     // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -366,7 +386,7 @@ pub fn start_ephemeral_with(dir: &Path, durability: Durability) -> Result<Cluste
                 let _ = tx.send(Err(e));
             }
         })
-        .map_err(io_err(&pgdata))?;
+        .map_err(io_err(pgdata))?;
     rx.recv()
         .unwrap_or_else(|_| Err(std::io::Error::other("launcher thread died")))
         .map_err(|e| EmbeddedError::Command {
@@ -375,15 +395,74 @@ pub fn start_ephemeral_with(dir: &Path, durability: Durability) -> Result<Cluste
         })?;
     let limit = Duration::from_secs(60);
     let started = Instant::now();
-    while !is_ready(&bin, port) {
+    while !is_ready(bin, port) {
         if started.elapsed() > limit {
-            return Err(EmbeddedError::NotReady(limit, log_tail(&log_file)));
+            return Err(EmbeddedError::NotReady(limit, log_tail(log_file)));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Cluster {
-        data_dir: pgdata,
-        port,
-        log_file,
-    })
+    Ok(())
+}
+
+/// How to stop a cluster: PostgreSQL's three shutdown modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Wait for every client to disconnect (SIGTERM).
+    Smart,
+    /// Disconnect clients, roll back their transactions, and stop cleanly (SIGINT).
+    Fast,
+    /// Stop at once without a checkpoint; the next start runs crash recovery (SIGQUIT).
+    Immediate,
+}
+
+impl Cluster {
+    /// Stops the cluster in `mode` and waits until its postmaster has exited. Used by tests
+    /// that take the database away; [`Cluster::start_again`] brings it back.
+    pub fn stop(&self, mode: Shutdown) -> Result<(), EmbeddedError> {
+        use nix::sys::signal::{kill, Signal};
+        let failed = |detail: String| EmbeddedError::Command {
+            action: format!("stopping PostgreSQL ({mode:?})"),
+            detail,
+        };
+        let pid_file = self.data_dir.join("postmaster.pid");
+        let pid = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+            .ok_or_else(|| {
+                failed(format!(
+                    "no running server ({} unreadable)",
+                    pid_file.display()
+                ))
+            })?;
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let signal = match mode {
+            Shutdown::Smart => Signal::SIGTERM,
+            Shutdown::Fast => Signal::SIGINT,
+            Shutdown::Immediate => Signal::SIGQUIT,
+        };
+        kill(pid, signal).map_err(|e| failed(e.to_string()))?;
+        let limit = Duration::from_secs(60);
+        let started = Instant::now();
+        // Gone once the signal cannot reach it (an ephemeral server is reaped by its thread).
+        while kill(pid, None).is_ok() {
+            if started.elapsed() > limit {
+                return Err(failed(format!("still running after {limit:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped cluster again on the same data directory and port, as a child of this
+    /// process like [`start_ephemeral`], and waits until it accepts connections (after crash
+    /// recovery when it was stopped in [`Shutdown::Immediate`] mode).
+    pub fn start_again(&self) -> Result<(), EmbeddedError> {
+        let bin = bindir()?;
+        let user = server_user()?;
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_file)
+            .map_err(io_err(&self.log_file))?;
+        launch(&bin, &self.data_dir, self.port, log, &self.log_file, &user)
+    }
 }

@@ -6,7 +6,7 @@
 //! the worker once in case something was committed while it was down.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::explain;
+use crate::db::{classify, explain, Failure, Problem, Proof};
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
 
@@ -32,6 +32,16 @@ pub enum ListenError {
     Closed,
     #[error("the connection did not answer a health check within 10 s")]
     Unresponsive,
+}
+
+impl ListenError {
+    /// The kind of database trouble behind this error.
+    pub fn problem(&self) -> Problem {
+        match self {
+            ListenError::Db(e) => classify(e),
+            ListenError::Closed | ListenError::Unresponsive => Problem::Unreachable,
+        }
+    }
 }
 
 /// A handle on the listening task.
@@ -94,12 +104,20 @@ impl Task {
     async fn run(self) {
         let mut backoff = Backoff::default();
         while !self.token.is_cancelled() {
-            let result = self.listen_once(&mut backoff).await;
+            let mut opened = None;
+            let result = self.listen_once(&mut backoff, &mut opened).await;
             self.set_connected(false);
             let Err(e) = result else { break };
-            self.metrics.db_errors.inc();
             let wait = backoff.next_delay();
-            tracing::warn!(error = %e, retry_in = ?wait, "listener connection lost; reconnecting");
+            tracing::debug!(error = %e, "listener connection lost; reconnecting");
+            let failure = Failure {
+                task: "listener",
+                problem: e.problem(),
+                error: &e,
+                retry_in: Some(wait),
+                opened,
+            };
+            self.metrics.database_error(failure, None);
             tokio::select! {
                 _ = self.token.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
@@ -107,8 +125,15 @@ impl Task {
         }
     }
 
-    async fn listen_once(&self, backoff: &mut Backoff) -> Result<(), ListenError> {
+    /// Listens on one connection until it fails; `opened` is set once it is made.
+    async fn listen_once(
+        &self,
+        backoff: &mut Backoff,
+        opened: &mut Option<Instant>,
+    ) -> Result<(), ListenError> {
         let (client, mut connection) = self.config.connect(NoTls).await?;
+        let since = Instant::now();
+        *opened = Some(since);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -126,6 +151,7 @@ impl Task {
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
             self.set_connected(true);
+            self.metrics.database.recovered(Proof::Reached, since);
             backoff.reset(Duration::from_millis(100));
             tracing::debug!("listening for new events");
             self.wake.notify_one();

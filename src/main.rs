@@ -1,5 +1,6 @@
 //! The `hookrelay` command: parses the command line, sets up logging and calls the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -18,11 +19,13 @@ fn main() -> ExitCode {
     let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info";
     let level = if quiet_demo { "warn" } else { cli.log.as_str() };
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(hookrelay::cli::log_filter(level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match cli.log_format {
         LogFormat::Text => logs.init(),

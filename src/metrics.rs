@@ -1,5 +1,6 @@
 //! Metrics and health over HTTP: Prometheus text at `/metrics`, `/healthz` (the process is
-//! alive) and `/readyz` (the database answers and the listener is connected).
+//! alive) and `/readyz` (the database answers and takes writes, and the listener is
+//! connected).
 //!
 //! Counters are updated by the pipeline as it works; the backlog figures are read from the
 //! `hookrelay.backlog` view when scraped, so they are exact and cost nothing between scrapes.
@@ -21,6 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+
+use crate::db::{Alarm, Failure};
 
 /// Labels for counters split by kind or outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +52,8 @@ pub struct Metrics {
     pub notifications: Counter,
     /// Database errors met by the worker loop, recorder, listener and sweeper.
     pub db_errors: Counter,
+    /// The database problem being reported, so each is logged once (see [`Alarm`]).
+    pub database: Alarm,
     /// Requests in flight or waiting for a slot.
     pub in_flight: Gauge,
     /// 1 while the LISTEN connection is up.
@@ -69,6 +74,7 @@ impl Default for Metrics {
             claimed: Family::default(),
             notifications: Counter::default(),
             db_errors: Counter::default(),
+            database: Alarm::default(),
             in_flight: Gauge::default(),
             listener_connected: Gauge::default(),
             pruned: Family::default(),
@@ -138,6 +144,17 @@ impl Metrics {
         self.attempt_duration.observe(duration.as_secs_f64());
     }
 
+    /// Counts a database error of `task` and reports it once per problem (see [`Alarm`]);
+    /// on a read-only database, closes `pool`'s idle sessions so new ones see the change.
+    pub fn database_error(&self, failure: Failure<'_>, pool: Option<&Pool>) {
+        self.db_errors.inc();
+        let problem = failure.problem;
+        self.database.failed(failure);
+        if let Some(pool) = pool {
+            crate::db::forget_sessions_if_read_only(pool, problem);
+        }
+    }
+
     /// Counts a claim statement and what it took.
     pub fn claim(&self, kind: &'static str, deliveries: usize) {
         let label = Kind { kind };
@@ -201,13 +218,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, String) {
+    // A read-only database answers, but the worker can neither claim nor record: not ready.
     let database = async {
         let client = probe.pool.get().await.map_err(|e| e.to_string())?;
-        client
-            .simple_query("SELECT 1")
+        let rows = client
+            .simple_query("SHOW transaction_read_only")
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<(), String>(())
+        let read_only = rows.iter().any(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+            _ => false,
+        });
+        Ok::<bool, String>(read_only)
     };
     let database = match tokio::time::timeout(Duration::from_secs(2), database).await {
         Ok(result) => result,
@@ -215,12 +237,18 @@ async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, String) {
     };
     let listening = probe.metrics.listener_connected.get() == 1;
     match (database, listening) {
-        (Ok(()), true) => (StatusCode::OK, "ready\n".into()),
+        (Ok(false), true) => (StatusCode::OK, "ready\n".into()),
         (Err(e), _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: database unreachable: {e}\n"),
         ),
-        (Ok(()), false) => (
+        (Ok(true), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the database is read-only (default_transaction_read_only is on, or \
+             the server is a standby): nothing can be claimed or recorded\n"
+                .into(),
+        ),
+        (Ok(false), false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the LISTEN connection is down\n".into(),
         ),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::DbError;
+use crate::db::{DbError, Failure};
 use crate::metrics::Metrics;
 
 const DISABLE_FAILING: &str = "SELECT name, disabled_reason \
@@ -88,8 +88,15 @@ pub async fn run(
                 "found parked deliveries of enabled endpoints"
             ),
             Err(e) => {
-                metrics.db_errors.inc();
-                tracing::warn!(error = %e, "could not check for parked deliveries; will retry");
+                tracing::debug!(error = %e, "could not check for parked deliveries; will retry");
+                let failure = Failure {
+                    task: "policy",
+                    problem: e.problem(),
+                    error: &e,
+                    retry_in: None,
+                    opened: None,
+                };
+                metrics.database_error(failure, Some(&pool));
             }
         }
         let Some(policy) = &policy else { continue };
@@ -101,8 +108,15 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                metrics.db_errors.inc();
-                tracing::warn!(error = %e, "could not check for failing endpoints; will retry");
+                tracing::debug!(error = %e, "could not check for failing endpoints; will retry");
+                let failure = Failure {
+                    task: "policy",
+                    problem: e.problem(),
+                    error: &e,
+                    retry_in: None,
+                    opened: None,
+                };
+                metrics.database_error(failure, Some(&pool));
             }
         }
     }

@@ -13,11 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Client, Pool};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::db::DbError;
+use crate::db::{DbError, Failure, Proof};
 use crate::deliver::{Attempt, ErrorCode};
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, Outcome};
@@ -67,13 +67,31 @@ async fn run(
     let mut backoff = Backoff::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         loop {
-            match write(&pool, &batch, &worker).await {
-                Ok(()) => break,
+            let mut opened = None;
+            let written = async {
+                let mut client = pool.get().await?;
+                opened = Some(deadpool_postgres::Object::metrics(&client).created);
+                write(&mut client, &batch, &worker).await
+            };
+            match written.await {
+                Ok(()) => {
+                    if let Some(opened) = opened {
+                        metrics.database.recovered(Proof::Wrote, opened);
+                    }
+                    break;
+                }
                 Err(e) => {
-                    metrics.db_errors.inc();
                     let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, results = batch.len(), retry_in = ?wait,
+                    tracing::debug!(error = %e, results = batch.len(),
                         "could not record delivery results; keeping them and retrying");
+                    let failure = Failure {
+                        task: "recorder",
+                        problem: e.problem(),
+                        error: &e,
+                        retry_in: Some(wait),
+                        opened,
+                    };
+                    metrics.database_error(failure, Some(&pool));
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -89,7 +107,7 @@ fn clamp_ms(d: Duration) -> i64 {
 }
 
 /// Writes one batch of results in a single statement.
-pub async fn write(pool: &Pool, batch: &[Finished], worker: &str) -> Result<(), DbError> {
+pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Result<(), DbError> {
     let n = batch.len();
     let mut ids = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
@@ -127,7 +145,6 @@ pub async fn write(pool: &Pool, batch: &[Finished], worker: &str) -> Result<(), 
         &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays, &durations,
         &started, &worker,
     ];
-    let mut client = pool.get().await?;
     if gone.is_empty() {
         // The common case: one statement, no transaction round trips.
         let statement = client.prepare_cached(RECORD_RESULTS).await?;

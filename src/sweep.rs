@@ -14,7 +14,7 @@ use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::DbError;
+use crate::db::{DbError, Failure};
 use crate::metrics::{Kind, Metrics};
 
 const PRUNE_EVENTS: &str = include_str!("../sql/queries/prune_events.sql");
@@ -117,8 +117,15 @@ pub async fn run(
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "retention removed finished events"),
             Err(e) => {
-                metrics.db_errors.inc();
-                tracing::warn!(error = %e, "retention pass failed; trying again next interval");
+                tracing::debug!(error = %e, "retention pass failed; trying again next interval");
+                let failure = Failure {
+                    task: "retention",
+                    problem: e.problem(),
+                    error: &e,
+                    retry_in: None,
+                    opened: None,
+                };
+                metrics.database_error(failure, Some(&pool));
             }
         }
         tokio::select! {

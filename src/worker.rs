@@ -28,11 +28,12 @@ use tokio_util::sync::CancellationToken;
 use crate::claim::{self, Job, Lease, Scan};
 
 mod idle;
+mod outage;
 mod shutdown;
 mod task;
 
 use crate::config::WorkerConfig;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Proof};
 use crate::deliver::{Sender, SenderConfig};
 use crate::listen::{self, Listener};
 use crate::metrics::{Metrics, Probe};
@@ -186,6 +187,7 @@ pub async fn run(
         last_pump: Instant::now(),
         db_due_at: None,
         summary: Summary::default(),
+        session_opened: None,
         metrics,
         watchdog: sd_notify::watchdog_enabled().map(|period| tokio::time::interval(period / 2)),
         ready: false,
@@ -196,22 +198,7 @@ pub async fn run(
     loop {
         match worker.serve(&token, &mut backoff).await {
             Ok(()) => break,
-            Err(e) => {
-                worker.waiting = false;
-                worker.metrics.db_errors.inc();
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?wait, "database error; retrying");
-                let pause = tokio::time::sleep(wait);
-                tokio::pin!(pause);
-                loop {
-                    // Still alive while the database is away: keep the watchdog fed.
-                    tokio::select! {
-                        _ = token.cancelled() => break,
-                        _ = &mut pause => break,
-                        _ = tick(&mut worker.watchdog) => notify(&[NotifyState::Watchdog]),
-                    }
-                }
-            }
+            Err(e) => worker.back_off(e, &mut backoff, &token).await,
         }
         if token.is_cancelled() {
             break;
@@ -260,6 +247,9 @@ struct Worker {
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
     summary: Summary,
+    /// When the session the loop is using was opened, to tell an old session's failure from a
+    /// new outage (see [`Alarm`](crate::db::Alarm)).
+    session_opened: Option<std::time::Instant>,
     metrics: Arc<Metrics>,
     /// Feeds systemd's watchdog when it is enabled (every half period).
     watchdog: Option<tokio::time::Interval>,
@@ -290,7 +280,10 @@ impl Worker {
         token: &CancellationToken,
         backoff: &mut Backoff,
     ) -> Result<(), WorkerError> {
+        self.session_opened = None;
         let client = self.db.pool.get().await.map_err(DbError::from)?;
+        let opened = deadpool_postgres::Object::metrics(&client).created;
+        self.session_opened = Some(opened);
         let register = client.prepare_cached(WORKER_REGISTER).await?;
         let pid = std::process::id() as i32;
         client
@@ -304,6 +297,7 @@ impl Worker {
         loop {
             self.pump(&client, wake).await?;
             backoff.reset(Duration::from_millis(100));
+            self.metrics.database.recovered(Proof::Wrote, opened);
             let deadline = self.next_wake();
             wake = loop {
                 tokio::select! {

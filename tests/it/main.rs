@@ -6,6 +6,7 @@ mod config_file;
 mod delivery;
 mod demo;
 mod fanout;
+mod faults;
 mod model_events;
 mod operations;
 mod operator_cli;
