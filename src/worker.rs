@@ -48,6 +48,10 @@ use task::Task;
 
 const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
 
+/// While a backlog drains, fan-out claims look from the start only every this many poll
+/// intervals.
+const FULL_SCAN_BACKLOG_FACTOR: u32 = 10;
+
 /// Shortest pause between two pumps that found nothing, so a due delivery that another worker
 /// holds locked cannot make this one spin.
 const MIN_REPOLL: Duration = Duration::from_millis(20);
@@ -370,8 +374,15 @@ impl Worker {
             worker: &worker_id,
         };
         let mut found = false;
-        // Now and then from the start, for events that committed late with a lower id.
-        let mut from = if self.last_full_scan.elapsed() >= self.config.poll_interval {
+        // Now and then from the start, for events that committed late with a lower id: every
+        // poll interval, or every ten while a backlog drains (a scan from the start walks the
+        // dead index entries of everything claimed since the last vacuum).
+        let every = if self.backlog {
+            self.config.poll_interval * FULL_SCAN_BACKLOG_FACTOR
+        } else {
+            self.config.poll_interval
+        };
+        let mut from = if self.last_full_scan.elapsed() >= every {
             self.last_full_scan = Instant::now();
             Scan::FromStart
         } else {
