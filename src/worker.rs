@@ -335,6 +335,13 @@ impl Worker {
         }
     }
 
+    /// Where the next fan-out claim starts: a little before the last event claimed.
+    fn resume(&self) -> Scan {
+        self.cursor.map_or(Scan::FromStart, |last| {
+            Scan::After(claim::resume_point(last, claim::RESUME_SLACK))
+        })
+    }
+
     /// When to look for work next without being woken.
     fn next_wake(&self) -> Instant {
         if self.polling.is_some() {
@@ -386,7 +393,7 @@ impl Worker {
             self.last_full_scan = Instant::now();
             Scan::FromStart
         } else {
-            self.cursor.map_or(Scan::FromStart, Scan::After)
+            self.resume()
         };
         loop {
             let concurrency = self.config.concurrency;
@@ -415,7 +422,7 @@ impl Worker {
                 self.waiting = false;
             }
             self.cursor = self.cursor.max(fresh.last_event);
-            from = self.cursor.map_or(Scan::FromStart, Scan::After);
+            from = self.resume();
             if fresh.taken > 0 {
                 let ratio = fresh.jobs.len() as f64 / fresh.taken as f64;
                 self.fan_out = (0.7 * self.fan_out + 0.3 * ratio).max(0.1);
