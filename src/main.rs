@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hookrelay::cli::{Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -17,16 +16,6 @@ fn main() -> ExitCode {
     // The demo's own output tells the story; routine log lines would interrupt it.
     let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info";
     let level = if quiet_demo { "warn" } else { cli.log.as_str() };
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    hookrelay::logs::init(level, cli.log_format == LogFormat::Json);
     hookrelay::cli::main(cli)
 }
