@@ -181,13 +181,26 @@ pub fn main(cli: Cli) -> ExitCode {
 fn one_line(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
+        if !already_said(&out, cause) {
             out.push_str(": ");
-            out.push_str(&text);
+            out.push_str(&cause.to_string());
         }
     }
     out.replace('\n', " ")
+}
+
+/// True when `out` already says what `cause` does. A database error is said once its
+/// server message is there (every error enum words it with [`db::explain`]), not only when
+/// its "db error: ERROR: …" form is.
+fn already_said(out: &str, cause: &(dyn std::error::Error + 'static)) -> bool {
+    let server = cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error)
+        .or_else(|| cause.downcast_ref::<tokio_postgres::error::DbError>());
+    match server {
+        Some(db) => out.contains(db.message()),
+        None => out.contains(&cause.to_string()),
+    }
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {

@@ -13,6 +13,7 @@ mod processes;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;
+mod roles;
 mod schema;
 mod seed_examples;
 mod shaping;
