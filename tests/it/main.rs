@@ -15,6 +15,7 @@ mod protect_isolation;
 mod protect_policy;
 mod roles;
 mod schema;
+mod secrets;
 mod seed_examples;
 mod shaping;
 mod signing;
