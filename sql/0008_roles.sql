@@ -135,8 +135,9 @@ ALTER FUNCTION hookrelay.redeliver_dead(text, interval)
 REVOKE EXECUTE ON FUNCTION hookrelay.redeliver(bigint), hookrelay.redeliver_dead(text, interval)
     FROM PUBLIC;
 
--- Endpoint checks as in 0001, with the credentials check first: a URL such as
--- ftp://user:password@host used to be echoed whole by the scheme check before it.
+-- Endpoint checks as in 0001, with the credentials check first (a URL such as
+-- ftp://user:password@host used to be echoed whole by the scheme check before it), values
+-- quoted in messages cut short, and URLs limited to 2048 characters.
 CREATE OR REPLACE FUNCTION hookrelay.validate_endpoint() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -149,6 +150,11 @@ BEGIN
         RAISE EXCEPTION 'endpoint url must not contain credentials (user:password@)'
             USING ERRCODE = 'check_violation',
                   HINT = 'remove the credentials from the URL; receivers authenticate hookrelay by its signature, or by a static header';
+    END IF;
+    IF length(NEW.url) > 2048 THEN
+        RAISE EXCEPTION 'endpoint url is % characters long; at most 2048 are allowed', length(NEW.url)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'receivers and proxies commonly refuse longer URLs; move long tokens into a static header';
     END IF;
     IF NEW.url IS NULL OR NEW.url !~* '^https?://' THEN
         RAISE EXCEPTION 'endpoint url % is not an http:// or https:// URL', quote_nullable(left(NEW.url, 200))

@@ -170,6 +170,9 @@ fn headers_json(headers: &[(String, String)]) -> Result<Value, EndpointError> {
     Ok(Value::Object(map))
 }
 
+/// The longest endpoint URL (the endpoints trigger checks the same).
+pub const MAX_URL_CHARS: usize = 2048;
+
 const CREDENTIALS: &str = "endpoint url must not contain credentials (user:password@): \
                            receivers authenticate hookrelay by its signature, or use endpoint \
                            headers";
@@ -181,6 +184,13 @@ pub fn check_url(url: &str) -> Result<(), EndpointError> {
     if shown != url {
         return Err(EndpointError::Invalid(CREDENTIALS.into()));
     }
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(EndpointError::Invalid(format!(
+            "endpoint url is {} characters long; at most {MAX_URL_CHARS} are allowed: receivers \
+             and proxies commonly refuse longer URLs; move long tokens into a static header",
+            url.chars().count()
+        )));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         EndpointError::Invalid(format!(
             "endpoint url {shown:?} is malformed ({e}): give a full URL such as https://example.com/webhooks"
@@ -188,7 +198,7 @@ pub fn check_url(url: &str) -> Result<(), EndpointError> {
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(EndpointError::Invalid(format!(
-            "endpoint url {shown:?} uses {}://; only http:// and https:// are allowed",
+            "endpoint url {shown:?} uses the {} scheme; only http:// and https:// are allowed",
             parsed.scheme()
         )));
     }

@@ -34,19 +34,24 @@ pub fn is_withheld(target: &str, level: Level) -> bool {
         })
 }
 
-/// The filter for `directives` (such as `info` or `hookrelay=debug,warn`), or `RUST_LOG` when
-/// it is set; `info` when neither parses.
-pub fn env_filter(directives: &str) -> EnvFilter {
-    EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(directives))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+/// The filter `RUST_LOG` sets when it is set and valid, else the one for `directives` (`--log`,
+/// such as `info` or `hookrelay=debug,warn`). Fails, naming the forms, when `directives` is
+/// not a filter.
+pub fn env_filter(directives: &str) -> Result<EnvFilter, String> {
+    let given = EnvFilter::try_new(directives).map_err(|e| {
+        format!(
+            "--log {directives:?} is not a log filter ({e}): use error, warn, info, debug, \
+             trace, or directives such as hookrelay=debug,warn"
+        )
+    })?;
+    Ok(EnvFilter::try_from_env("RUST_LOG").unwrap_or(given))
 }
 
 /// Installs the process's logger: lines on standard error, as text or JSON, filtered by
 /// [`env_filter`] and never showing what [`is_withheld`] keeps back. Records of crates that use
 /// the `log` facade (tokio-postgres, rustls) go through the same filter.
-pub fn init(directives: &str, json: bool) {
-    let filter = env_filter(directives).and(filter_fn(|meta: &Metadata<'_>| {
+pub fn init(directives: &str, json: bool) -> Result<(), String> {
+    let filter = env_filter(directives)?.and(filter_fn(|meta: &Metadata<'_>| {
         !is_withheld(meta.target(), *meta.level())
     }));
     let layer = tracing_subscriber::fmt::layer()
@@ -61,6 +66,7 @@ pub fn init(directives: &str, json: bool) {
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
         .try_init();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -79,6 +85,16 @@ mod tests {
             assert!(!is_withheld(target, Level::INFO), "notices still show");
             assert!(!is_withheld(target, Level::WARN));
         }
+    }
+
+    #[test]
+    fn a_bad_filter_is_refused_with_the_forms() {
+        let err = env_filter("garbage[[").unwrap_err();
+        assert!(
+            err.starts_with("--log \"garbage[[\" is not a log filter"),
+            "{err}"
+        );
+        assert!(env_filter("hookrelay=debug,warn").is_ok());
     }
 
     #[test]

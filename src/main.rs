@@ -13,9 +13,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse_from(args);
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        hookrelay::cli::exit_quietly_on_closed_pipe();
+    }
     // The demo's own output tells the story; routine log lines would interrupt it.
     let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info";
     let level = if quiet_demo { "warn" } else { cli.log.as_str() };
-    hookrelay::logs::init(level, cli.log_format == LogFormat::Json);
+    if let Err(e) = hookrelay::logs::init(level, cli.log_format == LogFormat::Json) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     hookrelay::cli::main(cli)
 }
