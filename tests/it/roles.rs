@@ -256,6 +256,8 @@ async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
         disabled, 1,
         "the worker disabled the endpoint that answered 410"
     );
+    // reqwest is built without a default TLS provider; the worker installs one, a test may not.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await
         .expect("/metrics answers")
@@ -281,7 +283,7 @@ async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
     );
     assert_eq!(db.count("SELECT count(*) FROM hookrelay.attempts").await, 0);
     token.cancel();
-    let summary = tokio::time::timeout(Duration::from_secs(30), running)
+    tokio::time::timeout(Duration::from_secs(30), running)
         .await
         .expect("the worker stops")
         .unwrap()
@@ -296,7 +298,6 @@ async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
         flaky[0].header("X-Webhook-Event-Id"),
         flaky[1].header("X-Webhook-Event-Id")
     );
-    let _ = summary;
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ const ENDPOINT_SECRET: &str = "zz-endpoint-secret-AAA111";
 const ROTATED_SECRET: &str = "zz-rotated-secret-BBB222";
 const HEADER_TOKEN: &str = "zz-static-token-CCC333";
 const DB_PASSWORD: &str = "zz-db-password-DDD444";
+/// The password of the role the worker runs as (a hookrelay_worker).
+const WORKER_PASSWORD: &str = "zz-worker-password-JJJ000";
 /// The raw key of the standard-webhooks endpoint (its secret is whsec_ + base64 of it).
 const STANDARD_KEY: &str = "zz-standard-key-EEE555";
 const FAILING_SECRET: &str = "zz-failing-secret-FFF666";
@@ -94,6 +96,16 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
     parsed.set_username(&admin).unwrap();
     parsed.set_password(Some(DB_PASSWORD)).unwrap();
     let url = parsed.to_string();
+    let worker_role = format!("{admin}_worker");
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE {worker_role} LOGIN PASSWORD '{WORKER_PASSWORD}' IN ROLE hookrelay_worker"
+        ))
+        .await
+        .unwrap();
+    let mut worker_url = parsed.clone();
+    worker_url.set_username(&worker_role).unwrap();
+    worker_url.set_password(Some(WORKER_PASSWORD)).unwrap();
 
     let receiver = Receiver::with(|req, _| match req.path.as_str() {
         "/auth" => Reply::status(401),
@@ -248,8 +260,8 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
         );
     }
 
-    // The worker, at trace level, until every delivery is finished. Its output is read as it
-    // comes, so a full pipe never stalls it.
+    // The worker, at trace level and as a hookrelay_worker role, until every delivery is
+    // finished. Its output is read as it comes, so a full pipe never stalls it.
     let metrics = free_addr().to_string();
     let mut worker = Command::new(binary())
         .args([
@@ -261,7 +273,7 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
             "--metrics-addr",
             &metrics,
         ])
-        .env("HOOKRELAY_DATABASE_URL", &url)
+        .env("HOOKRELAY_DATABASE_URL", worker_url.as_str())
         .env("HOOKRELAY_ALLOW_NETWORKS", LOOPBACK)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
@@ -284,6 +296,8 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
             Duration::from_secs(30),
         )
         .await;
+    // reqwest is built without a default TLS provider; the worker installs one, a test may not.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let page = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -535,6 +549,7 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
         ROTATED_SECRET,
         HEADER_TOKEN,
         DB_PASSWORD,
+        WORKER_PASSWORD,
         STANDARD_KEY,
         &standard,
         FAILING_SECRET,
@@ -558,7 +573,7 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
         }
     }
     println!(
-        "secrets scan: {} sources, {} lines scanned, {} secrets looked for",
+        "secrets scan: {} sources, {} lines scanned, {} secret values looked for",
         seen.sources.len(),
         seen.lines(),
         secrets.len()
