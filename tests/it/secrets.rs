@@ -75,6 +75,16 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Kills a worker process if the test fails before stopping it.
+struct Reaper(i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 fn standard_secret() -> String {
     format!(
         "whsec_{}",
@@ -287,6 +297,7 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
             String::from_utf8_lossy(&text).into_owned()
         })
     };
+    let reaper = Reaper(worker.id() as i32);
     let worker_stdout = drain(Box::new(worker.stdout.take().unwrap()));
     let worker_stderr = drain(Box::new(worker.stderr.take().unwrap()));
     let finished = db
@@ -321,6 +332,7 @@ async fn no_secret_appears_in_logs_output_errors_or_history_at_trace_level() {
     })
     .await
     .unwrap();
+    std::mem::forget(reaper);
     let worker_log = worker_stderr.join().unwrap();
     seen.add("hookrelay run (stdout)", worker_stdout.join().unwrap());
     seen.add("hookrelay run (stderr)", worker_log.clone());
