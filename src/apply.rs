@@ -117,8 +117,8 @@ impl std::fmt::Display for Change {
 
 /// Reads the `[[endpoints]]` of a TOML file (other keys are settings, checked elsewhere).
 pub fn parse(text: &str) -> Result<Vec<EndpointSpec>, ApplyError> {
-    let file: File =
-        toml::from_str(text).map_err(|e| ApplyError::File(e.to_string().replace('\n', " ")))?;
+    let file: File = toml::from_str(text)
+        .map_err(|e| ApplyError::File(crate::settings::toml_error(&e, text)))?;
     let mut seen = BTreeSet::new();
     for spec in &file.endpoints {
         if !seen.insert(spec.name.clone()) {

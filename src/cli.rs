@@ -165,6 +165,43 @@ pub struct EmitArgs {
     pub actor: Option<String>,
 }
 
+/// Makes writing to a closed pipe end the process quietly, as other command-line tools do
+/// (`hookrelay deliveries | head`), instead of a panic in `println!`. Only for commands that
+/// print and exit: the worker keeps ignoring the signal, so a log reader going away never
+/// stops deliveries.
+pub fn exit_quietly_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called first thing in main, before any thread exists; the default action
+    // needs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+/// Parses a duration flag (`500ms`, `30s`, `5m`, `2h`, `7d`), naming the forms it takes when
+/// the value is not one.
+pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 500ms, 30s, 5m, 2h or 7d ({e})"))
+}
+
+/// Parses a whole-number flag, saying plainly when the value is negative.
+pub(crate) fn whole<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let trimmed = text.trim();
+    trimmed.parse().map_err(|e| {
+        if trimmed.len() > 1
+            && trimmed.starts_with('-')
+            && trimmed[1..].bytes().all(|b| b.is_ascii_digit())
+        {
+            format!("{text} is negative: give a whole number, 0 or more")
+        } else {
+            format!("{text:?} is not a whole number ({e})")
+        }
+    })
+}
+
 /// Runs the parsed command and turns its result into an exit status.
 pub fn main(cli: Cli) -> ExitCode {
     if let Command::Verify(args) = &cli.command {
@@ -194,13 +231,26 @@ pub fn main(cli: Cli) -> ExitCode {
 fn one_line(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
+        if !already_said(&out, cause) {
             out.push_str(": ");
-            out.push_str(&text);
+            out.push_str(&cause.to_string());
         }
     }
     out.replace('\n', " ")
+}
+
+/// True when `out` already says what `cause` does. A database error is said once its
+/// server message is there (every error enum words it with [`db::explain`]), not only when
+/// its "db error: ERROR: …" form is.
+fn already_said(out: &str, cause: &(dyn std::error::Error + 'static)) -> bool {
+    let server = cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error)
+        .or_else(|| cause.downcast_ref::<tokio_postgres::error::DbError>());
+    match server {
+        Some(db) => out.contains(db.message()),
+        None => out.contains(&cause.to_string()),
+    }
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {

@@ -104,6 +104,12 @@ pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
     Ok(Db { pool, config })
 }
 
+/// What to do about a permission error: which of hookrelay's roles does what.
+pub const PRIVILEGE_HINT: &str =
+    "the database role connected lacks that privilege; hookrelay_app may emit events, \
+     hookrelay_worker may run the worker, hookrelay_operator may read (never secrets) and \
+     redeliver, and the schema owner may do the rest (see README, Security)";
+
 /// A one-line description of a database error: the server's message with its detail and hint
 /// when it sent them, or the client-side cause.
 pub fn explain(e: &tokio_postgres::Error) -> String {
@@ -115,6 +121,8 @@ pub fn explain(e: &tokio_postgres::Error) -> String {
         }
         if let Some(hint) = db.hint() {
             out.push_str(&format!("; hint: {hint}"));
+        } else if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE {
+            out.push_str(&format!("; hint: {PRIVILEGE_HINT}"));
         }
         return out;
     }

@@ -44,8 +44,33 @@ pub fn json_object(what: &str, text: &str) -> Result<Value, EmitError> {
     Ok(value)
 }
 
+/// Checks an acting user as `hookrelay.current_actor()` will read it: a bare id, or JSON (a
+/// value starting with `{` or `"`). The database keeps malformed JSON as `{"raw": …}` rather
+/// than fail an application's transaction; from the command line it is refused instead.
+pub fn check_actor(actor: &str) -> Result<(), EmitError> {
+    const FORMS: &str = "give a bare id such as 42, or a JSON object such as \
+                         '{\"id\": \"1\", \"username\": \"admin\"}'";
+    let actor = actor.trim();
+    if actor.is_empty() {
+        return Err(EmitError::Invalid(format!(
+            "--actor is empty: {FORMS}, or leave it out"
+        )));
+    }
+    if actor.starts_with(['{', '"']) {
+        serde_json::from_str::<Value>(actor).map_err(|e| {
+            EmitError::Invalid(format!(
+                "--actor starts like JSON but is not valid JSON ({e}): {FORMS}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Writes one event in its own transaction and returns its id.
 pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitError> {
+    if let Some(actor) = &event.actor {
+        check_actor(actor)?;
+    }
     let tx = client.transaction().await?;
     if let Some(actor) = &event.actor {
         tx.execute("SELECT set_config('hookrelay.actor', $1, true)", &[actor])
@@ -75,6 +100,14 @@ pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitErr
                  without spaces, object and changes are JSON objects",
                 db.constraint().unwrap_or("?")
             )),
+            Some(db) if db.code() == &SqlState::UNTRANSLATABLE_CHARACTER => {
+                EmitError::Invalid(format!(
+                    "the event was refused: {}; PostgreSQL's jsonb cannot store the NUL \
+                     character (\\u0000): remove it from --object or --changes, or encode the \
+                     value (e.g. base64)",
+                    db.message()
+                ))
+            }
             _ => EmitError::Db(e),
         })?;
     tx.commit().await?;
@@ -84,6 +117,25 @@ pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actors_are_ids_or_valid_json() {
+        for ok in [
+            "42",
+            "alice",
+            r#"{"id": "1", "username": "admin"}"#,
+            r#""alice""#,
+        ] {
+            assert!(check_actor(ok).is_ok(), "{ok}");
+        }
+        let err = check_actor(r#"{"id": oops"#).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--actor starts like JSON but is not valid JSON"),
+            "{err}"
+        );
+        let err = check_actor("  ").unwrap_err().to_string();
+        assert!(err.starts_with("--actor is empty"), "{err}");
+    }
 
     #[test]
     fn json_arguments_must_be_objects() {

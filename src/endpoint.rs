@@ -87,25 +87,31 @@ pub struct EndpointInfo {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, name, url, secret, account_id, events, models, active, \
-                       signature_scheme, max_attempts, timeout_ms, include_fields, \
-                       redact_fields, created_at, headers, \
-                       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END \
-                           AS previous_secret, \
-                       CASE WHEN previous_secret_expires_at > now() \
-                           THEN previous_secret_expires_at END AS previous_secret_expires_at, \
-                       max_in_flight, rate_limit, disabled_reason, disabled_at";
+/// What operators see of an endpoint. Secrets and header values come as fingerprints from the
+/// `hookrelay.endpoint_fingerprints` view, never as themselves, so a role without access to
+/// those columns (`hookrelay_operator`) can list endpoints too.
+const COLUMNS: &str = "ep.id, ep.name, ep.url, ep.account_id, ep.events, ep.models, ep.active, \
+                       ep.signature_scheme, ep.max_attempts, ep.timeout_ms, ep.include_fields, \
+                       ep.redact_fields, ep.created_at, f.secret_fingerprint, \
+                       f.previous_secret_fingerprint, f.header_fingerprints, \
+                       CASE WHEN ep.previous_secret_expires_at > now() \
+                           THEN ep.previous_secret_expires_at END AS previous_secret_expires_at, \
+                       ep.max_in_flight, ep.rate_limit, ep.disabled_reason, ep.disabled_at";
+
+/// The tables [`COLUMNS`] reads.
+const FROM: &str = "hookrelay.endpoints ep \
+                    JOIN hookrelay.endpoint_fingerprints f ON f.endpoint_id = ep.id";
 
 /// The longest grace period a rotation may have.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
-    let secret: String = row.try_get("secret")?;
+    let headers: Value = row.try_get("header_fingerprints")?;
     Ok(EndpointInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         url: row.try_get("url")?,
-        secret_fingerprint: sign::fingerprint(&secret),
+        secret_fingerprint: row.try_get("secret_fingerprint")?,
         account_id: row.try_get("account_id")?,
         events: row.try_get("events")?,
         models: row.try_get("models")?,
@@ -116,29 +122,19 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         include_fields: row.try_get("include_fields")?,
         redact_fields: row.try_get("redact_fields")?,
         created_at: row.try_get("created_at")?,
-        previous_secret_fingerprint: row
-            .try_get::<_, Option<String>>("previous_secret")?
-            .as_deref()
-            .map(sign::fingerprint),
+        previous_secret_fingerprint: row.try_get("previous_secret_fingerprint")?,
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
-        headers: masked_headers(&row.try_get("headers")?),
+        headers: headers
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, fp)| (name.clone(), fp.as_str().unwrap_or("?").to_string()))
+            .collect(),
         max_in_flight: row.try_get("max_in_flight")?,
         rate_limit: row.try_get("rate_limit")?,
         disabled_reason: row.try_get("disabled_reason")?,
         disabled_at: row.try_get("disabled_at")?,
     })
-}
-
-fn masked_headers(headers: &Value) -> BTreeMap<String, String> {
-    headers
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, value)| {
-            let value = value.as_str().map_or_else(|| "?".into(), sign::fingerprint);
-            (name.clone(), value)
-        })
-        .collect()
 }
 
 /// Parses a `--header 'Name: value'` argument.
@@ -174,32 +170,60 @@ fn headers_json(headers: &[(String, String)]) -> Result<Value, EndpointError> {
     Ok(Value::Object(map))
 }
 
-/// Checks a URL before the database does, with a message that says what to fix.
+/// The longest endpoint URL (the endpoints trigger checks the same).
+pub const MAX_URL_CHARS: usize = 2048;
+
+const CREDENTIALS: &str = "endpoint url must not contain credentials (user:password@): \
+                           receivers authenticate hookrelay by its signature, or use endpoint \
+                           headers";
+
+/// Checks a URL before the database does, with a message that says what to fix. Credentials
+/// are looked for first, and a URL is never echoed with them.
 pub fn check_url(url: &str) -> Result<(), EndpointError> {
+    let shown = without_credentials(url);
+    if shown != url {
+        return Err(EndpointError::Invalid(CREDENTIALS.into()));
+    }
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(EndpointError::Invalid(format!(
+            "endpoint url is {} characters long; at most {MAX_URL_CHARS} are allowed: receivers \
+             and proxies commonly refuse longer URLs; move long tokens into a static header",
+            url.chars().count()
+        )));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         EndpointError::Invalid(format!(
-            "endpoint url {url:?} is malformed ({e}): give a full URL such as https://example.com/webhooks"
+            "endpoint url {shown:?} is malformed ({e}): give a full URL such as https://example.com/webhooks"
         ))
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(EndpointError::Invalid(format!(
-            "endpoint url {url:?} uses {}://; only http:// and https:// are allowed",
+            "endpoint url {shown:?} uses the {} scheme; only http:// and https:// are allowed",
             parsed.scheme()
         )));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(EndpointError::Invalid(
-            "endpoint url must not contain credentials (user:password@): receivers authenticate \
-             hookrelay by its signature, or use endpoint headers"
-                .into(),
-        ));
+        return Err(EndpointError::Invalid(CREDENTIALS.into()));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(EndpointError::Invalid(format!(
-            "endpoint url {url:?} has no host"
+            "endpoint url {shown:?} has no host"
         )));
     }
     Ok(())
+}
+
+/// `url` with any `user:password@` before its host cut out (as `***@`), for messages. Works on
+/// text that does not parse as a URL too, which is when a message most needs to show it.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 /// Parses the JSON of `--include-fields` or `--redact-fields`. Its shape is checked by the
@@ -234,16 +258,14 @@ pub async fn add(
         .secret
         .clone()
         .unwrap_or_else(|| sign::generate_secret(new.scheme));
-    let sql = format!(
-        "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
-         signature_scheme, max_attempts, timeout_ms, headers, include_fields, redact_fields, \
-         max_in_flight, rate_limit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
-    );
+    let sql = "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
+               signature_scheme, max_attempts, timeout_ms, headers, include_fields, \
+               redact_fields, max_in_flight, rate_limit) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
     let headers = headers_json(&new.headers)?;
-    let row = client
-        .query_one(
-            &sql,
+    client
+        .execute(
+            sql,
             &[
                 &new.name,
                 &new.url,
@@ -263,19 +285,19 @@ pub async fn add(
         )
         .await
         .map_err(|e| write_error(e, &new.name))?;
-    Ok((info(&row)?, generated))
+    Ok((get(client, &new.name).await?, generated))
 }
 
 /// Every endpoint, by name.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<EndpointInfo>, EndpointError> {
-    let sql = format!("SELECT {COLUMNS} FROM hookrelay.endpoints ORDER BY name");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} ORDER BY ep.name");
     let rows = client.query(&sql, &[]).await?;
     Ok(rows.iter().map(info).collect::<Result<_, _>>()?)
 }
 
 /// One endpoint by name.
 pub async fn get(client: &impl GenericClient, name: &str) -> Result<EndpointInfo, EndpointError> {
-    let sql = format!("SELECT {COLUMNS} FROM hookrelay.endpoints WHERE name = $1");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE ep.name = $1");
     let row = client
         .query_opt(&sql, &[&name])
         .await?
@@ -442,6 +464,30 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_refused_first_and_never_echoed() {
+        for url in [
+            "ftp://user:hunter2-pw@example.com/x",
+            "https://user:hunter2-pw@",
+            "https://user:hunter2-pw@exa mple.com",
+            "https://:hunter2-pw@example.com",
+        ] {
+            let err = check_url(url).unwrap_err().to_string();
+            assert!(err.contains("credentials"), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+        assert_eq!(
+            without_credentials("https://a:b@host:8/p?q=x@y#z"),
+            "https://***@host:8/p?q=x@y#z"
+        );
+        assert_eq!(
+            without_credentials("https://host/p@q"),
+            "https://host/p@q",
+            "an @ after the host is not a credential"
+        );
+        assert_eq!(without_credentials("not a url"), "not a url");
+    }
+
+    #[test]
     fn header_arguments_are_name_colon_value() {
         assert_eq!(
             parse_header("Authorization: Bearer a:b").unwrap(),
@@ -467,13 +513,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("more than once"));
-    }
-
-    #[test]
-    fn header_values_are_masked() {
-        let masked = masked_headers(&serde_json::json!({"Authorization": "Bearer t0k3n"}));
-        assert_eq!(masked["Authorization"], sign::fingerprint("Bearer t0k3n"));
-        assert!(!masked["Authorization"].contains("t0k3n"));
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - [`policy`]: auto-disable of endpoints that keep failing.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //!
-//! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`db`] (connection pools and database URLs), [`embedded`] (the private
+//! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`logs`] (log
+//! output, which never shows statement parameters), [`db`] (connection pools and database URLs), [`embedded`] (the private
 //! PostgreSQL cluster used when no database URL is given), [`endpoint`] and [`apply`]
 //! (endpoint management, one by one or declared in a file),
 //! [`emit`] (writing events from the command line), [`track`] (row triggers on application
@@ -37,6 +38,7 @@ pub mod emit;
 pub mod endpoint;
 pub mod guard;
 pub mod listen;
+pub mod logs;
 pub mod metrics;
 pub mod migrate;
 pub mod operator;

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_protection.sql",
         sql: include_str!("../sql/0007_protection.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_roles.sql",
+        sql: include_str!("../sql/0008_roles.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

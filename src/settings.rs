@@ -75,12 +75,76 @@ pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
 pub fn read(path: &Path) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " ")))
+    toml::from_str::<toml::Table>(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), toml_error(&e, &text)))
+}
+
+/// A TOML error on one line: where, the key when the error is about a value, and what is
+/// wrong. Never the offending line or value: the file holds database URLs and secrets, and
+/// the TOML crate's own message quotes both.
+pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = without_values(e.message());
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return format!("TOML parse error: {message}");
+    };
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    match key_before(&before[line_start..]) {
+        Some(key) => {
+            format!("TOML parse error at line {line}, column {column}, key `{key}`: {message}")
+        }
+        None => format!("TOML parse error at line {line}, column {column}: {message}"),
+    }
+}
+
+/// The key a value belongs to, from the text before the value on its line (`key = ` or
+/// `{ a = 1, key = `).
+fn key_before(prefix: &str) -> Option<&str> {
+    let assigned = prefix.trim_end().strip_suffix('=')?;
+    let key = assigned.rsplit(['{', ',']).next()?.trim();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c);
+    (!key.is_empty() && key.len() <= 100 && key.chars().all(plain)).then_some(key)
+}
+
+/// `message` with the values serde quotes in it (`string "…"`, ``integer `…` ``,
+/// ``floating point `…` ``) replaced by their kind.
+fn without_values(message: &str) -> String {
+    const QUOTED: [(&str, char, &str); 3] = [
+        ("string \"", '"', "a string"),
+        ("integer `", '`', "an integer"),
+        ("floating point `", '`', "a number"),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, (open, close, kind))) = QUOTED
+        .iter()
+        .filter_map(|q| rest.find(q.0).map(|at| (at, q)))
+        .min_by_key(|(at, _)| *at)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(kind);
+        let value = &rest[at + open.len()..];
+        // Skip to the closing quote; a string is escaped as Rust's Debug does (\").
+        let mut escaped = false;
+        let end = value
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == *close && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(value.len(), |(i, c)| i + c.len_utf8());
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn text_of(key: &str, kind: Kind, value: &Value) -> Result<String> {
-    let wrong = |what: &str| anyhow::anyhow!("setting `{key}` must be {what} (got {value})");
+    // The value's type, not the value: it may be a database URL with its password.
+    let wrong =
+        |what: &str| anyhow::anyhow!("setting `{key}` must be {what} (got {})", kind_of(value));
     match (kind, value) {
         (Kind::Text, Value::String(s)) => Ok(s.clone()),
         (Kind::Text, _) => Err(wrong("a string")),
@@ -104,6 +168,19 @@ fn text_of(key: &str, kind: Kind, value: &Value) -> Result<String> {
             .collect::<Result<Vec<_>>>()
             .map(|parts| parts.join(",")),
         (Kind::Durations | Kind::List, _) => Err(wrong("a string or an array of strings")),
+    }
+}
+
+/// What kind of TOML value `value` is, for messages.
+fn kind_of(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.is_empty() => "an empty string".into(),
+        Value::Integer(n) => format!("the number {n}"),
+        Value::Boolean(b) => format!("{b}"),
+        other => match other.type_str() {
+            kind @ ("array" | "integer") => format!("an {kind}"),
+            kind => format!("a {kind}"),
+        },
     }
 }
 
@@ -203,6 +280,61 @@ mod tests {
         assert!(err.contains("`enabled` must be true or false"), "{err}");
         let err = env_of("concurrency = -1").unwrap_err().to_string();
         assert!(err.contains("0 or more"), "{err}");
+        let err = env_of("database_url = [\"postgres://u:hunter2@db/x\"]")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "setting `database_url` must be a string (got an array)"
+        );
+    }
+
+    #[test]
+    fn toml_errors_name_the_place_and_key_but_never_the_value() {
+        let error = |text: &str| {
+            let e = toml::from_str::<toml::Table>(text).unwrap_err();
+            toml_error(&e, text)
+        };
+        let err = error("concurrency = 8\ndatabase_url = \"postgres://u:hunter2@db/x\n");
+        assert!(
+            err.starts_with("TOML parse error at line 2, column "),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Spec {
+            secret: String,
+            headers: std::collections::BTreeMap<String, String>,
+        }
+        for (text, key, kind) in [
+            ("secret = 123456789\nheaders = {}\n", "secret", "an integer"),
+            (
+                "secret = \"x\"\nheaders = \"Bearer hunter2\"\n",
+                "headers",
+                "a string",
+            ),
+            ("secret = 1.5e3\nheaders = {}\n", "secret", "a number"),
+        ] {
+            let e = toml::from_str::<Spec>(text).unwrap_err();
+            let err = toml_error(&e, text);
+            assert!(
+                err.contains(&format!("key `{key}`")) && err.contains(kind),
+                "{text}: {err}"
+            );
+            for value in ["123456789", "hunter2", "1.5e3"] {
+                assert!(!err.contains(value), "{text}: {err}");
+            }
+        }
+        assert_eq!(
+            without_values(r#"invalid type: string "a\"b", expected a map"#),
+            "invalid type: a string, expected a map"
+        );
+        assert_eq!(
+            without_values("invalid value: integer `-1`, expected u32"),
+            "invalid value: an integer, expected u32"
+        );
     }
 
     #[test]

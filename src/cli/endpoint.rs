@@ -78,10 +78,10 @@ pub struct EndpointAddArgs {
     #[arg(long, default_value = "hookrelay")]
     pub scheme: String,
     /// Attempts in all for this endpoint (default: the worker's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_attempts: Option<i32>,
     /// Request timeout for this endpoint, e.g. 5s (default: the worker's).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = super::duration)]
     pub timeout: Option<Duration>,
     /// Keep only these fields of object and changes: a JSON array for every model, or an
     /// object per model, e.g. '{"store.Order": ["id", "total"]}'.
@@ -96,10 +96,10 @@ pub struct EndpointAddArgs {
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
     /// Requests in flight at once to this endpoint, across all workers (default 8).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub max_in_flight: Option<i32>,
     /// Requests per second to this endpoint, across all workers (default: no limit).
-    #[arg(long, value_name = "PER_SECOND")]
+    #[arg(long, value_name = "PER_SECOND", allow_negative_numbers = true)]
     pub rate_limit: Option<f64>,
 }
 

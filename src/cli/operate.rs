@@ -23,10 +23,11 @@ pub struct DeliveriesArgs {
     #[arg(long)]
     pub event: Option<String>,
     /// Only deliveries created within this long, e.g. 1h.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = super::duration)]
     pub since: Option<Duration>,
     /// At most this many.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
     /// Print JSON.
     #[arg(long)]
@@ -38,6 +39,7 @@ pub struct DeliveriesArgs {
 pub enum DeliveryCommand {
     /// Show a delivery with every attempt: status, duration, error, response excerpt.
     Show {
+        #[arg(allow_negative_numbers = true)]
         id: i64,
         /// Print JSON.
         #[arg(long)]
@@ -50,6 +52,7 @@ pub enum DeliveryCommand {
 #[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "endpoint", "all_endpoints"]))]
 pub struct RedeliverArgs {
     /// Delivery ids.
+    #[arg(allow_negative_numbers = true)]
     pub ids: Vec<i64>,
     /// Every dead delivery of this endpoint (with --since).
     #[arg(long, conflicts_with = "ids")]
@@ -61,7 +64,7 @@ pub struct RedeliverArgs {
     #[arg(long, default_value = "dead")]
     pub state: String,
     /// Bulk: deliveries created within this long.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = super::duration)]
     pub since: Duration,
 }
 

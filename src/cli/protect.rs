@@ -24,13 +24,15 @@ pub struct ProtectArgs {
     )]
     pub allow_networks: Vec<IpNet>,
     /// Largest request body sent; larger payloads end dead with payload_too_large.
-    #[arg(long, env = "HOOKRELAY_MAX_PAYLOAD_BYTES", default_value_t = config::DEFAULT_MAX_PAYLOAD_BYTES)]
+    #[arg(long, env = "HOOKRELAY_MAX_PAYLOAD_BYTES", default_value_t = config::DEFAULT_MAX_PAYLOAD_BYTES,
+          allow_negative_numbers = true, value_parser = super::whole::<usize>)]
     pub max_payload_bytes: usize,
     /// Disable an endpoint whose every attempt has failed for this long (0s: never).
-    #[arg(long, env = "HOOKRELAY_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_DISABLE_AFTER", default_value = "5d", value_parser = super::duration)]
     pub disable_after: Duration,
     /// ... once it has also failed at least this many times in a row.
-    #[arg(long, env = "HOOKRELAY_DISABLE_AFTER_FAILURES", default_value_t = config::DEFAULT_DISABLE_AFTER_FAILURES)]
+    #[arg(long, env = "HOOKRELAY_DISABLE_AFTER_FAILURES", default_value_t = config::DEFAULT_DISABLE_AFTER_FAILURES,
+          allow_negative_numbers = true, value_parser = super::whole::<u32>)]
     pub disable_after_failures: u32,
 }
 

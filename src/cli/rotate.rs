@@ -18,7 +18,7 @@ pub struct RotateArgs {
     #[arg(long, env = "HOOKRELAY_NEW_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
     /// How long the old secret keeps signing beside the new one; 0 stops it at once.
-    #[arg(long, env = "HOOKRELAY_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_ROTATION_GRACE", default_value = "24h", value_parser = super::duration)]
     pub grace: Duration,
 }
 

@@ -15,31 +15,31 @@ use crate::{migrate, worker};
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Requests in flight at once.
-    #[arg(long, env = "HOOKRELAY_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "HOOKRELAY_CONCURRENCY", default_value_t = 64, allow_negative_numbers = true, value_parser = super::whole::<usize>)]
     pub concurrency: usize,
     /// Most events or deliveries taken by one claim.
-    #[arg(long, env = "HOOKRELAY_BATCH_SIZE", default_value_t = 100)]
+    #[arg(long, env = "HOOKRELAY_BATCH_SIZE", default_value_t = 100, allow_negative_numbers = true, value_parser = super::whole::<usize>)]
     pub batch_size: usize,
     /// How often to look for work when no notification arrives.
-    #[arg(long, env = "HOOKRELAY_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_POLL_INTERVAL", default_value = "1s", value_parser = super::duration)]
     pub poll_interval: Duration,
     /// How long a claimed delivery is held before another worker may take it over.
-    #[arg(long, env = "HOOKRELAY_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_LEASE", default_value = "60s", value_parser = super::duration)]
     pub lease: Duration,
     /// Delays between attempts, comma-separated (±20 % jitter is added).
     #[arg(long, env = "HOOKRELAY_RETRY_SCHEDULE", default_value = crate::retry::DEFAULT_SCHEDULE)]
     pub retry_schedule: String,
     /// Attempts in all before a delivery is dead (default: one more than the schedule's steps).
-    #[arg(long, env = "HOOKRELAY_MAX_ATTEMPTS")]
+    #[arg(long, env = "HOOKRELAY_MAX_ATTEMPTS", allow_negative_numbers = true, value_parser = super::whole::<u32>)]
     pub max_attempts: Option<u32>,
     /// Request timeout for endpoints without their own.
-    #[arg(long, env = "HOOKRELAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = super::duration)]
     pub request_timeout: Duration,
     /// Bytes of each response body kept in hookrelay.attempts.
-    #[arg(long, env = "HOOKRELAY_RESPONSE_EXCERPT_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "HOOKRELAY_RESPONSE_EXCERPT_BYTES", default_value_t = 4096, allow_negative_numbers = true, value_parser = super::whole::<usize>)]
     pub response_excerpt_bytes: usize,
     /// How long a stopping worker lets requests in flight finish.
-    #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = super::duration)]
     pub shutdown_timeout: Duration,
     /// This worker's name in the tables (default: host:pid:random).
     #[arg(long, env = "HOOKRELAY_WORKER_ID")]
@@ -48,13 +48,13 @@ pub struct RunArgs {
     #[arg(long, env = "HOOKRELAY_MIGRATE")]
     pub migrate: bool,
     /// Keep finished events, deliveries and attempts this long.
-    #[arg(long, env = "HOOKRELAY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_RETENTION", default_value = "7d", value_parser = super::duration)]
     pub retention: Duration,
     /// Keep events with a dead delivery this long.
-    #[arg(long, env = "HOOKRELAY_DEAD_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_DEAD_RETENTION", default_value = "30d", value_parser = super::duration)]
     pub dead_retention: Duration,
     /// How often retention runs.
-    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1m", value_parser = super::duration)]
     pub retention_interval: Duration,
     /// false pauses delivery: the worker runs but claims nothing, and events wait.
     #[arg(long, env = "HOOKRELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]

@@ -42,7 +42,7 @@ pub struct VerifyArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub at: Option<i64>,
     /// How far the signed timestamp may be from that time, either way.
-    #[arg(long, env = "HOOKRELAY_VERIFY_TOLERANCE", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKRELAY_VERIFY_TOLERANCE", default_value = "5m", value_parser = super::duration)]
     pub tolerance: Duration,
 }
 

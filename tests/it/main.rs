@@ -1,6 +1,7 @@
 //! Integration tests: a real PostgreSQL (one throwaway cluster per run, or `DATABASE_URL`) and
 //! real HTTP receivers on 127.0.0.1. One test binary, so the cluster starts once.
 
+mod bad_input;
 mod cli;
 mod config_file;
 mod delivery;
@@ -14,7 +15,9 @@ mod processes;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;
+mod roles;
 mod schema;
+mod secrets;
 mod seed_examples;
 mod shaping;
 mod signing;
