@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_roles.sql",
         sql: include_str!("../sql/0008_roles.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_hot_tables.sql",
+        sql: include_str!("../sql/0009_hot_tables.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
