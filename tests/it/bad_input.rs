@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::support::hookrelay;
 use crate::support::{binary, Receiver, TestDb, LOOPBACK};
 
 /// One command-line case: arguments, the exit status, and what the error must say.
@@ -24,20 +25,6 @@ fn case(args: &[&str], status: i32, expect: &str) -> Case {
         status,
         expect: expect.to_string(),
     }
-}
-
-fn hookrelay(db: &TestDb, args: &[String]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("HOOKRELAY_DATABASE_URL", &db.url)
-        .env("HOOKRELAY_LOG", "warn")
-        .env_remove("HOOKRELAY_ENDPOINT_SECRET")
-        .env_remove("HOOKRELAY_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run hookrelay")
 }
 
 /// Everything a bad input could have changed, as one text: row counts, every endpoint row,
@@ -839,10 +826,10 @@ async fn hostile_identifiers_that_name_real_tables_are_quoted_never_run() {
     let out = hookrelay(
         &db,
         &[
-            "track".into(),
-            r#"public."Ünïcödé Tåble""#.into(),
-            "--model".into(),
-            "shop.Tåble'--".into(),
+            "track",
+            r#"public."Ünïcödé Tåble""#,
+            "--model",
+            "shop.Tåble'--",
         ],
     );
     assert!(

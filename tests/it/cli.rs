@@ -1,17 +1,9 @@
 //! The command line: endpoint management and emit, as an operator runs them.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::{binary, TestDb};
-
-fn hookrelay(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("HOOKRELAY_DATABASE_URL", &db.url)
-        .env_remove("HOOKRELAY_ENDPOINT_SECRET")
-        .output()
-        .expect("run hookrelay")
-}
+use crate::support::hookrelay;
+use crate::support::TestDb;
 
 fn text(out: &Output) -> String {
     format!(

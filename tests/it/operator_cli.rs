@@ -6,15 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::hookrelay;
 use crate::support::{binary, Receiver, Reply, TestDb};
-
-fn hookrelay(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("HOOKRELAY_DATABASE_URL", &db.url)
-        .output()
-        .expect("run hookrelay")
-}
 
 fn stdout(out: &Output) -> String {
     assert!(

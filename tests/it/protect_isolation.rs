@@ -322,7 +322,8 @@ async fn a_rate_limit_holds_across_two_worker_processes() {
 
 #[tokio::test]
 async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix() {
-    use crate::signing_cli::{hookrelay, text};
+    use crate::signing_cli::text;
+    use crate::support::hookrelay;
     let db = TestDb::new().await;
     let out = hookrelay(
         &db,

@@ -16,7 +16,8 @@ use futures_util::StreamExt;
 use hookrelay::config::WorkerConfig;
 use serde_json::json;
 
-use crate::signing_cli::{hookrelay, text};
+use crate::signing_cli::text;
+use crate::support::hookrelay;
 use crate::support::{Receiver, Reply, TestDb};
 
 const SECRET: &str = "test-secret-0123456789";

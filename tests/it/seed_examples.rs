@@ -2,20 +2,16 @@
 //! `order.paid` event sent with `emit`, and Django's automatic model events with field
 //! filtering and redaction, driven through the command line.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
 use crate::model_events::{bodies, drain, parse};
-use crate::support::{binary, hmac_hex, Receiver, TestDb};
+use crate::support::{self, hmac_hex, Receiver, TestDb};
 
+/// Runs `hookrelay ARGS`, which must succeed.
 fn hookrelay(db: &TestDb, args: &[&str]) -> Output {
-    let out = Command::new(binary())
-        .args(args)
-        .env("HOOKRELAY_DATABASE_URL", &db.url)
-        .env("HOOKRELAY_LOG", "warn")
-        .output()
-        .expect("run hookrelay");
+    let out = support::hookrelay(db, args);
     assert!(
         out.status.success(),
         "hookrelay {args:?}: {}",

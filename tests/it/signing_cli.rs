@@ -7,20 +7,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::hookrelay;
 use crate::support::{binary, Receiver, Request, TestDb};
 
 pub fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-pub fn hookrelay(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("HOOKRELAY_DATABASE_URL", &db.url)
-        .env_remove("HOOKRELAY_ENDPOINT_SECRET")
-        .env_remove("HOOKRELAY_NEW_SECRET")
-        .output()
-        .expect("run hookrelay")
 }
 
 /// Runs `hookrelay verify` with `args`, the body on standard input and no secret in the

@@ -1,7 +1,8 @@
 //! Endpoint static headers (sent, masked, never over hookrelay's own) and the checks on
 //! endpoint writes that signing relies on (known schemes, well-formed headers and rotation).
 
-use crate::signing_cli::{hookrelay, one_delivery, text};
+use crate::signing_cli::{one_delivery, text};
+use crate::support::hookrelay;
 use crate::support::{hmac_hex, Receiver, TestDb};
 
 #[tokio::test]

@@ -330,6 +330,26 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hookrelay"))
 }
 
+/// Runs `hookrelay ARGS` against `db` as an operator would: the database from
+/// HOOKRELAY_DATABASE_URL, routine logs off, and nothing inherited from the test run's
+/// environment that could change what a command does (secrets, a configuration file, a log
+/// filter). A panic would print its backtrace, which tests look for.
+pub fn hookrelay<S: AsRef<std::ffi::OsStr>>(db: &TestDb, args: &[S]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .env("HOOKRELAY_DATABASE_URL", &db.url)
+        .env("HOOKRELAY_LOG", "warn")
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("HOOKRELAY_ENDPOINT_SECRET")
+        .env_remove("HOOKRELAY_NEW_SECRET")
+        .env_remove("HOOKRELAY_VERIFY_SECRET")
+        .env_remove("HOOKRELAY_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hookrelay")
+}
+
 /// HMAC-SHA256 computed here, not by the library under test.
 pub fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
     use hmac::{Hmac, KeyInit, Mac};

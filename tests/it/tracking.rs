@@ -1,22 +1,14 @@
 //! Tracking configuration: track_table's checks, reconfiguring in place, untracking, TRUNCATE,
 //! partitioned tables, and the `track` / `untrack` commands.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
 use crate::model_events::{bodies, drain, setup};
-use crate::support::{binary, TestDb};
-
-fn hookrelay(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("HOOKRELAY_DATABASE_URL", &db.url)
-        .env("HOOKRELAY_LOG", "warn")
-        .output()
-        .expect("run hookrelay")
-}
+use crate::support::hookrelay;
+use crate::support::TestDb;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
