@@ -50,6 +50,8 @@ WITH claimed AS (
                     THEN now() + $2::bigint * interval '1 millisecond' END AS locked_until,
                CASE WHEN x.rank <= g.granted THEN $3::text END AS locked_by
     ) l
+    -- Delivery ids follow the events' order, which is what operators expect to read.
+    ORDER BY x.event_id, x.endpoint_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING id, event_id, endpoint_id, attempts
 )
