@@ -12,10 +12,11 @@ WITH claimed AS (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), marked AS (
+    -- By key: a join with `claimed` may be planned as a merge join over the whole primary key
+    -- when the table's statistics are stale (measured: 5,065 rows walked to mark 64, 2 ms).
     UPDATE hookrelay.events e
     SET fanned_out_at = now()
-    FROM claimed c
-    WHERE e.id = c.id
+    WHERE e.id = ANY (ARRAY(SELECT c.id FROM claimed c))
     RETURNING e.id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
               e.account_id, e.created_at
 ), matched AS (

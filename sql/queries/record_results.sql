@@ -6,7 +6,7 @@
 -- $5 error codes, $6 error messages, $7 response excerpts, $8 retry delays in ms,
 -- $9 durations in ms, $10 start times, $11 worker id.
 WITH r AS (
-    SELECT *
+    SELECT r.*, 'pending'::text AS open_state
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[], $6::text[],
                 $7::text[], $8::bigint[], $9::int[], $10::timestamptz[])
          AS r(delivery_id, attempt, outcome, status, error_code, error, excerpt,
@@ -86,4 +86,8 @@ SET state = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
     updated_at = now()
 FROM r, hookrelay.endpoints ep
 WHERE d.id = r.delivery_id AND ep.id = d.endpoint_id AND d.attempts = r.attempt
-  AND d.state = 'pending'
+  -- Compared with a column of r, not a literal: a literal lets the planner reach the rows
+  -- through the pending-work index (deliveries_due), whose dead entries its estimates cannot
+  -- see (measured in a burn-down: 61,412 entries walked to update 128 rows, 4.8 ms); this way
+  -- each delivery is looked up by its key.
+  AND d.state = r.open_state
