@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_hot_tables.sql",
         sql: include_str!("../sql/0009_hot_tables.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_bounded_joins.sql",
+        sql: include_str!("../sql/0010_bounded_joins.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

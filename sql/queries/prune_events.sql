@@ -18,14 +18,18 @@ WITH window_ AS (
       AND NOT EXISTS (
           SELECT 1 FROM hookrelay.deliveries d
           WHERE d.event_id = w.id
+            -- Named keys bound the scan whatever the plan (see claim_due.sql).
+            AND d.event_id = ANY (ARRAY(SELECT k.id FROM window_ k))
             AND (d.state = 'pending'
                  OR (d.state = 'dead' AND w.created_at >= now() - $4::float8 * interval '1 second')))
 ), locked AS (
     -- Skip anything another transaction holds; the next sweep gets it.
     SELECT e.id FROM hookrelay.events e JOIN doomed USING (id)
+    WHERE e.id = ANY (ARRAY(SELECT k.id FROM doomed k))
     FOR UPDATE OF e SKIP LOCKED
 ), deleted AS (
-    DELETE FROM hookrelay.events e USING locked WHERE e.id = locked.id
+    DELETE FROM hookrelay.events e USING locked
+    WHERE e.id = locked.id AND e.id = ANY (ARRAY(SELECT k.id FROM locked k))
     RETURNING e.id
 )
 SELECT (SELECT id FROM window_ ORDER BY id DESC LIMIT 1) AS last_examined,

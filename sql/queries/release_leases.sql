@@ -10,3 +10,5 @@ SET attempts = d.attempts - 1,
 FROM unnest($1::bigint[], $2::int[]) AS r(delivery_id, attempt), hookrelay.endpoints ep
 WHERE d.id = r.delivery_id AND ep.id = d.endpoint_id AND d.attempts = r.attempt AND d.state = 'pending'
   AND d.locked_by = $3::text
+  -- Named keys bound the scan whatever the plan (see claim_due.sql).
+  AND d.id = ANY ($1::bigint[])
