@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_bounded_joins.sql",
         sql: include_str!("../sql/0010_bounded_joins.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_event_check.sql",
+        sql: include_str!("../sql/0011_event_check.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -681,6 +681,10 @@ const SQL_CASES: &[(&str, &str)] = &[
     ("SELECT hookrelay.emit('x.y', '\"text\"')", "event_object_must_be_a_json_object"),
     ("SELECT hookrelay.emit('x.y', '{}', changes => '[1]')", "event_changes_must_be_a_json_object"),
     ("INSERT INTO hookrelay.events (event, object) VALUES ('x.y', 'null')", "event_object_must_be_a_json_object"),
+    // The one check (0011) says how to fix it, and checks every row of a bulk insert.
+    ("SELECT hookrelay.emit('has space')", "Name events like order.paid"),
+    ("INSERT INTO hookrelay.events (event, object) VALUES ('a.b', '{}'), ('c d', '{}')", "event_name_must_be_1_to_200_characters_without_spaces"),
+    ("INSERT INTO hookrelay.events (event, object, changes) VALUES ('x.y', '{}', '1')", "Pass changes as an object"),
     ("INSERT INTO hookrelay.events (event, object) VALUES ('x.y', '{\"a\": \"\\u0000\"}')", "unsupported Unicode escape sequence"),
     // Tracking, with hostile identifiers.
     ("SELECT hookrelay.track_table('orders; DROP TABLE orders')", "invalid name syntax"),
