@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0011_event_check.sql",
         sql: include_str!("../sql/0011_event_check.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_claim_order.sql",
+        sql: include_str!("../sql/0012_claim_order.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -29,6 +29,7 @@ use crate::claim::{self, Job, Lease, Scan};
 
 mod idle;
 mod outage;
+mod replan;
 mod shutdown;
 mod task;
 
@@ -188,6 +189,7 @@ pub async fn run(
         notes_at_idle: 0,
         cursor: None,
         last_full_scan: Instant::now(),
+        replan: replan::Replan::new(),
         last_pump: Instant::now(),
         db_due_at: None,
         summary: Summary::default(),
@@ -247,6 +249,8 @@ struct Worker {
     cursor: Option<uuid::Uuid>,
     /// When a fan-out claim last looked from the start.
     last_full_scan: Instant,
+    /// When to make the sessions' plans again (made against smaller tables).
+    replan: replan::Replan,
     last_pump: Instant,
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
@@ -416,6 +420,9 @@ impl Worker {
             );
             busy?;
             let (fresh, due) = (fresh?, due?);
+            if self.replan.count(fresh.taken + due.taken) {
+                self.replan(client).await?;
+            }
             self.metrics.claim("new", fresh.jobs.len());
             self.metrics.claim("due", due.jobs.len());
             if go_busy {

@@ -45,7 +45,8 @@ WITH due AS (
         WHERE d.endpoint_id = g.endpoint_id AND d.state = 'pending'
           AND d.next_attempt_at = 'infinity'
           AND (d.locked_until IS NULL OR d.locked_until <= now())
-        ORDER BY d.id
+        -- Oldest first, in an order only deliveries_waiting has (see 0012).
+        ORDER BY d.created_at, d.id
         LIMIT g.from_waiting
         FOR UPDATE OF d SKIP LOCKED
     ) w

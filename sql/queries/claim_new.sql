@@ -8,7 +8,8 @@ WITH claimed AS (
     SELECT e.id
     FROM hookrelay.events e
     WHERE e.fanned_out_at IS NULL AND e.id > $4::uuid
-    ORDER BY e.id
+    -- Oldest first, in an order only the index of events to fan out has (see 0012).
+    ORDER BY e.id, e.created_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), marked AS (

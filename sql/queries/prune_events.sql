@@ -18,8 +18,6 @@ WITH window_ AS (
       AND NOT EXISTS (
           SELECT 1 FROM hookrelay.deliveries d
           WHERE d.event_id = w.id
-            -- Named keys bound the scan whatever the plan (see claim_due.sql).
-            AND d.event_id = ANY (ARRAY(SELECT k.id FROM window_ k))
             AND (d.state = 'pending'
                  OR (d.state = 'dead' AND w.created_at >= now() - $4::float8 * interval '1 second')))
 ), locked AS (

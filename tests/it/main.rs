@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod config_file;
+mod cost;
 mod delivery;
 mod demo;
 mod fanout;
