@@ -5,6 +5,7 @@
 //! connection reconnects with backoff and is checked every 30 s, and each (re)connection wakes
 //! the worker once in case something was committed while it was down.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,15 +48,21 @@ impl ListenError {
 /// A handle on the listening task.
 pub struct Listener {
     wake: Arc<Notify>,
+    /// Whether a notification arrived since the last wake-up was taken (a wake-up without one
+    /// comes from the connection being (re)established).
+    noted: Arc<AtomicBool>,
     connected: watch::Receiver<bool>,
     handle: JoinHandle<()>,
 }
 
 impl Listener {
     /// Completes when a notification arrived (or the connection was re-established) since the
-    /// last call; several notifications in between complete it once.
-    pub async fn notified(&self) {
+    /// last call; several notifications in between complete it once. Returns whether a
+    /// notification was behind it: after a (re)connection there is none, only a reason to look
+    /// for events that committed while nobody listened.
+    pub async fn notified(&self) -> bool {
         self.wake.notified().await;
+        self.noted.swap(false, Ordering::SeqCst)
     }
 
     /// Whether the LISTEN is currently in place.
@@ -72,16 +79,19 @@ impl Listener {
 /// Starts listening on its own connection until `token` is cancelled.
 pub fn spawn(config: Config, metrics: Arc<Metrics>, token: CancellationToken) -> Listener {
     let wake = Arc::new(Notify::new());
+    let noted = Arc::new(AtomicBool::new(false));
     let (connected_tx, connected) = watch::channel(false);
     let task = Task {
         config,
         wake: wake.clone(),
+        noted: noted.clone(),
         connected: connected_tx,
         metrics,
         token,
     };
     Listener {
         wake,
+        noted,
         connected,
         handle: tokio::spawn(task.run()),
     }
@@ -90,6 +100,7 @@ pub fn spawn(config: Config, metrics: Arc<Metrics>, token: CancellationToken) ->
 struct Task {
     config: Config,
     wake: Arc<Notify>,
+    noted: Arc<AtomicBool>,
     connected: watch::Sender<bool>,
     metrics: Arc<Metrics>,
     token: CancellationToken,
@@ -163,6 +174,7 @@ impl Task {
                     message = rx.recv() => match message {
                         Some(Ok(())) => {
                             self.metrics.notifications.inc();
+                            self.noted.store(true, Ordering::SeqCst);
                             self.wake.notify_one();
                         }
                         Some(Err(e)) => return Err(ListenError::Db(e)),

@@ -304,7 +304,10 @@ impl Worker {
                             break Wake::Capacity;
                         }
                     }
-                    _ = self.listener.notified() => break Wake::Notified,
+                    noted = self.listener.notified() => {
+                        // A (re)connection: look for work, as a tick would.
+                        break if noted { Wake::Notified } else { Wake::Tick };
+                    }
                     _ = self.recorded.notified(), if self.capped => break Wake::Capacity,
                     _ = tokio::time::sleep_until(deadline) => break Wake::Tick,
                     _ = tick(&mut self.watchdog) => notify(&[NotifyState::Watchdog]),

@@ -56,12 +56,10 @@ impl Worker {
             }
         }
         // A notified worker is no longer idle: stop inserts from notifying until it is again.
-        // The listener also wakes the worker when it (re)connects, with no notification: then
-        // the worker looks for work but stays marked idle, so that a commit meanwhile still
-        // notifies it (a stale wake-up right after start had made the first inserts miss it).
-        let notified =
-            wake == Wake::Notified && self.metrics.notifications.get() > self.notes_at_idle;
-        let mut go_busy = notified && self.waiting;
+        // (A wake-up from the listener (re)connecting is a tick: the worker stays marked idle,
+        // so a commit meanwhile still notifies it; taken as a notification right after start,
+        // it had made the first inserts miss the idle worker.)
+        let mut go_busy = wake == Wake::Notified && self.waiting;
         if go_busy {
             self.watch_notification_burst();
         }
