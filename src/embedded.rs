@@ -314,6 +314,26 @@ pub enum Durability {
     Default,
 }
 
+/// Removes throwaway clusters named `<prefix><pid>` in the temporary directory whose process
+/// is gone (their server stopped with it), as test and benchmark runs leave them.
+pub fn remove_stale_ephemeral(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Starts a throwaway cluster under `dir` that stops when this process exits, with
 /// durability off (for tests).
 pub fn start_ephemeral(dir: &Path) -> Result<Cluster, EmbeddedError> {

@@ -202,25 +202,6 @@ fn print(figures: &[Figure]) {
     }
 }
 
-/// Removes clusters left by earlier runs whose process is gone (their server went with it).
-fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("hookrelay-bench-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--ceiling-client") {
@@ -253,7 +234,7 @@ fn main() {
         let admin_url = match std::env::var("DATABASE_URL") {
             Ok(url) => url,
             Err(_) => {
-                remove_stale_clusters();
+                embedded::remove_stale_ephemeral("hookrelay-bench-");
                 let dir =
                     std::env::temp_dir().join(format!("hookrelay-bench-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);

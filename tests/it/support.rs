@@ -36,7 +36,7 @@ fn server() -> &'static Server {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             return Server { admin_url: url };
         }
-        remove_stale_clusters();
+        embedded::remove_stale_ephemeral("hookrelay-test-");
         let dir = std::env::temp_dir().join(format!("hookrelay-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let cluster = embedded::start_ephemeral(&dir).expect("start the test PostgreSQL cluster");
@@ -50,25 +50,6 @@ fn server() -> &'static Server {
 /// databases, such as `hookrelay demo`).
 pub fn admin_url() -> String {
     server().admin_url.clone()
-}
-
-/// Removes clusters left by earlier runs whose process is gone (their server stopped with it).
-fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("hookrelay-test-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// Replaces the database name at the end of a URL.
