@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_claim_order.sql",
         sql: include_str!("../sql/0012_claim_order.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_wake_flag.sql",
+        sql: include_str!("../sql/0013_wake_flag.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -135,3 +135,56 @@ async fn without_a_waiting_worker_inserts_do_not_notify() {
     }
     assert_eq!(notifications.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn inserts_notify_while_any_worker_waits_and_stop_when_none_does() {
+    let db = TestDb::new().await;
+    let (_listen, notifications) = count_notifications(&db.url).await;
+    // Notifications sent for one insert, waited for until `expected` or a short timeout.
+    let notified_by_an_insert = |expected: usize| {
+        let db = &db;
+        let notifications = notifications.clone();
+        async move {
+            let before = notifications.load(Ordering::SeqCst);
+            db.emit("order.paid", serde_json::json!({ "id": 1 })).await;
+            let deadline =
+                Instant::now() + Duration::from_millis(if expected > 0 { 5_000 } else { 200 });
+            while notifications.load(Ordering::SeqCst) - before < expected.max(1)
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            notifications.load(Ordering::SeqCst) - before
+        }
+    };
+    db.client
+        .batch_execute(
+            "INSERT INTO hookrelay.workers (id, host, pid, waiting)
+             VALUES ('a', 'h', 1, true), ('b', 'h', 2, true)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(notified_by_an_insert(1).await, 1, "two workers wait");
+    // One goes busy from its own session; the other still waits and must still be woken.
+    db.client
+        .execute(
+            "UPDATE hookrelay.workers SET waiting = false WHERE id = 'a'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(notified_by_an_insert(1).await, 1, "worker b still waits");
+    db.client
+        .execute("DELETE FROM hookrelay.workers WHERE id = 'b'", &[])
+        .await
+        .unwrap();
+    assert_eq!(notified_by_an_insert(0).await, 0, "no worker waits");
+    db.client
+        .execute(
+            "UPDATE hookrelay.workers SET waiting = true WHERE id = 'a'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(notified_by_an_insert(1).await, 1, "worker a waits again");
+}
