@@ -21,7 +21,8 @@ BEGIN
     -- Serialized, and read in a statement of its own after the lock: two workers changing their
     -- rows at once each see the other's committed row, so the last to finish cannot drop the
     -- other's wait.
-    PERFORM pg_advisory_xact_lock(hashtext('hookrelay.wake_until'));
+    -- The key spells "hookwake" in ASCII (the migrations' lock spells "hookrela").
+    PERFORM pg_advisory_xact_lock(7525356009714445157);
     PERFORM setval('hookrelay.wake_until',
                    coalesce((SELECT ceil(extract(epoch FROM max(w.heartbeat_at)
                                                   + interval '2 minutes'))::bigint
@@ -34,7 +35,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION hookrelay.track_waiting_workers() FROM PUBLIC;
 
 CREATE TRIGGER workers_track_waiting
-    AFTER INSERT OR UPDATE OR DELETE ON hookrelay.workers
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hookrelay.workers
     FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.track_waiting_workers();
 
 -- Rows written before this migration.

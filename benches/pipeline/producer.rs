@@ -2,7 +2,8 @@
 //! fast as they can: plain, with an outbox event from `hookrelay.emit` in the same
 //! transaction, and into a table tracked by `hookrelay.track_table` (its trigger writes the
 //! event), while the worker runs (idle-waiting, so inserts take the notification path whenever
-//! it is idle).
+//! it is idle); and, as the floor any outbox table starts from, with a bare second row instead
+//! of the event.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,10 @@ const WITH_EMIT: &str = "WITH o AS (INSERT INTO app_orders (status, total) VALUE
      SELECT hookrelay.emit('order.paid', jsonb_build_object('id', o.id, 'status', o.status, 'total', o.total), 'store.Order')
      FROM o";
 const TRACKED: &str = "INSERT INTO app_orders_tracked (status, total) VALUES ('PAID', 150.00)";
+/// The floor of any outbox kept in a table: the same order plus a bare second row (a bigint
+/// key and the JSON body), no hookrelay involved.
+const SECOND_ROW: &str = "WITH o AS (INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00) RETURNING id, status, total)
+     INSERT INTO bare_outbox (body) SELECT jsonb_build_object('id', o.id, 'status', o.status, 'total', o.total) FROM o";
 
 pub async fn run(b: &Bench) -> Vec<Figure> {
     let seconds = if b.quick { 4 } else { 10 };
@@ -85,7 +90,8 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
     client
         .batch_execute(
             "CREATE TABLE app_orders_tracked (LIKE app_orders INCLUDING ALL);
-             SELECT hookrelay.track_table('app_orders_tracked', model => 'store.Order');",
+             SELECT hookrelay.track_table('app_orders_tracked', model => 'store.Order');
+             CREATE TABLE bare_outbox (id bigserial PRIMARY KEY, body jsonb NOT NULL);",
         )
         .await
         .unwrap();
@@ -107,6 +113,8 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
     let notified = notifications.load(Ordering::Relaxed);
     eprintln!("producer: {CLIENTS} clients, inserts into a tracked table, {seconds} s");
     let tracked = throughput(&url, TRACKED, seconds).await;
+    eprintln!("producer: {CLIENTS} clients, insert + a bare second row, {seconds} s");
+    let second_row = throughput(&url, SECOND_ROW, seconds).await;
     worker.stop();
     vec![
         Figure::new(SCENARIO, "plain insert, 16 clients", plain, "tx/s"),
@@ -119,6 +127,13 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
             "tx/s",
         ),
         Figure::new(SCENARIO, "plain / tracked", plain / tracked, "x"),
+        Figure::new(
+            SCENARIO,
+            "insert + bare second row (floor), 16 clients",
+            second_row,
+            "tx/s",
+        ),
+        Figure::new(SCENARIO, "plain / bare second row", plain / second_row, "x"),
         Figure::new(
             SCENARIO,
             "notifying commits per 1000 (with emit)",

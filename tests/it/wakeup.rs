@@ -187,4 +187,13 @@ async fn inserts_notify_while_any_worker_waits_and_stop_when_none_does() {
         .await
         .unwrap();
     assert_eq!(notified_by_an_insert(1).await, 1, "worker a waits again");
+    db.client
+        .execute("TRUNCATE hookrelay.workers", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        notified_by_an_insert(0).await,
+        0,
+        "the workers were cleared away"
+    );
 }
