@@ -105,6 +105,25 @@ async fn a_burst_while_the_worker_is_busy_sends_few_notifications() {
     );
 }
 
+/// Runs `change` on the workers table, then emits one event; returns the notifications that
+/// insert sent, waiting up to 5 s for one when `woken`, else 200 ms for any.
+async fn notified_after(
+    db: &TestDb,
+    notifications: &AtomicUsize,
+    change: &str,
+    woken: bool,
+) -> usize {
+    db.client.batch_execute(change).await.unwrap();
+    let before = notifications.load(Ordering::SeqCst);
+    db.emit("order.paid", serde_json::json!({ "id": 1 })).await;
+    let wait = Duration::from_millis(if woken { 5_000 } else { 200 });
+    let deadline = Instant::now() + wait;
+    while notifications.load(Ordering::SeqCst) == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    notifications.load(Ordering::SeqCst) - before
+}
+
 #[tokio::test]
 async fn without_a_waiting_worker_inserts_do_not_notify() {
     let db = TestDb::new().await;
@@ -113,89 +132,49 @@ async fn without_a_waiting_worker_inserts_do_not_notify() {
         db.emit("order.paid", serde_json::json!({ "id": i })).await;
     }
     // A crashed worker's stale "waiting" row does not count either.
-    db.client
-        .execute(
-            "INSERT INTO hookrelay.workers (id, host, pid, waiting, heartbeat_at)
-             VALUES ('gone', 'h', 1, true, now() - interval '1 hour')",
-            &[],
-        )
-        .await
-        .unwrap();
-    db.emit("order.paid", serde_json::json!({ "id": "x" }))
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stale = "INSERT INTO hookrelay.workers (id, host, pid, waiting, heartbeat_at)
+                 VALUES ('gone', 'h', 1, true, now() - interval '1 hour')";
+    assert_eq!(notified_after(&db, &notifications, stale, false).await, 0);
     assert_eq!(notifications.load(Ordering::SeqCst), 0);
-    db.client
-        .execute("UPDATE hookrelay.workers SET heartbeat_at = now()", &[])
-        .await
-        .unwrap();
-    db.emit("order.paid", serde_json::json!({ "id": "y" }))
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while notifications.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(notifications.load(Ordering::SeqCst), 1);
+    let fresh = "UPDATE hookrelay.workers SET heartbeat_at = now()";
+    assert_eq!(notified_after(&db, &notifications, fresh, true).await, 1);
 }
 
 #[tokio::test]
 async fn inserts_notify_while_any_worker_waits_and_stop_when_none_does() {
     let db = TestDb::new().await;
     let (_listen, notifications) = count_notifications(&db.url).await;
-    // Notifications sent for one insert, waited for until `expected` or a short timeout.
-    let notified_by_an_insert = |expected: usize| {
-        let db = &db;
-        let notifications = notifications.clone();
-        async move {
-            let before = notifications.load(Ordering::SeqCst);
-            db.emit("order.paid", serde_json::json!({ "id": 1 })).await;
-            let deadline =
-                Instant::now() + Duration::from_millis(if expected > 0 { 5_000 } else { 200 });
-            while notifications.load(Ordering::SeqCst) - before < expected.max(1)
-                && Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            notifications.load(Ordering::SeqCst) - before
-        }
-    };
-    db.client
-        .batch_execute(
+    let steps = [
+        (
             "INSERT INTO hookrelay.workers (id, host, pid, waiting)
              VALUES ('a', 'h', 1, true), ('b', 'h', 2, true)",
-        )
-        .await
-        .unwrap();
-    assert_eq!(notified_by_an_insert(1).await, 1, "two workers wait");
-    // One goes busy from its own session; the other still waits and must still be woken.
-    db.client
-        .execute(
+            1,
+            "two workers wait",
+        ),
+        // One goes busy from its own session; the other still waits and must still be woken.
+        (
             "UPDATE hookrelay.workers SET waiting = false WHERE id = 'a'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(notified_by_an_insert(1).await, 1, "worker b still waits");
-    db.client
-        .execute("DELETE FROM hookrelay.workers WHERE id = 'b'", &[])
-        .await
-        .unwrap();
-    assert_eq!(notified_by_an_insert(0).await, 0, "no worker waits");
-    db.client
-        .execute(
+            1,
+            "worker b still waits",
+        ),
+        (
+            "DELETE FROM hookrelay.workers WHERE id = 'b'",
+            0,
+            "no worker waits",
+        ),
+        (
             "UPDATE hookrelay.workers SET waiting = true WHERE id = 'a'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(notified_by_an_insert(1).await, 1, "worker a waits again");
-    db.client
-        .execute("TRUNCATE hookrelay.workers", &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        notified_by_an_insert(0).await,
-        0,
-        "the workers were cleared away"
-    );
+            1,
+            "worker a waits again",
+        ),
+        (
+            "TRUNCATE hookrelay.workers",
+            0,
+            "the workers were cleared away",
+        ),
+    ];
+    for (change, expected, what) in steps {
+        let sent = notified_after(&db, &notifications, change, expected > 0).await;
+        assert_eq!(sent, expected, "{what}");
+    }
 }
