@@ -42,6 +42,11 @@ pub struct Cli {
     )]
     pub database_url: Option<String>,
 
+    /// How long connecting to the database may take, handshake included, when the URL has no
+    /// ?connect_timeout of its own.
+    #[arg(long, global = true, env = "HOOKRELAY_CONNECT_TIMEOUT", value_parser = duration, default_value = "5s")]
+    pub connect_timeout: std::time::Duration,
+
     /// Where the embedded PostgreSQL cluster lives when no database URL is given.
     #[arg(
         long,
@@ -257,7 +262,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Migrate => {
             let target = Target::resolve(&cli).await?;
-            let mut client = connect(&target.url).await?;
+            let mut client = target.connect().await?;
             let report = migrate::migrate(&mut client).await?;
             if report.applied.is_empty() {
                 println!(
@@ -274,7 +279,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => run::run(&cli, args).await,
         Command::Demo(args) => {
-            let database = match given_url(&cli) {
+            let database = match given_url(&cli)? {
                 Some(url) => demo::DemoDatabase::Server(url),
                 None => demo::DemoDatabase::Embedded(cli.data_dir.clone()),
             };
@@ -289,7 +294,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         | Command::Stats { .. } => operate::run(&cli).await,
         Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
         Command::Emit(args) => {
-            let target = Target::ready(&cli).await?;
+            let mut client = Target::ready(&cli).await?;
             let event = NewEvent {
                 event: args.event.clone(),
                 object: args
@@ -307,7 +312,6 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 account_id: args.account.clone(),
                 actor: args.actor.clone(),
             };
-            let mut client = connect(&target.url).await?;
             let id = emit::emit(&mut client, &event).await?;
             println!("{}", crate::payload::event_id(&id));
             Ok(())
@@ -315,27 +319,43 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// The database URL given by flag or environment, if any.
-fn given_url(cli: &Cli) -> Option<String> {
-    cli.database_url
-        .clone()
-        .or_else(|| std::env::var("DATABASE_URL").ok())
-        .filter(|u| !u.trim().is_empty())
+/// The database URL given by flag or environment, if any. One that is set but empty is an
+/// error, not a request for the embedded cluster: it is most often a deployment's variable
+/// that failed to fill in, and quietly starting a private database would hide that.
+fn given_url(cli: &Cli) -> Result<Option<String>> {
+    let (url, source) = match &cli.database_url {
+        Some(url) => (url.clone(), "--database-url (HOOKRELAY_DATABASE_URL)"),
+        None => match std::env::var("DATABASE_URL") {
+            Ok(url) => (url, "DATABASE_URL"),
+            Err(_) => return Ok(None),
+        },
+    };
+    if url.trim().is_empty() {
+        anyhow::bail!(
+            "{source} is set but empty: give a URL such as \
+             postgres://user:password@host:5432/dbname, or unset it to use the embedded \
+             PostgreSQL under --data-dir"
+        );
+    }
+    Ok(Some(url.trim().to_string()))
 }
 
 /// Where the database is, and whether it is the embedded one.
-struct Target {
+pub(crate) struct Target {
     url: String,
     embedded: bool,
+    connect_timeout: std::time::Duration,
 }
 
 impl Target {
-    /// The database given, or the embedded cluster's `hookrelay` database (started if needed).
+    /// The database given, or the embedded cluster's `hookrelay` database (started if needed,
+    /// and said so on standard error with its URL and how to stop it).
     async fn resolve(cli: &Cli) -> Result<Target> {
-        if let Some(url) = given_url(cli) {
+        if let Some(url) = given_url(cli)? {
             return Ok(Target {
                 url,
                 embedded: false,
+                connect_timeout: cli.connect_timeout,
             });
         }
         let dir = cli.data_dir.clone();
@@ -344,43 +364,39 @@ impl Target {
             .context("starting the embedded PostgreSQL")??;
         cluster.ensure_database("hookrelay").await?;
         let url = cluster.url("hookrelay");
-        tracing::debug!(%url, data = %cluster.data_dir.display(), "using the embedded PostgreSQL");
+        tracing::info!(%url, stop = %cluster.stop_command(),
+            "using the embedded PostgreSQL (no --database-url or DATABASE_URL given)");
         Ok(Target {
             url,
             embedded: true,
+            connect_timeout: cli.connect_timeout,
         })
     }
 
     /// Like [`Target::resolve`], and the schema installed: migrated automatically on the
-    /// embedded database, checked (with a hint to migrate) on any other.
-    async fn ready(cli: &Cli) -> Result<Target> {
+    /// embedded database, checked (with a hint to migrate) on any other. Returns a connection.
+    async fn ready(cli: &Cli) -> Result<tokio_postgres::Client> {
         let target = Target::resolve(cli).await?;
-        let mut client = connect(&target.url).await?;
+        let mut client = target.connect().await?;
         if target.embedded {
             migrate::migrate(&mut client).await?;
         } else {
             migrate::check(&client).await?;
         }
-        Ok(target)
+        Ok(client)
     }
-}
 
-/// One connection, driven in the background.
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let config = db::config(url)?;
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {}",
-            db::redact_url(url),
-            db::explain(&e)
-        )
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "connection closed");
-        }
-    });
-    Ok(client)
+    /// The connection settings: the URL with hookrelay's defaults and time limit.
+    fn config(&self) -> Result<tokio_postgres::Config> {
+        Ok(db::config_with(&self.url, Some(self.connect_timeout))?)
+    }
+
+    /// One connection, driven in the background.
+    async fn connect(&self) -> Result<tokio_postgres::Client> {
+        db::connect(&self.config()?)
+            .await
+            .with_context(|| format!("could not connect to {}", db::redact_url(&self.url)))
+    }
 }
 
 /// A token cancelled by the first SIGTERM or SIGINT; a second one exits at once.

@@ -5,9 +5,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 
+pub mod connect;
 pub mod problem;
+pub use connect::{connect, DEFAULT_CONNECT_TIMEOUT};
 pub use problem::{classify, classify_code, Alarm, Failure, Problem, Proof};
 
 /// Errors from connecting to the database.
@@ -17,16 +19,39 @@ pub enum DbError {
     BadUrl(String),
     #[error("could not build the connection pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
-    #[error("could not get a database connection: {}", pool_error(.0))]
+    #[error("{}", pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error(
+        "the database did not answer within {} of connecting (it accepted the connection, or \
+         nothing answered at all): check the host and port of the database URL, or allow \
+         longer with --connect-timeout or the URL's ?connect_timeout=SECONDS",
+        humantime::format_duration(*.0)
+    )]
+    ConnectTimeout(Duration),
     #[error("{}", explain(.0))]
     Postgres(#[from] tokio_postgres::Error),
 }
 
+/// A pool's error in the user's terms: the database's own message, or which wait ran out.
 fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::{PoolError, TimeoutType};
     match e {
-        deadpool_postgres::PoolError::Backend(pg) => explain(pg),
-        other => other.to_string(),
+        PoolError::Backend(pg) => explain(pg),
+        PoolError::Timeout(TimeoutType::Create) => {
+            "the database did not answer in time when connecting: check that the server is up \
+             and the database URL's host and port, or allow longer with --connect-timeout"
+                .into()
+        }
+        PoolError::Timeout(TimeoutType::Wait) => {
+            "every database connection of this process stayed busy too long: the database is \
+             answering slowly (check for locks or a saturated server)"
+                .into()
+        }
+        PoolError::Timeout(TimeoutType::Recycle) => {
+            "a database connection did not answer its check before reuse".into()
+        }
+        PoolError::Closed => "the process is stopping".into(),
+        other => format!("could not get a database connection: {other}"),
     }
 }
 
@@ -46,14 +71,22 @@ pub struct Db {
     pub config: Config,
 }
 
-/// Parses a database URL and sets hookrelay's connection defaults.
+/// Parses a database URL and sets hookrelay's connection defaults, with the default time limit
+/// for connecting when the URL sets none (see [`config_with`]).
 pub fn config(url: &str) -> Result<Config, DbError> {
+    config_with(url, None)
+}
+
+/// Parses a database URL and sets hookrelay's connection defaults. The time limit for
+/// connecting (the whole handshake, see [`connect`]) is the URL's own `connect_timeout` when it
+/// has one, else `connect_timeout` (`--connect-timeout`), else [`DEFAULT_CONNECT_TIMEOUT`].
+pub fn config_with(url: &str, connect_timeout: Option<Duration>) -> Result<Config, DbError> {
     let mut config = Config::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
     if config.get_application_name().is_none() {
         config.application_name("hookrelay");
     }
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
+        config.connect_timeout(connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
     }
     config.keepalives_idle(Duration::from_secs(30));
     Ok(config)
@@ -98,14 +131,19 @@ fn worker_session(config: &mut Config) {
     config.options(&options);
 }
 
-/// Builds a pool of up to `max_size` connections for the worker. Connections are opened
-/// lazily.
+/// Builds a pool of up to `max_size` connections for the worker, with the default time limit
+/// for connecting. Connections are opened lazily.
 pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
-    let mut config = config(url)?;
+    pool_from(config(url)?, max_size)
+}
+
+/// Builds a pool of up to `max_size` worker connections from a parsed configuration (see
+/// [`config_with`]). Connections are opened lazily, each within the configuration's time limit.
+pub fn pool_from(mut config: Config, max_size: usize) -> Result<Db, DbError> {
     worker_session(&mut config);
-    let manager = Manager::from_config(
+    let manager = Manager::from_connect(
         config.clone(),
-        NoTls,
+        connect::Connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -113,7 +151,7 @@ pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
     let pool = Pool::builder(manager)
         .max_size(max_size)
         .wait_timeout(Some(Duration::from_secs(30)))
-        .create_timeout(Some(Duration::from_secs(15)))
+        .create_timeout(Some(connect::limit(&config)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()?;
     Ok(Db { pool, config })

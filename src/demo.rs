@@ -325,7 +325,9 @@ async fn print_summary(client: &tokio_postgres::Client, url: &str) -> Result<(),
          \x20       SELECT * FROM hookrelay.delivery_log ORDER BY started_at;   -- every attempt\n\
          \x20       SELECT * FROM hookrelay.endpoint_health;                    -- per endpoint\n\
          \x20       SELECT * FROM hookrelay.tracked_tables;                     -- what is tracked\n\
-         \x20   or: hookrelay --database-url {url} delivery show 2"
+         \x20   or: hookrelay --database-url {url} delivery show 2\n\
+         \x20   (the demo has a database of its own: other hookrelay commands look at it only\n\
+         \x20   when given --database-url {url})"
     );
     Ok(())
 }
@@ -338,6 +340,7 @@ pub async fn run(
     token: CancellationToken,
 ) -> Result<(), DemoError> {
     println!("hookrelay demo: from a committed row to a signed webhook\n");
+    let mut stop = None;
     let admin_url = match database {
         DemoDatabase::Server(url) => {
             println!("[1/6] PostgreSQL: the server given");
@@ -352,9 +355,10 @@ pub async fn run(
                 .await
                 .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
             println!(
-                "      running; stop it later with: pg_ctl stop -D {}",
-                cluster.data_dir.display()
+                "      running; stop it later with: {}",
+                cluster.stop_command()
             );
+            stop = Some(cluster.stop_command());
             cluster.url("postgres")
         }
     };
@@ -437,6 +441,12 @@ pub async fn run(
     worker
         .await
         .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
+    if let Some(stop) = stop {
+        println!(
+            "\nThe embedded PostgreSQL keeps running, with the demo's database in it; stop it with:\n\
+             \x20   {stop}"
+        );
+    }
     if seen < EXPECTED {
         return Err(DemoError::Timeout);
     }

@@ -67,6 +67,19 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// A shell command that stops this cluster, for the user to run: `pg_ctl` by its full path
+    /// (it is seldom on `PATH`), run as the `postgres` user when we are root, since pg_ctl
+    /// refuses to run as root.
+    pub fn stop_command(&self) -> String {
+        let pg_ctl = bindir().map_or_else(|_| PathBuf::from("pg_ctl"), |bin| bin.join("pg_ctl"));
+        let stop = format!("{} stop -D {}", pg_ctl.display(), self.data_dir.display());
+        if Uid::effective().is_root() {
+            format!("runuser -u postgres -- {stop}")
+        } else {
+            stop
+        }
+    }
+
     /// Creates `database` unless it exists.
     pub async fn ensure_database(&self, database: &str) -> Result<(), EmbeddedError> {
         let wrap = |source| EmbeddedError::CreateDb {

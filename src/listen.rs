@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::Config;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{classify, explain, Failure, Problem, Proof};
+use crate::db::{classify, connect, explain, DbError, Failure, Problem, Proof};
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
 
@@ -29,6 +28,8 @@ const HEALTH_CHECK: Duration = Duration::from_secs(30);
 pub enum ListenError {
     #[error("{}", explain(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Connect(#[from] DbError),
     #[error("the server closed the connection")]
     Closed,
     #[error("the connection did not answer a health check within 10 s")]
@@ -40,6 +41,7 @@ impl ListenError {
     pub fn problem(&self) -> Problem {
         match self {
             ListenError::Db(e) => classify(e),
+            ListenError::Connect(e) => e.problem(),
             ListenError::Closed | ListenError::Unresponsive => Problem::Unreachable,
         }
     }
@@ -142,22 +144,12 @@ impl Task {
         backoff: &mut Backoff,
         opened: &mut Option<Instant>,
     ) -> Result<(), ListenError> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = connect::open(&self.config).await?;
         let since = Instant::now();
         *opened = Some(since);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                let forward = match message {
-                    Ok(AsyncMessage::Notification(_)) => Ok(()),
-                    Ok(_) => continue,
-                    Err(e) => Err(e),
-                };
-                if tx.send(forward).is_err() {
-                    return;
-                }
-            }
+        let driver = connect::drive(connection, move |message| {
+            tx.send(message.map(drop)).is_ok()
         });
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;

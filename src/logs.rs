@@ -34,17 +34,58 @@ pub fn is_withheld(target: &str, level: Level) -> bool {
         })
 }
 
-/// The filter `RUST_LOG` sets when it is set and valid, else the one for `directives` (`--log`,
-/// such as `info` or `hookrelay=debug,warn`). Fails, naming the forms, when `directives` is
-/// not a filter.
+/// The levels a filter may name, most quiet first.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks that every comma-separated directive names a level: `info`, or `target=level`.
+/// tracing reads a bare word as a *target* with every level on, so a misspelt level
+/// (`warning`, `verbose`) would be accepted and turn every line off; this refuses it instead.
+fn check_levels(directives: &str) -> Result<(), String> {
+    for part in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let level = part
+            .rsplit_once('=')
+            .map_or(part, |(_, level)| level)
+            .trim();
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            let hint = match level.to_ascii_lowercase().as_str() {
+                "warning" => " (did you mean warn?)",
+                "verbose" | "all" => " (did you mean debug or trace?)",
+                "err" | "fatal" | "critical" => " (did you mean error?)",
+                "none" | "quiet" | "silent" => " (did you mean off?)",
+                _ => "",
+            };
+            return Err(format!("{level:?} is not a log level{hint}"));
+        }
+    }
+    Ok(())
+}
+
+/// The filter for `directives` as `source` gave them, or why they are not one.
+fn parse_filter(source: &str, directives: &str) -> Result<EnvFilter, String> {
+    check_levels(directives)
+        .and_then(|()| EnvFilter::try_new(directives).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            format!(
+                "{source} {directives:?} is not a log filter: {e}; use one of {} or \
+                 directives such as hookrelay=debug,warn",
+                LEVELS.join(", ")
+            )
+        })
+}
+
+/// The filter `RUST_LOG` sets when it is set, else the one for `directives` (`--log`, such as
+/// `info` or `hookrelay=debug,warn`). Fails, naming the accepted levels, when either is not a
+/// filter whose every directive names a level.
 pub fn env_filter(directives: &str) -> Result<EnvFilter, String> {
-    let given = EnvFilter::try_new(directives).map_err(|e| {
-        format!(
-            "--log {directives:?} is not a log filter ({e}): use error, warn, info, debug, \
-             trace, or directives such as hookrelay=debug,warn"
-        )
-    })?;
-    Ok(EnvFilter::try_from_env("RUST_LOG").unwrap_or(given))
+    let given = parse_filter("--log", directives)?;
+    match std::env::var("RUST_LOG") {
+        Ok(rust_log) if !rust_log.trim().is_empty() => parse_filter("RUST_LOG", &rust_log),
+        _ => Ok(given),
+    }
 }
 
 /// Installs the process's logger: lines on standard error, as text or JSON, filtered by
@@ -91,12 +132,32 @@ mod tests {
 
     #[test]
     fn a_bad_filter_is_refused_with_the_forms() {
-        let err = env_filter("garbage[[").unwrap_err();
+        let err = parse_filter("--log", "garbage[[").unwrap_err();
         assert!(
             err.starts_with("--log \"garbage[[\" is not a log filter"),
             "{err}"
         );
-        assert!(env_filter("hookrelay=debug,warn").is_ok());
+        assert!(parse_filter("--log", "hookrelay=debug,warn").is_ok());
+        assert!(parse_filter("--log", "INFO").is_ok());
+        assert!(parse_filter("--log", "info,deadpool=error,tokio_postgres=warn").is_ok());
+    }
+
+    #[test]
+    fn misspelt_levels_are_refused_not_read_as_targets() {
+        for (given, said) in [
+            ("warning", "did you mean warn?"),
+            ("verbose!!", "\"verbose!!\" is not a log level"),
+            (
+                "nonexistent_level",
+                "\"nonexistent_level\" is not a log level",
+            ),
+            ("hookrelay=loud", "\"loud\" is not a log level"),
+            ("info,hookrelay", "\"hookrelay\" is not a log level"),
+        ] {
+            let err = parse_filter("--log", given).unwrap_err();
+            assert!(err.contains(said), "{given}: {err}");
+            assert!(err.contains("error, warn, info, debug, trace"), "{err}");
+        }
     }
 
     #[test]

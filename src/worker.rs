@@ -29,7 +29,10 @@ mod outage;
 mod pump;
 mod replan;
 mod shutdown;
+mod startup;
 mod task;
+
+pub use startup::Schema;
 
 use crate::config::WorkerConfig;
 use crate::db::{Db, DbError, Proof};
@@ -54,6 +57,8 @@ pub enum WorkerError {
     Http(#[from] crate::deliver::DeliverError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Schema(#[from] crate::migrate::MigrateError),
     #[error("cannot serve metrics on {addr}: {source}; choose another --metrics-addr")]
     MetricsAddr {
         addr: std::net::SocketAddr,
@@ -90,10 +95,21 @@ pub struct Summary {
     pub released: u64,
 }
 
-/// Runs the worker until `token` is cancelled.
+/// Runs the worker until `token` is cancelled, on a schema the caller has migrated.
 pub async fn run(
     config: WorkerConfig,
     db: Db,
+    token: CancellationToken,
+) -> Result<Summary, WorkerError> {
+    run_with_schema(config, db, Schema::Trust, token).await
+}
+
+/// Runs the worker until `token` is cancelled, checking or migrating the schema first (see
+/// [`Schema`]) once `/metrics`, `/healthz` and `/readyz` are served.
+pub async fn run_with_schema(
+    config: WorkerConfig,
+    db: Db,
+    schema: Schema,
     token: CancellationToken,
 ) -> Result<Summary, WorkerError> {
     config.validate()?;
@@ -124,6 +140,9 @@ pub async fn run(
             .await
             .map_err(|source| WorkerError::MetricsAddr { addr, source })?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    }
+    if !startup::prepare(&schema, &db, &metrics, &token).await? {
+        return Ok(Summary::default());
     }
     if !config.enabled {
         tracing::warn!("delivery is paused (enabled = false): nothing is claimed, events wait");

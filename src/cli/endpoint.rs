@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use super::{connect, rotate, show, Cli, Target};
+use super::{rotate, show, Cli, Target};
 use crate::endpoint::{self, NewEndpoint};
 use crate::sign::Scheme;
 
@@ -105,8 +105,7 @@ pub struct EndpointAddArgs {
 
 /// Runs an endpoint command.
 pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
-    let target = Target::ready(cli).await?;
-    let mut client = connect(&target.url).await?;
+    let mut client = Target::ready(cli).await?;
     match command {
         EndpointCommand::Add(args) => {
             let scheme: Scheme = args.scheme.parse()?;

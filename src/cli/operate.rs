@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::{connect, Cli, Command, Target};
+use super::{Cli, Command, Target};
 use crate::endpoint;
 use crate::operator::{self, DeliveryFilter};
 use crate::report;
@@ -70,8 +70,7 @@ pub struct RedeliverArgs {
 
 /// Runs an operator command.
 pub(super) async fn run(cli: &Cli) -> Result<()> {
-    let target = Target::ready(cli).await?;
-    let client = connect(&target.url).await?;
+    let client = Target::ready(cli).await?;
     match &cli.command {
         Command::Deliveries(args) => {
             let filter = DeliveryFilter {

@@ -5,11 +5,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{connect, shutdown_token, Cli, Target};
+use super::{shutdown_token, Cli, Target};
 use crate::config::WorkerConfig;
 use crate::db::{self, Db};
 use crate::retry::RetrySchedule;
-use crate::{migrate, worker};
+use crate::worker::{self, Schema};
 
 /// Worker settings.
 #[derive(Debug, Clone, Args)]
@@ -107,21 +107,18 @@ impl RunArgs {
     }
 }
 
-/// Runs the worker until SIGTERM or SIGINT.
+/// Runs the worker until SIGTERM or SIGINT. The schema is checked (or, with `--migrate` and on
+/// the embedded database, migrated) by the worker itself, which retries while the database is
+/// unreachable instead of exiting.
 pub(super) async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let config = args.worker_config()?;
     let target = Target::resolve(cli).await?;
-    if target.embedded {
-        tracing::info!(url = %target.url, "using the embedded PostgreSQL");
-    }
-    let mut client = connect(&target.url).await?;
-    if target.embedded || args.migrate {
-        migrate::migrate(&mut client).await?;
+    let schema = if target.embedded || args.migrate {
+        Schema::Migrate(Box::new(target.config()?))
     } else {
-        migrate::check(&client).await?;
-    }
-    drop(client);
-    let db: Db = db::pool(&target.url, 4)?;
-    worker::run(config, db, shutdown_token()).await?;
+        Schema::Check
+    };
+    let db: Db = db::pool_from(target.config()?, 4)?;
+    worker::run_with_schema(config, db, schema, shutdown_token()).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{connect, Cli, Target};
+use super::{Cli, Target};
 use crate::track::{self, TrackRequest};
 
 /// `track` arguments.
@@ -32,8 +32,7 @@ pub struct TrackArgs {
 
 /// Tracks a table, or lists the tracked ones.
 pub(super) async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
-    let target = Target::ready(cli).await?;
-    let client = connect(&target.url).await?;
+    let client = Target::ready(cli).await?;
     let Some(table) = &args.table else {
         let tables = track::list(&client).await?;
         if tables.is_empty() {
@@ -58,8 +57,7 @@ pub(super) async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
 
 /// Stops tracking a table.
 pub(super) async fn untrack_command(cli: &Cli, table: &str) -> Result<()> {
-    let target = Target::ready(cli).await?;
-    let client = connect(&target.url).await?;
+    let client = Target::ready(cli).await?;
     if track::untrack(&client, table).await? {
         println!("stopped tracking {table}");
     } else {

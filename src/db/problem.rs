@@ -100,7 +100,8 @@ impl DbError {
         match self {
             DbError::Postgres(e) => classify(e),
             DbError::Pool(deadpool_postgres::PoolError::Backend(e)) => classify(e),
-            DbError::Pool(deadpool_postgres::PoolError::Timeout(_)) => Problem::Unreachable,
+            DbError::Pool(deadpool_postgres::PoolError::Timeout(_))
+            | DbError::ConnectTimeout(_) => Problem::Unreachable,
             _ => Problem::Other,
         }
     }

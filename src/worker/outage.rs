@@ -14,6 +14,7 @@ impl WorkerError {
     pub fn problem(&self) -> Problem {
         match self {
             WorkerError::Db(e) => e.problem(),
+            WorkerError::Schema(e) => e.problem(),
             _ => Problem::Other,
         }
     }

@@ -8,6 +8,7 @@ mod database;
 mod kill;
 mod receivers;
 mod restart;
+mod startup;
 mod workers;
 
 use std::collections::{HashMap, HashSet};
@@ -16,7 +17,38 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hookrelay::embedded::{self, Cluster, Durability};
+
 use crate::support::{binary, Request, TestDb, LOOPBACK};
+
+/// A cluster of its own under `name` (restarting the shared one would break every other test),
+/// with PostgreSQL's default durability: an acknowledged commit survives an immediate shutdown.
+pub async fn own_cluster(name: &str) -> (Cluster, PathBuf) {
+    let dir = std::env::temp_dir()
+        .join(format!("hookrelay-test-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let at = dir.clone();
+    let cluster = tokio::task::spawn_blocking(move || {
+        embedded::start_ephemeral_with(&at, Durability::Default)
+    })
+    .await
+    .unwrap()
+    .expect("start a PostgreSQL cluster of the test's own");
+    (cluster, dir)
+}
+
+/// Runs `f` (stopping or starting `cluster`) off the async threads.
+pub async fn blocking(
+    cluster: &Cluster,
+    f: impl FnOnce(&Cluster) -> Result<(), embedded::EmbeddedError> + Send + 'static,
+) {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || f(&cluster))
+        .await
+        .unwrap()
+        .expect("stop or start the cluster");
+}
 
 /// A size or count for a fault test: `HOOKRELAY_CHAOS_<NAME>` when set, else `default`.
 pub fn chaos(name: &str, default: u64) -> u64 {
@@ -115,6 +147,11 @@ impl WorkerProcess {
             "worker did not stop within 15 s of SIGTERM:\n{}",
             self.log_text()
         );
+    }
+
+    /// Whether the process is still running (it has not exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log_text(&self) -> String {

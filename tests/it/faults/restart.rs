@@ -4,47 +4,22 @@
 
 use std::time::{Duration, Instant};
 
-use hookrelay::embedded::{self, Cluster, Durability, Shutdown};
+use hookrelay::embedded::{Cluster, Shutdown};
 use hookrelay::migrate;
 
-use super::{chaos, duplicates_only_after_expired_leases, receipts, wait_status, WorkerProcess};
+use super::{
+    blocking, chaos, duplicates_only_after_expired_leases, own_cluster, receipts, wait_status,
+    WorkerProcess,
+};
 use crate::support::{connect, free_addr, Receiver, Reply, TestDb};
 
 const SECRET: &str = "restart-test-secret-0123456789";
-
-/// A cluster of its own (restarting the shared one would break every other test), with
-/// PostgreSQL's default durability: an acknowledged commit survives an immediate shutdown.
-async fn own_cluster() -> (Cluster, std::path::PathBuf) {
-    let dir = std::env::temp_dir()
-        .join(format!("hookrelay-test-{}", std::process::id()))
-        .join("restart-cluster");
-    let _ = std::fs::remove_dir_all(&dir);
-    let at = dir.clone();
-    let cluster = tokio::task::spawn_blocking(move || {
-        embedded::start_ephemeral_with(&at, Durability::Default)
-    })
-    .await
-    .unwrap()
-    .expect("start a PostgreSQL cluster to restart");
-    (cluster, dir)
-}
-
-async fn blocking(
-    cluster: &Cluster,
-    f: impl FnOnce(&Cluster) -> Result<(), embedded::EmbeddedError> + Send + 'static,
-) {
-    let cluster = cluster.clone();
-    tokio::task::spawn_blocking(move || f(&cluster))
-        .await
-        .unwrap()
-        .expect("stop or start the cluster");
-}
 
 #[tokio::test]
 async fn postgres_restarts_lose_nothing_and_the_worker_comes_back_by_itself() {
     let batch = chaos("RESTART_EVENTS", 1_000) as i64;
     let rounds = chaos("RESTARTS", 1) as usize;
-    let (cluster, dir) = own_cluster().await;
+    let (cluster, dir) = own_cluster("restart-cluster").await;
     cluster.ensure_database("faults").await.unwrap();
     let url = cluster.url("faults");
     let mut client = connect(&url).await;
