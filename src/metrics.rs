@@ -1,17 +1,20 @@
-//! Metrics and health over HTTP: Prometheus text at `/metrics`, `/healthz` (the process is
-//! alive) and `/readyz` (the database answers and takes writes, and the listener is
-//! connected).
+//! Metrics and health over HTTP: `/metrics` (Prometheus text 0.0.4, or OpenMetrics when the
+//! scraper asks for it), `/healthz` (the process is alive) and `/readyz` (the database answers
+//! and takes writes, and the listener is connected).
 //!
 //! Counters are updated by the pipeline as it works; the backlog figures are read from the
-//! `hookrelay.backlog` view when scraped, so they are exact and cost nothing between scrapes.
+//! `hookrelay.backlog` view when scraped (see [`scraped`]), so they are exact and cost nothing
+//! between scrapes.
+
+pub mod format;
+pub mod scraped;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use deadpool_postgres::Pool;
@@ -24,6 +27,8 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{Alarm, Failure};
+pub use format::Format;
+use scraped::Scraped;
 
 /// Labels for counters split by kind or outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,8 +65,7 @@ pub struct Metrics {
     pub listener_connected: Gauge,
     /// Rows removed by retention, by kind.
     pub pruned: Family<Kind, Counter>,
-    backlog: Family<Kind, Gauge>,
-    oldest_pending_age: Gauge<f64, AtomicU64>,
+    scraped: Arc<Scraped>,
 }
 
 impl Default for Metrics {
@@ -78,18 +82,18 @@ impl Default for Metrics {
             in_flight: Gauge::default(),
             listener_connected: Gauge::default(),
             pruned: Family::default(),
-            backlog: Family::default(),
-            oldest_pending_age: Gauge::default(),
+            scraped: Arc::default(),
         };
         let r = &mut m.registry;
         r.register(
             "deliveries",
-            "Finished attempts by outcome",
+            "Delivery attempts finished (one per HTTP try), by outcome: delivered, retry \
+             (failed, will be retried) or dead (failed, no retry left)",
             m.deliveries.clone(),
         );
         r.register(
             "attempt_duration_seconds",
-            "Duration of delivery attempts",
+            "Duration of delivery attempts, seconds",
             m.attempt_duration.clone(),
         );
         r.register("claims", "Claim statements run, by kind", m.claims.clone());
@@ -105,7 +109,7 @@ impl Default for Metrics {
         );
         r.register(
             "database_errors",
-            "Database errors met",
+            "Database errors met by the worker and by /metrics reads",
             m.db_errors.clone(),
         );
         r.register(
@@ -123,16 +127,7 @@ impl Default for Metrics {
             "Rows removed by retention, by kind",
             m.pruned.clone(),
         );
-        r.register(
-            "backlog",
-            "Waiting work, by kind (from hookrelay.backlog)",
-            m.backlog.clone(),
-        );
-        r.register(
-            "oldest_pending_age_seconds",
-            "Age of the oldest pending delivery",
-            m.oldest_pending_age.clone(),
-        );
+        r.register_collector(Box::new(m.scraped.clone()));
         m
     }
 }
@@ -162,37 +157,25 @@ impl Metrics {
         self.claimed.get_or_create(&label).inc_by(deliveries as u64);
     }
 
-    /// The Prometheus text exposition, with the backlog read fresh from the database.
+    /// The Prometheus text (0.0.4) exposition, with the backlog read fresh from the database.
     pub async fn render(&self, pool: &Pool) -> String {
-        if let Err(e) = self.refresh_backlog(pool).await {
+        self.render_as(pool, Format::Prometheus).await
+    }
+
+    /// The exposition in `format`, with the backlog read fresh from the database (or left out,
+    /// and `hookrelay_database_up` 0, when it cannot be read within [`scraped::READ_TIMEOUT`]).
+    pub async fn render_as(&self, pool: &Pool, format: Format) -> String {
+        if let Err(e) = self.scraped.refresh(pool).await {
             tracing::debug!(error = %e, "could not read the backlog for /metrics");
             self.db_errors.inc();
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
-        out
-    }
-
-    async fn refresh_backlog(&self, pool: &Pool) -> Result<(), String> {
-        let client = pool.get().await.map_err(|e| e.to_string())?;
-        let b = crate::operator::backlog(&**client)
-            .await
-            .map_err(|e| e.to_string())?;
-        let figures = [
-            ("events_to_fan_out", b.events_to_fan_out),
-            ("due", b.due),
-            ("in_flight", b.in_flight),
-            ("retrying", b.retrying),
-            ("paused", b.paused),
-            ("waiting_for_slot", b.waiting_for_slot),
-        ];
-        for (kind, n) in figures {
-            self.backlog.get_or_create(&Kind { kind }).set(n);
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => format::openmetrics_to_prometheus(&out),
         }
-        self.oldest_pending_age
-            .set(b.oldest_pending_age_seconds.unwrap_or(0.0));
-        Ok(())
     }
 }
 
@@ -202,13 +185,16 @@ pub struct Probe {
     pub pool: Pool,
 }
 
-async fn metrics(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
-    let body = probe.metrics.render(&probe.pool).await;
+async fn metrics(State(probe): State<Arc<Probe>>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = format::negotiate(accept);
+    let body = probe.metrics.render_as(&probe.pool, format).await;
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            // The body depends on Accept: caches must not hand one scraper's format to another.
+            (header::VARY, "Accept"),
+        ],
         body,
     )
 }
