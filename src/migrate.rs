@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_wake_flag.sql",
         sql: include_str!("../sql/0013_wake_flag.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_tracked_columns.sql",
+        sql: include_str!("../sql/0014_tracked_columns.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -46,10 +46,15 @@ pub struct Tracked {
     pub exclude_columns: Vec<String>,
     pub account_column: Option<String>,
     pub key_columns: Vec<String>,
+    /// What is wrong with the tracking (its columns changed in a way it cannot follow), if
+    /// anything: hookrelay then refuses the table's writes or reads columns by name.
+    pub problem: Option<String>,
 }
 
+/// Column names are the current ones: the view resolves them from column numbers, so they
+/// follow renames.
 const COLUMNS: &str =
-    "tbl::text AS tbl, model, events, exclude_columns, account_column, key_columns";
+    "tbl::text AS tbl, model, events, exclude_columns, account_column, key_columns, problem";
 
 fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
     Ok(Tracked {
@@ -59,6 +64,7 @@ fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
         exclude_columns: row.try_get("exclude_columns")?,
         account_column: row.try_get("account_column")?,
         key_columns: row.try_get("key_columns")?,
+        problem: row.try_get("problem")?,
     })
 }
 
@@ -128,10 +134,7 @@ pub async fn untrack(client: &impl GenericClient, table: &str) -> Result<bool, T
 
 /// Every tracked table, by name.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<Tracked>, TrackError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM hookrelay.tracked_tables t \
-         WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.tbl) ORDER BY tbl::text"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM hookrelay.tracked_tables ORDER BY tbl::text");
     let rows = client.query(&sql, &[]).await?;
     Ok(rows.iter().map(tracked).collect::<Result<_, _>>()?)
 }
@@ -158,6 +161,9 @@ pub fn describe(t: &Tracked) -> String {
     if t.events.iter().any(|e| e == "deleted") && !t.events.iter().any(|e| e == "truncated") {
         out.push_str("; TRUNCATE refused");
     }
+    if let Some(problem) = &t.problem {
+        out.push_str(&format!("; PROBLEM: {problem}"));
+    }
     out
 }
 
@@ -173,6 +179,7 @@ mod tests {
             exclude_columns: vec![],
             account_column: None,
             key_columns: vec!["id".into()],
+            problem: None,
         }
     }
 

@@ -18,6 +18,7 @@ mod processes;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;
+mod renames;
 mod roles;
 mod schema;
 mod secrets;
