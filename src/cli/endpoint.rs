@@ -191,11 +191,14 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
         EndpointCommand::Disable { name } => {
             let done = endpoint::disable(&client, name).await?;
             if done.was_active {
+                let pending = match done.pending {
+                    0 => "it has no pending deliveries".to_string(),
+                    1 => "its 1 pending delivery waits until it is enabled".to_string(),
+                    n => format!("its {n} pending deliveries wait until it is enabled"),
+                };
                 println!(
-                    "endpoint {name} disabled: its {} pending deliveries wait until it is \
-                     enabled; events written while it is disabled skip it, and are not sent to \
-                     it after enabling either",
-                    done.pending
+                    "endpoint {name} disabled: {pending}; events written while it is disabled \
+                     skip it, and are not sent to it after enabling either"
                 );
             } else {
                 println!(
