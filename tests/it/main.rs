@@ -9,6 +9,7 @@ mod delivery;
 mod demo;
 mod fanout;
 mod faults;
+mod input_checks;
 mod model_events;
 mod operations;
 mod operator_cli;
