@@ -16,7 +16,7 @@
 //! `--prune` the others removed. Everything happens in one transaction, so a file with an
 //! error changes nothing; each change is reported, with secrets never shown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -119,12 +119,17 @@ impl std::fmt::Display for Change {
 pub fn parse(text: &str) -> Result<Vec<EndpointSpec>, ApplyError> {
     let file: File = toml::from_str(text)
         .map_err(|e| ApplyError::File(crate::settings::toml_error(&e, text)))?;
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::new();
     for spec in &file.endpoints {
-        if !seen.insert(spec.name.clone()) {
+        if let Some(first) = seen.insert(spec.name.to_lowercase(), spec.name.clone()) {
             return Err(ApplyError::File(format!(
-                "endpoint {:?} is declared twice: names must be unique",
-                spec.name
+                "endpoint {:?} is declared twice{}: names must be unique, ignoring case",
+                spec.name,
+                if first == spec.name {
+                    String::new()
+                } else {
+                    format!(" (also as {first:?})")
+                }
             )));
         }
     }
@@ -156,7 +161,12 @@ fn wanted_secret(spec: &EndpointSpec) -> Result<Option<String>, ApplyError> {
 
 /// The endpoint's columns as the spec wants them (without the secret).
 fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
-    endpoint::check_url(&spec.url).map_err(|e| invalid(&spec.name, e.to_string()))?;
+    let bad = |e: endpoint::EndpointError| invalid(&spec.name, e.to_string());
+    endpoint::check_url(&spec.url).map_err(bad)?;
+    endpoint::check_filters(&spec.events, &spec.include_models).map_err(bad)?;
+    let headers =
+        endpoint::headers_json(spec.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .map_err(bad)?;
     let scheme: Scheme = spec
         .signature_scheme
         .as_deref()
@@ -183,7 +193,7 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "signature_scheme": scheme.as_str(),
         "max_attempts": spec.max_attempts,
         "timeout_ms": timeout_ms,
-        "headers": spec.headers,
+        "headers": headers,
         "include_fields": spec.include_fields,
         "redact_fields": spec.redact_fields,
         "max_in_flight": spec.max_in_flight.unwrap_or(endpoint::DEFAULT_MAX_IN_FLIGHT),
@@ -204,6 +214,12 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
 fn write_error(name: &str, e: tokio_postgres::Error) -> ApplyError {
     match e.code() {
         Some(c) if c == &SqlState::CHECK_VIOLATION => invalid(name, explain(&e)),
+        // Names are unique ignoring case: another endpoint differs only in case.
+        Some(c) if c == &SqlState::UNIQUE_VIOLATION => invalid(
+            name,
+            "another endpoint has this name in other letter case (names ignore case): rename \
+             one of them",
+        ),
         _ => ApplyError::Db(e),
     }
 }
@@ -214,6 +230,19 @@ async fn apply_one(
 ) -> Result<Change, ApplyError> {
     let mut want = desired(spec)?;
     let secret = wanted_secret(spec)?;
+    if let Some(secret) = &secret {
+        let scheme: Scheme = want["signature_scheme"]
+            .as_str()
+            .unwrap_or("hookrelay")
+            .parse()
+            .unwrap_or_default();
+        endpoint::check_secret(
+            scheme,
+            secret,
+            "leave secret and secret_env out of the file",
+        )
+        .map_err(|e| invalid(&spec.name, e.to_string()))?;
+    }
     let current = tx
         .query_opt(
             "SELECT to_jsonb(e) FROM hookrelay.endpoints e WHERE name = $1 FOR UPDATE",

@@ -29,6 +29,62 @@ pub struct NewEvent {
     pub actor: Option<String>,
 }
 
+/// The characters an event name may have, as documented: the name travels in the
+/// `X-Webhook-Event` header, which is ASCII, and receivers route on it.
+pub const EVENT_NAME_CHARS: &str = "A-Z a-z 0-9 . _ - : /";
+
+/// The longest event name.
+pub const MAX_EVENT_NAME_CHARS: usize = 200;
+
+fn event_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/')
+}
+
+/// A character as messages show it: `"é" (U+00E9)`; invisible ones by code point only.
+pub fn shown_char(c: char) -> String {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    let invisible = matches!(
+        c.general_category(),
+        G::Control | G::Format | G::SpaceSeparator | G::LineSeparator | G::ParagraphSeparator
+    );
+    if invisible {
+        format!("(U+{:04X})", u32::from(c))
+    } else {
+        format!("{:?} (U+{:04X})", c.to_string(), u32::from(c))
+    }
+}
+
+/// Why `name` is not a valid event name, or `None` when it is. The database checks the same
+/// (`hookrelay.event_name_problem`), for applications that write events with SQL.
+pub fn event_name_problem(name: &str) -> Option<String> {
+    let chars = name.chars().count();
+    if chars == 0 {
+        return Some("the event name is empty".into());
+    }
+    if chars > MAX_EVENT_NAME_CHARS {
+        return Some(format!(
+            "the event name has {chars} characters; at most {MAX_EVENT_NAME_CHARS} are allowed"
+        ));
+    }
+    let bad = name.chars().find(|c| !event_name_char(*c))?;
+    let shown: String = name.chars().take(60).collect();
+    Some(format!(
+        "the event name {shown:?} has {}, which event names may not have",
+        shown_char(bad)
+    ))
+}
+
+/// Checks an event name, with the rule and an example in the message.
+pub fn check_event_name(name: &str) -> Result<(), EmitError> {
+    match event_name_problem(name) {
+        None => Ok(()),
+        Some(problem) => Err(EmitError::Invalid(format!(
+            "{problem}: name events like order.paid, with 1 to {MAX_EVENT_NAME_CHARS} of \
+             {EVENT_NAME_CHARS}"
+        ))),
+    }
+}
+
 /// Parses a JSON argument that must be an object.
 pub fn json_object(what: &str, text: &str) -> Result<Value, EmitError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -68,6 +124,7 @@ pub fn check_actor(actor: &str) -> Result<(), EmitError> {
 
 /// Writes one event in its own transaction and returns its id.
 pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitError> {
+    check_event_name(&event.event)?;
     if let Some(actor) = &event.actor {
         check_actor(actor)?;
     }
@@ -96,8 +153,8 @@ pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitErr
         .map_err(|e| match e.as_db_error() {
             // Only the constraint's name: the row in the detail may hold personal data.
             Some(db) if db.code() == &SqlState::CHECK_VIOLATION => EmitError::Invalid(format!(
-                "the event was refused by constraint {}: event names are 1 to 200 characters \
-                 without spaces, object and changes are JSON objects",
+                "the event was refused by constraint {}: event names are 1 to 200 of \
+                 {EVENT_NAME_CHARS}, object and changes are JSON objects",
                 db.constraint().unwrap_or("?")
             )),
             Some(db) if db.code() == &SqlState::UNTRANSLATABLE_CHARACTER => {
@@ -135,6 +192,34 @@ mod tests {
         );
         let err = check_actor("  ").unwrap_err().to_string();
         assert!(err.starts_with("--actor is empty"), "{err}");
+    }
+
+    #[test]
+    fn event_names_are_a_documented_ascii_set() {
+        for ok in ["order.paid", "orders/create", "user:signed-up", "a_b", "x"] {
+            assert_eq!(event_name_problem(ok), None, "{ok}");
+        }
+        let cases = [
+            ("order\u{a0}paid", "has (U+00A0)"),
+            ("order\u{200b}.paid", "has (U+200B)"),
+            ("order paid", "has (U+0020)"),
+            ("café.paid", "has \"é\" (U+00E9)"),
+            ("order\tpaid", "has (U+0009)"),
+            ("", "is empty"),
+        ];
+        for (name, expected) in cases {
+            let err = check_event_name(name).unwrap_err().to_string();
+            assert!(err.contains(expected), "{name:?}: {err}");
+            assert!(
+                err.ends_with("with 1 to 200 of A-Z a-z 0-9 . _ - : /"),
+                "{err}"
+            );
+        }
+        let long = "é".repeat(201);
+        assert!(check_event_name(&long)
+            .unwrap_err()
+            .to_string()
+            .starts_with("the event name has 201 characters"));
     }
 
     #[test]

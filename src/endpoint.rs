@@ -14,6 +14,9 @@ use tokio_postgres::{GenericClient, Row};
 use crate::db::explain;
 use crate::sign::{self, Scheme};
 
+mod checks;
+pub use checks::*;
+
 /// Errors from endpoint commands.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -21,6 +24,11 @@ pub enum EndpointError {
     Invalid(String),
     #[error("an endpoint named {0:?} already exists: pick another name, or remove it first")]
     Exists(String),
+    #[error(
+        "endpoint name {name:?} is taken by {existing:?} (names ignore case): pick another \
+         name, or remove {existing:?} first"
+    )]
+    ExistsIgnoringCase { name: String, existing: String },
     #[error("no endpoint named {0:?}: `hookrelay endpoint list` shows them")]
     NotFound(String),
     #[error("{}", explain(.0))]
@@ -137,107 +145,6 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
     })
 }
 
-/// Parses a `--header 'Name: value'` argument.
-pub fn parse_header(arg: &str) -> Result<(String, String), EndpointError> {
-    let (name, value) =
-        arg.split_once(':').ok_or_else(|| {
-            EndpointError::Invalid(format!(
-            "header {:?} has no colon: write it as 'Name: value', e.g. 'Authorization: Bearer …'",
-            arg.split(':').next().unwrap_or_default().chars().take(40).collect::<String>()
-        ))
-        })?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(EndpointError::Invalid(
-            "a header has no name before its colon: write it as 'Name: value'".into(),
-        ));
-    }
-    Ok((name.to_string(), value.trim().to_string()))
-}
-
-/// The JSON object stored in `headers`. The endpoints trigger checks names and values; here
-/// only what a JSON object cannot show: the same name twice.
-fn headers_json(headers: &[(String, String)]) -> Result<Value, EndpointError> {
-    let mut map = serde_json::Map::new();
-    for (name, value) in headers {
-        if map.keys().any(|k| k.eq_ignore_ascii_case(name)) {
-            return Err(EndpointError::Invalid(format!(
-                "header {name:?} is given more than once (names ignore case)"
-            )));
-        }
-        map.insert(name.clone(), Value::String(value.clone()));
-    }
-    Ok(Value::Object(map))
-}
-
-/// The longest endpoint URL (the endpoints trigger checks the same).
-pub const MAX_URL_CHARS: usize = 2048;
-
-const CREDENTIALS: &str = "endpoint url must not contain credentials (user:password@): \
-                           receivers authenticate hookrelay by its signature, or use endpoint \
-                           headers";
-
-/// Checks a URL before the database does, with a message that says what to fix. Credentials
-/// are looked for first, and a URL is never echoed with them.
-pub fn check_url(url: &str) -> Result<(), EndpointError> {
-    let shown = without_credentials(url);
-    if shown != url {
-        return Err(EndpointError::Invalid(CREDENTIALS.into()));
-    }
-    if url.chars().count() > MAX_URL_CHARS {
-        return Err(EndpointError::Invalid(format!(
-            "endpoint url is {} characters long; at most {MAX_URL_CHARS} are allowed: receivers \
-             and proxies commonly refuse longer URLs; move long tokens into a static header",
-            url.chars().count()
-        )));
-    }
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        EndpointError::Invalid(format!(
-            "endpoint url {shown:?} is malformed ({e}): give a full URL such as https://example.com/webhooks"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(EndpointError::Invalid(format!(
-            "endpoint url {shown:?} uses the {} scheme; only http:// and https:// are allowed",
-            parsed.scheme()
-        )));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(EndpointError::Invalid(CREDENTIALS.into()));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(EndpointError::Invalid(format!(
-            "endpoint url {shown:?} has no host"
-        )));
-    }
-    Ok(())
-}
-
-/// `url` with any `user:password@` before its host cut out (as `***@`), for messages. Works on
-/// text that does not parse as a URL too, which is when a message most needs to show it.
-pub fn without_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
-/// Parses the JSON of `--include-fields` or `--redact-fields`. Its shape is checked by the
-/// database when the endpoint is written, with a message naming what is wrong.
-pub fn shaping_json(flag: &str, text: &str) -> Result<Value, EndpointError> {
-    serde_json::from_str(text).map_err(|e| {
-        EndpointError::Invalid(format!(
-            "{flag} is not valid JSON ({e}): give for example '[\"id\", \"total\"]', \
-             '{{\"store.Order\": [\"id\", \"total\"]}}' or \
-             '{{\"store.Customer\": {{\"email\": \"***@***.com\"}}}}'"
-        ))
-    })
-}
-
 /// Turns a rejected write into a message naming the field and the fix.
 fn write_error(e: tokio_postgres::Error, name: &str) -> EndpointError {
     match e.code() {
@@ -247,12 +154,42 @@ fn write_error(e: tokio_postgres::Error, name: &str) -> EndpointError {
     }
 }
 
+/// The error for a name already taken, naming the endpoint that has it when it differs only
+/// in case (names are unique ignoring case).
+pub async fn name_taken(client: &impl GenericClient, name: &str) -> EndpointError {
+    let existing = client
+        .query_opt(
+            "SELECT name FROM hookrelay.endpoints WHERE lower(name) = lower($1)",
+            &[&name],
+        )
+        .await;
+    match existing {
+        Ok(Some(row)) if row.get::<_, String>(0) != name => EndpointError::ExistsIgnoringCase {
+            name: name.into(),
+            existing: row.get(0),
+        },
+        _ => EndpointError::Exists(name.into()),
+    }
+}
+
+/// How to have a secret generated with `endpoint add`, for messages about a secret given.
+const ADD_GENERATES: &str =
+    "leave --secret (and HOOKRELAY_ENDPOINT_SECRET) out of `hookrelay endpoint add`";
+
+/// The same for `endpoint rotate-secret`.
+const ROTATE_GENERATES: &str =
+    "leave --secret (and HOOKRELAY_NEW_SECRET) out of `hookrelay endpoint rotate-secret`";
+
 /// Adds an endpoint. Returns it, and whether its secret was generated.
 pub async fn add(
     client: &impl GenericClient,
     new: &NewEndpoint,
 ) -> Result<(EndpointInfo, bool), EndpointError> {
     check_url(&new.url)?;
+    check_filters(&new.events, &new.models)?;
+    if let Some(secret) = &new.secret {
+        check_secret(new.scheme, secret, ADD_GENERATES)?;
+    }
     let generated = new.secret.is_none();
     let secret = new
         .secret
@@ -262,8 +199,8 @@ pub async fn add(
                signature_scheme, max_attempts, timeout_ms, headers, include_fields, \
                redact_fields, max_in_flight, rate_limit) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
-    let headers = headers_json(&new.headers)?;
-    client
+    let headers = headers_json(new.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
+    let written = client
         .execute(
             sql,
             &[
@@ -283,8 +220,14 @@ pub async fn add(
                 &new.rate_limit,
             ],
         )
-        .await
-        .map_err(|e| write_error(e, &new.name))?;
+        .await;
+    match written {
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(name_taken(client, &new.name).await)
+        }
+        Err(e) => return Err(write_error(e, &new.name)),
+        Ok(_) => {}
+    }
     Ok((get(client, &new.name).await?, generated))
 }
 
@@ -359,6 +302,9 @@ pub async fn rotate_secret(
     let scheme: Scheme = row.get::<_, String>(0).parse().unwrap_or_default();
     let current: String = row.get(1);
     let still_signing: Option<String> = row.get(2);
+    if let Some(secret) = &new_secret {
+        check_secret(scheme, secret, ROTATE_GENERATES)?;
+    }
     let generated = new_secret.is_none();
     let secret = new_secret.unwrap_or_else(|| sign::generate_secret(scheme));
     if secret == current {
@@ -394,22 +340,40 @@ pub async fn rotate_secret(
     })
 }
 
-/// Pauses (`false`) or resumes (`true`) an endpoint. Pending deliveries wait while it is paused.
-pub async fn set_active(
-    client: &impl GenericClient,
-    name: &str,
-    active: bool,
-) -> Result<(), EndpointError> {
-    let n = client
-        .execute(
-            "UPDATE hookrelay.endpoints SET active = $2 WHERE name = $1",
-            &[&name, &active],
+/// What disabling an endpoint did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disabled {
+    /// Whether it was active before (`false`: it was already disabled; nothing changed).
+    pub was_active: bool,
+    /// Why it is disabled (when it already was: the reason recorded then).
+    pub reason: Option<String>,
+    /// Its pending deliveries, which now wait until it is enabled.
+    pub pending: i64,
+}
+
+/// Disables an endpoint. Its pending deliveries wait (parked) until it is enabled; events
+/// fanned out while it is disabled get no delivery to it at all (the claim matches active
+/// endpoints only), so they are not sent after it is enabled either.
+pub async fn disable(client: &impl GenericClient, name: &str) -> Result<Disabled, EndpointError> {
+    let row = client
+        .query_opt(
+            "WITH old AS (SELECT id, active, disabled_reason FROM hookrelay.endpoints \
+                          WHERE name = $1 FOR UPDATE), \
+                  changed AS (UPDATE hookrelay.endpoints ep SET active = false FROM old \
+                              WHERE ep.id = old.id AND old.active RETURNING ep.id) \
+             SELECT old.active, old.disabled_reason, \
+                    (SELECT count(*) FROM hookrelay.deliveries d \
+                     WHERE d.endpoint_id = old.id AND d.state = 'pending') \
+             FROM old",
+            &[&name],
         )
-        .await?;
-    if n == 0 {
-        return Err(EndpointError::NotFound(name.into()));
-    }
-    Ok(())
+        .await?
+        .ok_or_else(|| EndpointError::NotFound(name.into()))?;
+    Ok(Disabled {
+        was_active: row.get(0),
+        reason: row.get(1),
+        pending: row.get(2),
+    })
 }
 
 /// Enables an endpoint: its parked deliveries are due at once and its failure streak starts
@@ -440,93 +404,4 @@ pub async fn remove(client: &impl GenericClient, name: &str) -> Result<(), Endpo
         return Err(EndpointError::NotFound(name.into()));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked_with_a_reason() {
-        assert!(check_url("https://example.com/hooks").is_ok());
-        assert!(check_url("http://127.0.0.1:8080").is_ok());
-        assert!(check_url("http://[::1]:8080/x").is_ok());
-        let cases = [
-            ("ftp://example.com", "only http:// and https://"),
-            ("example.com/hooks", "malformed"),
-            ("https://user:pw@example.com", "credentials"),
-            ("", "malformed"),
-        ];
-        for (url, expected) in cases {
-            let err = check_url(url).unwrap_err().to_string();
-            assert!(err.contains(expected), "{url}: {err}");
-        }
-    }
-
-    #[test]
-    fn credentials_are_refused_first_and_never_echoed() {
-        for url in [
-            "ftp://user:hunter2-pw@example.com/x",
-            "https://user:hunter2-pw@",
-            "https://user:hunter2-pw@exa mple.com",
-            "https://:hunter2-pw@example.com",
-        ] {
-            let err = check_url(url).unwrap_err().to_string();
-            assert!(err.contains("credentials"), "{url}: {err}");
-            assert!(!err.contains("hunter2"), "{url}: {err}");
-        }
-        assert_eq!(
-            without_credentials("https://a:b@host:8/p?q=x@y#z"),
-            "https://***@host:8/p?q=x@y#z"
-        );
-        assert_eq!(
-            without_credentials("https://host/p@q"),
-            "https://host/p@q",
-            "an @ after the host is not a credential"
-        );
-        assert_eq!(without_credentials("not a url"), "not a url");
-    }
-
-    #[test]
-    fn header_arguments_are_name_colon_value() {
-        assert_eq!(
-            parse_header("Authorization: Bearer a:b").unwrap(),
-            ("Authorization".into(), "Bearer a:b".into())
-        );
-        assert_eq!(
-            parse_header(" X-Tenant :acme ").unwrap(),
-            ("X-Tenant".into(), "acme".into())
-        );
-        assert!(parse_header("X-Tenant")
-            .unwrap_err()
-            .to_string()
-            .contains("no colon"));
-        assert!(parse_header(": value")
-            .unwrap_err()
-            .to_string()
-            .contains("no name"));
-        let twice = [
-            ("X-Tenant".to_string(), "a".to_string()),
-            ("x-tenant".to_string(), "b".to_string()),
-        ];
-        assert!(headers_json(&twice)
-            .unwrap_err()
-            .to_string()
-            .contains("more than once"));
-    }
-
-    #[test]
-    fn shaping_flags_must_be_json() {
-        assert_eq!(
-            shaping_json("--include-fields", r#"["id"]"#).unwrap(),
-            serde_json::json!(["id"])
-        );
-        let err = shaping_json("--redact-fields", "{email: x}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("--redact-fields is not valid JSON"),
-            "{err}"
-        );
-    }
 }

@@ -260,6 +260,38 @@ pub enum GuardError {
          or a single address"
     )]
     BadNetwork(String),
+    #[error(
+        "--allow-network {0} opens {1}, which turns the address guard off (loopback, your \
+         private networks and cloud metadata at 169.254.169.254 become reachable): name the \
+         networks your receivers are on, or add --allow-any-network \
+         (HOOKRELAY_ALLOW_ANY_NETWORK=true) if you really mean every address"
+    )]
+    AnyNetwork(IpNet, &'static str),
+}
+
+/// The widest networks `--allow-network` opens on its own: no private range is wider than a
+/// /8 (IPv4) or a /7 (IPv6, unique-local), so a wider one can only mean "everything".
+const WIDEST_V4: u8 = 8;
+const WIDEST_V6: u8 = 7;
+
+/// Refuses networks wider than any non-public range, unless `any` (`--allow-any-network`)
+/// says every address is really meant.
+pub fn check_breadth(nets: &[IpNet], any: bool) -> Result<(), GuardError> {
+    if any {
+        return Ok(());
+    }
+    let too_wide = nets.iter().find(|net| match net {
+        IpNet::V4(v4) => v4.prefix_len() < WIDEST_V4,
+        IpNet::V6(v6) => v6.prefix_len() < WIDEST_V6,
+    });
+    match too_wide {
+        Some(net) if net.prefix_len() == 0 => Err(GuardError::AnyNetwork(*net, "every address")),
+        Some(net) => Err(GuardError::AnyNetwork(
+            *net,
+            "more than any private network spans",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A refused connection: which host, which address, and why.

@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_tracked_columns.sql",
         sql: include_str!("../sql/0014_tracked_columns.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_input_checks.sql",
+        sql: include_str!("../sql/0015_input_checks.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
@@ -231,7 +236,9 @@ async fn apply_pending(client: &mut Client) -> Result<Report, MigrateError> {
             name: migration.name,
             source,
         })?;
-        tracing::info!(migration = migration.name, "applied migration");
+        // Debug only: the report carries what was applied, and its caller says so once (the
+        // `migrate` command on stdout, `run` in its log); an info line here printed it twice.
+        tracing::debug!(migration = migration.name, "applied migration");
         report.applied.push(migration.name);
         report.version = migration.version;
     }

@@ -34,7 +34,8 @@ pub enum EndpointCommand {
     /// Resume deliveries to an endpoint, whoever disabled it (an operator, a 410 Gone answer,
     /// or auto-disable after failing for days).
     Enable { name: String },
-    /// Pause deliveries to an endpoint (pending ones wait until it is enabled).
+    /// Pause an endpoint: its pending deliveries wait until it is enabled, and events written
+    /// while it is disabled skip it (they are not delivered to it after enabling either).
     Disable { name: String },
     /// Remove an endpoint with its deliveries and attempts.
     Remove { name: String },
@@ -135,7 +136,7 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                 headers: args
                     .headers
                     .iter()
-                    .map(|h| endpoint::parse_header(h))
+                    .map(|h| endpoint::parse_static_header(h))
                     .collect::<Result<_, _>>()
                     .context("--header")?,
                 max_in_flight: args.max_in_flight,
@@ -187,8 +188,23 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
             None => println!("endpoint {name} was already enabled"),
         },
         EndpointCommand::Disable { name } => {
-            endpoint::set_active(&client, name, false).await?;
-            println!("endpoint {name} disabled; its pending deliveries wait until it is enabled");
+            let done = endpoint::disable(&client, name).await?;
+            if done.was_active {
+                let pending = match done.pending {
+                    0 => "it has no pending deliveries".to_string(),
+                    1 => "its 1 pending delivery waits until it is enabled".to_string(),
+                    n => format!("its {n} pending deliveries wait until it is enabled"),
+                };
+                println!(
+                    "endpoint {name} disabled: {pending}; events written while it is disabled \
+                     skip it, and are not sent to it after enabling either"
+                );
+            } else {
+                println!(
+                    "endpoint {name} was already disabled ({}); nothing changed",
+                    done.reason.as_deref().unwrap_or("no reason recorded")
+                );
+            }
         }
         EndpointCommand::Remove { name } => {
             endpoint::remove(&client, name).await?;

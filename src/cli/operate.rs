@@ -73,6 +73,10 @@ pub(super) async fn run(cli: &Cli) -> Result<()> {
     let client = Target::ready(cli).await?;
     match &cli.command {
         Command::Deliveries(args) => {
+            // An empty table would look like "no deliveries" for a name that was mistyped.
+            if let Some(name) = &args.endpoint {
+                endpoint::get(&client, name).await?;
+            }
             let filter = DeliveryFilter {
                 endpoint: args.endpoint.clone(),
                 state: args.state.clone(),

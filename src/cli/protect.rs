@@ -23,6 +23,10 @@ pub struct ProtectArgs {
         value_parser = guard::parse_network
     )]
     pub allow_networks: Vec<IpNet>,
+    /// Let --allow-network open networks wider than a /8 (IPv4) or /7 (IPv6), such as
+    /// 0.0.0.0/0 or ::/0: that turns the address guard off.
+    #[arg(long, env = "HOOKRELAY_ALLOW_ANY_NETWORK")]
+    pub allow_any_network: bool,
     /// Largest request body sent; larger payloads end dead with payload_too_large.
     #[arg(long, env = "HOOKRELAY_MAX_PAYLOAD_BYTES", default_value_t = config::DEFAULT_MAX_PAYLOAD_BYTES,
           allow_negative_numbers = true, value_parser = super::whole::<usize>)]
@@ -37,8 +41,10 @@ pub struct ProtectArgs {
 }
 
 impl ProtectArgs {
-    /// The networks opened.
-    pub fn allow_list(&self) -> AllowList {
-        AllowList::new(self.allow_networks.clone())
+    /// The networks opened; a network wider than any private range needs
+    /// `--allow-any-network`.
+    pub fn allow_list(&self) -> Result<AllowList, guard::GuardError> {
+        guard::check_breadth(&self.allow_networks, self.allow_any_network)?;
+        Ok(AllowList::new(self.allow_networks.clone()))
     }
 }

@@ -97,7 +97,7 @@ impl RunArgs {
                     format!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (or \"off\")")
                 })?),
             },
-            allow_networks: self.protect.allow_list(),
+            allow_networks: self.protect.allow_list()?,
             max_payload_bytes: self.protect.max_payload_bytes,
             disable_after: self.protect.disable_after,
             disable_after_failures: self.protect.disable_after_failures,

@@ -343,3 +343,26 @@ async fn the_resolver_refuses_names_that_resolve_to_refused_addresses() {
     assert!(!addrs.is_empty());
     assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
 }
+
+#[test]
+fn opening_every_address_needs_its_own_flag() {
+    let nets =
+        |list: &[&str]| -> Vec<IpNet> { list.iter().map(|n| parse_network(n).unwrap()).collect() };
+    for wide in ["0.0.0.0/0", "::/0", "0.0.0.0/1", "::/6"] {
+        let err = check_breadth(&nets(&["10.0.0.0/8", wide]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("--allow-network {wide} opens "))
+                && err.contains("turns the address guard off")
+                && err.contains("--allow-any-network (HOOKRELAY_ALLOW_ANY_NETWORK=true)"),
+            "{err}"
+        );
+        assert!(check_breadth(&nets(&[wide]), true).is_ok());
+    }
+    assert!(check_breadth(&nets(&["0.0.0.0/0"]), false)
+        .unwrap_err()
+        .to_string()
+        .contains("opens every address"));
+    assert!(check_breadth(&nets(&["10.0.0.0/8", "fc00::/7", "127.0.0.1"]), false).is_ok());
+}

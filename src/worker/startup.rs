@@ -87,7 +87,9 @@ async fn once(schema: &Schema, db: &Db) -> Result<(), WorkerError> {
         }
         Schema::Migrate(config) => {
             let mut client = db::connect(config).await?;
-            migrate::migrate(&mut client).await?;
+            for name in migrate::migrate(&mut client).await?.applied {
+                tracing::info!(migration = name, "applied migration");
+            }
             Ok(())
         }
     }

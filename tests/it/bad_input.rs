@@ -152,7 +152,29 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
         add_case(
             &["--secret", "short"],
             1,
-            "secret must be 8 to 1000 characters",
+            "the secret has 5 characters; 8 to 1000 are allowed",
+        ),
+        // A 3-byte key, and a hint that names the command used.
+        add_case(
+            &["--scheme", "standard", "--secret", "whsec_AAAA"],
+            1,
+            "a standard-webhooks secret must hold 24 to 64 bytes; this one holds 3: give \
+             whsec_<base64 of 24 to 64 random bytes>, or leave --secret (and \
+             HOOKRELAY_ENDPOINT_SECRET) out of `hookrelay endpoint add`",
+        ),
+        url_case(
+            "https://example.com:0/hooks",
+            "endpoint url \"https://example.com:0/hooks\" has port 0, which nothing listens on",
+        ),
+        add_case(
+            &["--events", "order\u{a0}paid"],
+            1,
+            "event filter: the event name \"order\\u{a0}paid\" has (U+00A0)",
+        ),
+        add_case(
+            &["--models", "store.\u{200b}Order"],
+            1,
+            "model filter: the model name \"store.\\u{200b}Order\" has (U+200B)",
         ),
         // Shaping.
         add_case(
@@ -200,7 +222,8 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
         add_case(
             &["--header", "Bad Name: x"],
             1,
-            "not a valid HTTP header name",
+            "--header: a header name is longer than 100 characters or has characters a header \
+             name cannot have",
         ),
         case(
             &[
@@ -212,7 +235,7 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
                 "https://example.com/",
             ],
             1,
-            "endpoint name 'a b' is not valid",
+            "endpoint name \"a b\" is not valid",
         ),
         case(
             &[
@@ -225,6 +248,18 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
             ],
             1,
             "already exists",
+        ),
+        case(
+            &[
+                "endpoint",
+                "add",
+                "--name",
+                "EXISTING",
+                "--url",
+                "https://example.com/",
+            ],
+            1,
+            "endpoint name \"EXISTING\" is taken by \"existing\" (names ignore case)",
         ),
         add_case(
             &["--max-attempts", "0"],
@@ -246,21 +281,43 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
         add_case(&["--timeout", "10ms"], 1, "timeout_ms 10 is out of range"),
         add_case(&["--timeout", "soon"], 2, "\"soon\" is not a duration"),
         // Events and payloads.
-        case(&["emit", ""], 1, "event names are 1 to 200 characters"),
+        case(
+            &["emit", ""],
+            1,
+            "the event name is empty: name events like order.paid",
+        ),
         case(
             &["emit", &long_event],
             1,
-            "event names are 1 to 200 characters",
+            "the event name has 201 characters; at most 200 are allowed",
         ),
         case(
             &["emit", &long_unicode_event],
             1,
-            "event names are 1 to 200 characters",
+            "the event name has 201 characters; at most 200 are allowed",
         ),
         case(
             &["emit", "order paid"],
             1,
-            "event names are 1 to 200 characters",
+            "the event name \"order paid\" has (U+0020), which event names may not have: \
+             name events like order.paid, with 1 to 200 of A-Z a-z 0-9 . _ - : /",
+        ),
+        // Spaces PostgreSQL's [[:space:]] does not see, invisible characters, and non-ASCII
+        // (which would travel raw in the X-Webhook-Event header).
+        case(
+            &["emit", "order\u{a0}paid"],
+            1,
+            "the event name \"order\\u{a0}paid\" has (U+00A0)",
+        ),
+        case(
+            &["emit", "order.paid\u{200b}"],
+            1,
+            "the event name \"order.paid\\u{200b}\" has (U+200B)",
+        ),
+        case(
+            &["emit", "commande.payée"],
+            1,
+            "the event name \"commande.payée\" has \"é\" (U+00E9)",
         ),
         case(
             &["emit", "x.y", "--object", "[1, 2]"],
@@ -505,7 +562,13 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
         case(
             &["endpoint", "rotate-secret", "existing", "--secret", "short"],
             1,
-            "secret must be 8 to 1000 characters",
+            "the secret has 5 characters; 8 to 1000 are allowed: give a longer one, or leave \
+             --secret (and HOOKRELAY_NEW_SECRET) out of `hookrelay endpoint rotate-secret`",
+        ),
+        case(
+            &["deliveries", "--endpoint", "nosuch"],
+            1,
+            "no endpoint named \"nosuch\": `hookrelay endpoint list` shows them",
         ),
         case(
             &["endpoint", "rotate-secret", "nope"],
@@ -657,9 +720,9 @@ const SQL_CASES: &[(&str, &str)] = &[
     ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('n', 'https://exa mple.com/', 'secret-secret')", "is malformed"),
     ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('n', 'https://example.com/' || repeat('a', 3000), 'secret-secret')", "at most 2048 are allowed"),
     ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('n', 'https://example.com/', 'short')", "secret must be 8 to 1000 characters"),
-    ("INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('n', 'https://example.com/', 'secret-secret', 'md5')", "unknown signature scheme 'md5'"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('n', 'https://example.com/', 'secret-secret', 'md5')", "unknown signature scheme \"md5\""),
     ("INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('n', 'https://example.com/', 'secret-secret', 'standard')", "\"whsec_\" followed by base64"),
-    ("UPDATE hookrelay.endpoints SET signature_scheme = 'sha1'", "unknown signature scheme 'sha1'"),
+    ("UPDATE hookrelay.endpoints SET signature_scheme = 'sha1'", "unknown signature scheme \"sha1\""),
     ("INSERT INTO hookrelay.endpoints (name, url, secret, include_fields) VALUES ('n', 'https://example.com/', 'secret-secret', '\"id\"')", "include_fields must be a JSON array"),
     ("INSERT INTO hookrelay.endpoints (name, url, secret, include_fields) VALUES ('n', 'https://example.com/', 'secret-secret', '[\"id\", 5]')", "include_fields must be an array of field names"),
     ("INSERT INTO hookrelay.endpoints (name, url, secret, redact_fields) VALUES ('n', 'https://example.com/', 'secret-secret', '[\"email\"]')", "redact_fields must be a JSON object"),
@@ -670,8 +733,15 @@ const SQL_CASES: &[(&str, &str)] = &[
     ("INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight) VALUES ('n', 'https://example.com/', 'secret-secret', 0)", "max_in_flight 0 is out of range"),
     ("INSERT INTO hookrelay.endpoints (name, url, secret, rate_limit) VALUES ('n', 'https://example.com/', 'secret-secret', 'NaN')", "rate_limit NaN is out of range"),
     ("INSERT INTO hookrelay.endpoints (name, url, secret, timeout_ms) VALUES ('n', 'https://example.com/', 'secret-secret', 5)", "timeout_ms 5 is out of range"),
-    ("INSERT INTO hookrelay.endpoints (name, url, secret, events) VALUES ('n', 'https://example.com/', 'secret-secret', '{\"\"}')", "filters must be non-empty names"),
-    ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('a;b', 'https://example.com/', 'secret-secret')", "endpoint name 'a;b' is not valid"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret, events) VALUES ('n', 'https://example.com/', 'secret-secret', '{\"\"}')", "event filter: the event name is empty"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret, events) VALUES ('n', 'https://example.com/', 'secret-secret', ARRAY[E'order\\u00a0paid'])", "event filter: the event name \"order\u{a0}paid\" has (U+00A0)"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret, models) VALUES ('n', 'https://example.com/', 'secret-secret', ARRAY[E'store.\\u200bOrder'])", "model filter: the model name \"store.\u{200b}Order\" has (U+200B)"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('n', 'https://example.com:0/', 'secret-secret')", "endpoint url \"https://example.com:0/\" has port 0"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('n', 'https://example.com/', 'whsec_AAAA', 'standard')", "a standard-webhooks secret must hold 24 to 64 bytes; this one holds 3"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) VALUES ('n', 'https://example.com/', 'whsec_' || translate(encode(repeat('k', 65)::bytea, 'base64'), E'\\n', ''), 'standard')", "this one holds 65"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('EXISTING', 'https://example.com/', 'secret-secret')", "endpoints_name_ignoring_case"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('crm''; drop', 'https://example.com/', 'secret-secret')", "endpoint name \"crm'; drop\" is not valid"),
+    ("INSERT INTO hookrelay.endpoints (name, url, secret) VALUES ('a;b', 'https://example.com/', 'secret-secret')", "endpoint name \"a;b\" is not valid"),
     // Events written with SQL.
     ("SELECT hookrelay.emit('')", "event_name_must_be_1_to_200_characters_without_spaces"),
     ("SELECT hookrelay.emit(repeat('a', 201))", "event_name_must_be_1_to_200_characters_without_spaces"),
@@ -683,6 +753,10 @@ const SQL_CASES: &[(&str, &str)] = &[
     ("INSERT INTO hookrelay.events (event, object) VALUES ('x.y', 'null')", "event_object_must_be_a_json_object"),
     // The one check (0011) says how to fix it, and checks every row of a bulk insert.
     ("SELECT hookrelay.emit('has space')", "Name events like order.paid"),
+    ("SELECT hookrelay.emit(E'order\\u00a0paid')", "the event name \"order\u{a0}paid\" has (U+00A0), which event names may not have"),
+    ("SELECT hookrelay.emit(E'order.paid\\u200b')", "has (U+200B)"),
+    ("SELECT hookrelay.emit('commande.payée')", "has \"é\" (U+00E9)"),
+    ("INSERT INTO hookrelay.events (event) VALUES (E'a\\u2028b')", "has (U+2028)"),
     ("INSERT INTO hookrelay.events (event, object) VALUES ('a.b', '{}'), ('c d', '{}')", "event_name_must_be_1_to_200_characters_without_spaces"),
     ("INSERT INTO hookrelay.events (event, object, changes) VALUES ('x.y', '{}', '1')", "Pass changes as an object"),
     ("INSERT INTO hookrelay.events (event, object) VALUES ('x.y', '{\"a\": \"\\u0000\"}')", "unsupported Unicode escape sequence"),
@@ -750,8 +824,9 @@ async fn every_bad_input_is_refused_by_name_with_nothing_written() {
             Err(e) => {
                 let text = match e.as_db_error() {
                     Some(db_err) => format!(
-                        "{} {} {}",
+                        "{} {} {} {}",
                         db_err.message(),
+                        db_err.detail().unwrap_or_default(),
                         db_err.constraint().unwrap_or_default(),
                         db_err.hint().unwrap_or_default()
                     ),

@@ -191,6 +191,6 @@ async fn emit_writes_an_event_and_prints_its_id() {
 
     let bad = hookrelay(&db, &["emit", "order paid"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(text(&bad).contains("event names are 1 to 200 characters"));
+    assert!(text(&bad).contains("name events like order.paid, with 1 to 200 of"));
     assert!(!text(&bad).contains("Failing row"));
 }

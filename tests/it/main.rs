@@ -10,6 +10,7 @@ mod demo;
 mod fanout;
 mod faults;
 mod first_day;
+mod input_checks;
 mod metrics;
 mod model_events;
 mod operations;

@@ -300,7 +300,16 @@ async fn endpoints_are_disabled_enabled_and_removed_from_the_cli() {
     db.endpoint("crm", &receiver.url("/"), "secret-secret-secret")
         .await;
     let out = stdout(&hookrelay(&db, &["endpoint", "disable", "crm"]));
-    assert!(out.contains("endpoint crm disabled"), "{out}");
+    assert_eq!(
+        out.trim(),
+        "endpoint crm disabled: it has no pending deliveries; events written while it is \
+         disabled skip it, and are not sent to it after enabling either"
+    );
+    let out = stdout(&hookrelay(&db, &["endpoint", "disable", "crm"]));
+    assert_eq!(
+        out.trim(),
+        "endpoint crm was already disabled (disabled by an operator); nothing changed"
+    );
     let listed = json_of(&hookrelay(&db, &["endpoint", "list", "--json"]));
     assert_eq!(listed[0]["active"], false);
     db.emit("order.paid", json!({"id": 1})).await;
@@ -315,6 +324,8 @@ async fn endpoints_are_disabled_enabled_and_removed_from_the_cli() {
         out.starts_with("endpoint crm enabled (it was disabled: disabled by an operator)"),
         "{out}"
     );
+    let out = stdout(&hookrelay(&db, &["endpoint", "enable", "crm"]));
+    assert_eq!(out.trim(), "endpoint crm was already enabled");
     db.emit("order.paid", json!({"id": 2})).await;
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     worker.stop().await;

@@ -136,7 +136,7 @@ async fn bad_events_and_endpoints_are_refused_with_a_clear_message() {
         ),
         (
             "INSERT INTO hookrelay.endpoints (name, url, secret, events) VALUES ('a', 'https://x', 'secret-secret', '{\"\"}')",
-            "filters must be non-empty",
+            "event filter: the event name is empty",
         ),
     ];
     for (sql, expected) in refused {
