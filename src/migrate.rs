@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_wake_flag.sql",
         sql: include_str!("../sql/0013_wake_flag.sql"),
     },
+    Migration {
+        version: 16,
+        name: "0016_last_error.sql",
+        sql: include_str!("../sql/0016_last_error.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
