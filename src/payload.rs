@@ -91,7 +91,9 @@ pub fn body_for(event: &Event, shaping: &Shaping) -> Vec<u8> {
     let envelope = Envelope {
         id: &id,
         event: &event.event,
-        timestamp: event.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        timestamp: event
+            .created_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
         account_id: event.account_id.as_deref(),
         model: event.model.as_deref().map(ModelName::parse),
         object_id: event.object_id.as_deref(),

@@ -237,9 +237,10 @@ fn last_error(h: &Health) -> String {
     let Some(error) = h.last_error.as_deref() else {
         return "-".into();
     };
-    let ago = h
-        .last_error_age_seconds
-        .map_or_else(|| "at an unknown time".into(), |s| format!("{} ago", age(s)));
+    let ago = h.last_error_age_seconds.map_or_else(
+        || "at an unknown time".into(),
+        |s| format!("{} ago", age(s)),
+    );
     let recovered = matches!((h.last_error_at, h.last_success_at),
         (Some(failed), Some(succeeded)) if succeeded > failed);
     let when = if recovered {

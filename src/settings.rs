@@ -217,8 +217,7 @@ fn unknown_setting(key: &str, value: &Value) -> String {
              ({example})."
         )
     } else {
-        closest(key, &known)
-            .map_or_else(|| ".".into(), |name| format!("; did you mean `{name}`?"))
+        closest(key, &known).map_or_else(|| ".".into(), |name| format!("; did you mean `{name}`?"))
     };
     format!(
         "unknown setting `{key}`{hint} The settings are: {}, and [[endpoints]]",
@@ -334,7 +333,9 @@ mod tests {
         );
         let err = env_of("retry-schedule = \"1s\"").unwrap_err().to_string();
         assert!(err.contains("did you mean `retry_schedule`?"), "{err}");
-        let err = env_of("[[endpoint]]\nname = \"crm\"").unwrap_err().to_string();
+        let err = env_of("[[endpoint]]\nname = \"crm\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("did you mean `endpoints`?"), "{err}");
         let err = env_of("colour = true").unwrap_err().to_string();
         assert!(

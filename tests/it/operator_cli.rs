@@ -258,15 +258,29 @@ async fn the_last_error_says_when_and_whether_a_success_came_after_it() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, Option<String>, bool, Option<bool>, bool)> = rows
+    // name, last_error, last_error_at set, error before the last success, never succeeded
+    type LastError = (String, Option<String>, bool, Option<bool>, bool);
+    let got: Vec<LastError> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
     assert_eq!(
         got,
         [
-            ("bad".into(), Some("HTTP 500 Internal Server Error".into()), true, None, true),
-            ("flaky".into(), Some("HTTP 502 Bad Gateway".into()), true, Some(true), false),
+            (
+                "bad".into(),
+                Some("HTTP 500 Internal Server Error".into()),
+                true,
+                None,
+                true
+            ),
+            (
+                "flaky".into(),
+                Some("HTTP 502 Bad Gateway".into()),
+                true,
+                Some(true),
+                false
+            ),
         ]
     );
 
@@ -287,7 +301,10 @@ async fn the_last_error_says_when_and_whether_a_success_came_after_it() {
         "{text}"
     );
     let bad = text.lines().find(|l| l.starts_with("bad")).unwrap();
-    assert!(bad.contains("s ago: HTTP 500 Internal Server Error"), "{text}");
+    assert!(
+        bad.contains("s ago: HTTP 500 Internal Server Error"),
+        "{text}"
+    );
     assert!(!bad.contains("succeeded since"), "{text}");
 
     let stats = json_of(&hookrelay(&db, &["stats", "--json"]));

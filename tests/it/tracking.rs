@@ -377,7 +377,9 @@ async fn timestamps_order_the_states_of_a_row_written_within_a_second() {
     for (ts, _) in &states {
         let fraction = ts.rsplit_once('.').map(|(_, f)| f).unwrap_or_default();
         assert!(
-            fraction.len() == 7 && fraction.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            fraction.len() == 7
+                && fraction.ends_with('Z')
+                && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
             "RFC 3339 with six fractional digits: {ts}"
         );
     }
