@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::guard::AllowList;
-use crate::retry::RetrySchedule;
+use crate::retry::{human_duration, RetrySchedule};
 use crate::sweep::Retention;
 
 /// Errors in worker settings.
@@ -18,10 +18,14 @@ pub enum ConfigError {
         max: u64,
     },
     #[error(
-        "--lease ({lease:?}) must be at least twice --request-timeout ({timeout:?}): a claimed \
-         delivery may wait for a slot as long as a request takes, then take as long itself, and \
-         a lease that runs out first lets another worker send it again; raise --lease or lower \
-         --request-timeout"
+        "--lease ({}) must be at least twice --request-timeout ({}): a claimed delivery may \
+         wait for a slot as long as a request takes, then take as long itself, and a lease that \
+         runs out first lets another worker send it again; raise --lease to {} or more, or \
+         lower --request-timeout to {} or less",
+        human_duration(*.lease),
+        human_duration(*.timeout),
+        human_duration(*.timeout * 2),
+        human_duration(*.lease / 2)
     )]
     LeaseTooShort { lease: Duration, timeout: Duration },
 }
@@ -233,7 +237,18 @@ mod tests {
             ..WorkerConfig::default()
         };
         let err = c.validate().unwrap_err();
-        assert!(err.to_string().contains("--lease"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "--lease (5 s) must be at least twice --request-timeout (10 s): a claimed delivery \
+             may wait for a slot as long as a request takes, then take as long itself, and a \
+             lease that runs out first lets another worker send it again; raise --lease to 20 s \
+             or more, or lower --request-timeout to 2 s 500 ms or less"
+        );
+        let exactly_twice = WorkerConfig {
+            lease: Duration::from_secs(20),
+            ..WorkerConfig::default()
+        };
+        assert_eq!(exactly_twice.validate(), Ok(()));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! turns verification off), proxies from the environment are ignored (a proxy would resolve
 //! names itself, past the guard), and at most `excerpt_bytes` of a response body are read.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -19,12 +20,14 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AF
 use crate::claim::Job;
 use crate::guard::{AllowList, Blocked, GuardedResolver};
 use crate::payload;
+use crate::retry::human_duration;
 use crate::sign;
 
 /// Stable error codes, stored as text in `hookrelay.attempts.error_code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
-    /// No complete answer within the endpoint's timeout.
+    /// No complete answer within the endpoint's timeout: no response headers in time, or a
+    /// body still arriving when the time ran out.
     Timeout,
     /// The connection could not be made (refused, DNS, TLS handshake).
     Connect,
@@ -169,10 +172,13 @@ impl Sender {
                 Ok(request)
             });
         let mut attempt = match request {
-            Ok(request) => match tokio::time::timeout(timeout, self.exchange(request)).await {
-                Ok(result) => result,
-                Err(_) => failed(ErrorCode::Timeout, format!("no answer within {timeout:?}")),
-            },
+            Ok(request) => {
+                let answered = AtomicU16::new(0);
+                match tokio::time::timeout(timeout, self.exchange(request, &answered)).await {
+                    Ok(result) => result,
+                    Err(_) => timed_out(timeout, answered.into_inner()),
+                }
+            }
             Err(error) => Attempt {
                 error: Some(error),
                 ..Attempt::none()
@@ -232,12 +238,15 @@ impl Sender {
             })
     }
 
-    async fn exchange(&self, request: reqwest::Request) -> Attempt {
+    /// Sends `request` and reads the answer. `answered` gets the status as soon as the
+    /// response headers are in, so that a timeout can say which part was too slow.
+    async fn exchange(&self, request: reqwest::Request, answered: &AtomicU16) -> Attempt {
         let mut response = match self.client.execute(request).await {
             Ok(response) => response,
             Err(e) => return failed(classify(&e), describe(&e)),
         };
         let status = response.status();
+        answered.store(status.as_u16(), Ordering::Relaxed);
         let retry_after = match status.as_u16() {
             429 | 503 => response
                 .headers()
@@ -345,6 +354,31 @@ impl Attempt {
             excerpt: None,
             retry_after: None,
         }
+    }
+}
+
+/// The attempt when the endpoint's timeout ran out: before the response headers were complete
+/// (`status` 0: the receiver said nothing, or too slowly), or while the body was arriving.
+fn timed_out(timeout: Duration, status: u16) -> Attempt {
+    let within = human_duration(timeout);
+    let Some(status) = reqwest::StatusCode::from_u16(status).ok() else {
+        return failed(
+            ErrorCode::Timeout,
+            format!(
+                "timed out after {within} before the response headers were complete: the \
+                 receiver did not answer in time, or answered too slowly"
+            ),
+        );
+    };
+    Attempt {
+        status: Some(status.as_u16()),
+        ..failed(
+            ErrorCode::Timeout,
+            format!(
+                "timed out after {within} while reading the response body: HTTP {status} \
+                 arrived, but the body was too slow"
+            ),
+        )
     }
 }
 

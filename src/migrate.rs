@@ -94,6 +94,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0015_input_checks.sql",
         sql: include_str!("../sql/0015_input_checks.sql"),
     },
+    Migration {
+        version: 16,
+        name: "0016_last_error.sql",
+        sql: include_str!("../sql/0016_last_error.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -101,7 +101,12 @@ pub struct Health {
     pub consecutive_failures: i32,
     pub failing_since: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
+    /// The last failed attempt's error, kept after later successes (compare `last_error_at`
+    /// with `last_success_at`).
     pub last_error: Option<String>,
+    /// When `last_error` happened, and how long ago by the database's clock.
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_error_age_seconds: Option<f64>,
     /// Why the endpoint is disabled, when it is.
     pub disabled_reason: Option<String>,
     /// Requests in flight now (unexpired leases), and the endpoint's cap.
@@ -253,7 +258,8 @@ pub async fn health(client: &impl GenericClient) -> Result<Vec<Health>, Operator
         .query(
             "SELECT name, active, pending, dead, delivered_last_hour, failed_last_hour,
                     consecutive_failures, failing_since, last_success_at, last_error,
-                    disabled_reason, in_flight, max_in_flight
+                    disabled_reason, in_flight, max_in_flight, last_error_at,
+                    extract(epoch FROM now() - last_error_at)::float8
              FROM hookrelay.endpoint_health ORDER BY name",
             &[],
         )
@@ -279,6 +285,8 @@ pub async fn health(client: &impl GenericClient) -> Result<Vec<Health>, Operator
                 disabled_reason: r.try_get(10)?,
                 in_flight: r.try_get(11)?,
                 max_in_flight: r.try_get(12)?,
+                last_error_at: r.try_get(13)?,
+                last_error_age_seconds: r.try_get(14)?,
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()

@@ -1,7 +1,7 @@
 //! The JSON body a receiver gets: the default envelope of DESIGN.md.
 //!
 //! ```json
-//! {"id": "evt_…", "event": "order.paid", "timestamp": "2026-01-24T10:00:00Z",
+//! {"id": "evt_…", "event": "order.paid", "timestamp": "2026-01-24T10:00:00.123456Z",
 //!  "account_id": null, "model": {"app": "store", "name": "Order"}, "object_id": "42",
 //!  "object": {…}, "changes": {"status": {"old": "PENDING", "new": "PAID"}},
 //!  "user": {"id": "1", "username": "admin"}}
@@ -10,6 +10,9 @@
 //! Each endpoint may shape what it gets ([`Shaping`]): `include_fields` keeps only the listed
 //! keys of `object` and `changes`, `redact_fields` replaces values in `object` and on both sides
 //! of `changes`. Shaping happens here, per endpoint, so the stored event stays whole.
+//!
+//! `timestamp` is when the event was written, in RFC 3339 with microseconds (what PostgreSQL
+//! stores), always six digits: two states of one row written within a second still order.
 
 use std::borrow::Cow;
 
@@ -88,7 +91,9 @@ pub fn body_for(event: &Event, shaping: &Shaping) -> Vec<u8> {
     let envelope = Envelope {
         id: &id,
         event: &event.event,
-        timestamp: event.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        timestamp: event
+            .created_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
         account_id: event.account_id.as_deref(),
         model: event.model.as_deref().map(ModelName::parse),
         object_id: event.object_id.as_deref(),
@@ -230,7 +235,8 @@ mod tests {
             changes: Some(json!({"status": {"old": "PENDING", "new": "PAID"}})),
             actor: Some(json!({"id": "1", "username": "admin"})),
             account_id: None,
-            created_at: Utc.with_ymd_and_hms(2026, 1, 24, 10, 0, 0).unwrap(),
+            created_at: Utc.with_ymd_and_hms(2026, 1, 24, 10, 0, 0).unwrap()
+                + chrono::Duration::microseconds(123_456),
         }
     }
 
@@ -241,13 +247,24 @@ mod tests {
             body,
             concat!(
                 r#"{"id":"evt_0190f0a4-1c2b-7d3e-8f40-5a6b7c8d9e0f","event":"order.paid","#,
-                r#""timestamp":"2026-01-24T10:00:00Z","account_id":null,"#,
+                r#""timestamp":"2026-01-24T10:00:00.123456Z","account_id":null,"#,
                 r#""model":{"app":"store","name":"Order"},"object_id":"42","#,
                 r#""object":{"id":"42","status":"PAID"},"#,
                 r#""changes":{"status":{"new":"PAID","old":"PENDING"}},"#,
                 r#""user":{"id":"1","username":"admin"}}"#
             )
         );
+    }
+
+    #[test]
+    fn timestamps_keep_microseconds_with_six_digits_always() {
+        let mut e = order_paid();
+        e.created_at = Utc.with_ymd_and_hms(2026, 1, 24, 10, 0, 0).unwrap();
+        let v: Value = serde_json::from_slice(&body(&e)).unwrap();
+        assert_eq!(v["timestamp"], "2026-01-24T10:00:00.000000Z");
+        e.created_at += chrono::Duration::microseconds(7);
+        let v: Value = serde_json::from_slice(&body(&e)).unwrap();
+        assert_eq!(v["timestamp"], "2026-01-24T10:00:00.000007Z");
     }
 
     #[test]
@@ -445,7 +462,7 @@ mod tests {
             body,
             concat!(
                 r#"{"id":"evt_0190f0a4-1c2b-7d3e-8f40-5a6b7c8d9e0f","event":"order.paid","#,
-                r#""timestamp":"2026-01-24T10:00:00Z","account_id":null,"#,
+                r#""timestamp":"2026-01-24T10:00:00.123456Z","account_id":null,"#,
                 r#""model":{"app":"store","name":"Order"},"object_id":"42","#,
                 r#""object":{"id":"42","reference":"ORD-123","total":"150.00"},"#,
                 r#""changes":{},"#,

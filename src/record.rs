@@ -24,7 +24,7 @@ use crate::retry::{Backoff, Outcome};
 
 const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
 const RELEASE_LEASES: &str = include_str!("../sql/queries/release_leases.sql");
-const ENDPOINT_GONE: &str = "SELECT hookrelay.endpoint_gone($1::bigint[])";
+const ENDPOINT_GONE: &str = include_str!("../sql/queries/endpoint_gone.sql");
 
 /// Most results written by one statement.
 pub const MAX_BATCH: usize = 512;
@@ -155,9 +155,10 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
     let statement = tx.prepare_cached(RECORD_RESULTS).await?;
     tx.execute(&statement, &params).await?;
     let statement = tx.prepare_cached(ENDPOINT_GONE).await?;
-    let cancelled: i64 = tx.query_one(&statement, &[&gone]).await?.get(0);
+    let row = tx.query_one(&statement, &[&gone]).await?;
+    let (cancelled, names): (i64, Vec<String>) = (row.get(0), row.get(1));
     tx.commit().await?;
-    tracing::warn!(endpoints = ?gone, cancelled,
+    tracing::warn!(endpoints = ?names, cancelled,
         "a receiver answered 410 Gone: its endpoint is disabled and its pending deliveries \
          cancelled; `hookrelay endpoint enable NAME` turns it back on");
     Ok(())

@@ -223,11 +223,32 @@ pub fn print_stats(b: &Backlog, health: &[Health]) {
                 } else {
                     "-".into()
                 },
-                cell(h.last_error.as_deref(), 50),
+                last_error(h),
             ]
         })
         .collect();
     print_table(&header, &cells);
+}
+
+/// The LAST ERROR cell: how long ago, and whether a success came after it, so an old
+/// failure of a healthy endpoint does not read as its current state. Shown rather than hidden
+/// once the endpoint recovers: the error of a flapping endpoint is what its operator needs.
+fn last_error(h: &Health) -> String {
+    let Some(error) = h.last_error.as_deref() else {
+        return "-".into();
+    };
+    let ago = h.last_error_age_seconds.map_or_else(
+        || "at an unknown time".into(),
+        |s| format!("{} ago", age(s)),
+    );
+    let recovered = matches!((h.last_error_at, h.last_success_at),
+        (Some(failed), Some(succeeded)) if succeeded > failed);
+    let when = if recovered {
+        format!("{ago}, succeeded since")
+    } else {
+        ago
+    };
+    cell(Some(&format!("{when}: {error}")), 70)
 }
 
 #[cfg(test)]

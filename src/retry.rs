@@ -125,6 +125,47 @@ impl RetrySchedule {
     }
 }
 
+impl std::fmt::Display for RetrySchedule {
+    /// `5 s, 5 min, 30 min, 2 h`: the steps as [`human_duration`] writes them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let steps: Vec<String> = self.steps.iter().map(|d| human_duration(*d)).collect();
+        f.write_str(&steps.join(", "))
+    }
+}
+
+/// A duration as messages write it: `1 day 2 h`, `5 min`, `1 s 500 ms`, `250 µs`. Every
+/// non-zero unit from days down to milliseconds (microseconds only below a millisecond), a
+/// space between number and unit. humantime's `format_duration` writes `1day 2h 5m`, which
+/// reads badly in a sentence.
+pub fn human_duration(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        return match d.as_micros() {
+            0 => "0 s".into(),
+            us => format!("{us} µs"),
+        };
+    }
+    const UNITS: [(u128, &str); 5] = [
+        (86_400_000, "day"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    let mut rest = d.as_millis();
+    let mut parts = Vec::new();
+    for (size, name) in UNITS {
+        let n = rest / size;
+        rest %= size;
+        match n {
+            0 => {}
+            1 => parts.push(format!("1 {name}")),
+            n if name == "day" => parts.push(format!("{n} days")),
+            n => parts.push(format!("{n} {name}")),
+        }
+    }
+    parts.join(" ")
+}
+
 /// A random number in `[-1, 1]` for [`RetrySchedule::delay`].
 pub fn random_jitter() -> f64 {
     let mut bytes = [0u8; 4];
@@ -278,6 +319,22 @@ mod tests {
         assert_eq!(got, vec![100, 200, 400, 500, 500]);
         b.reset(Duration::from_millis(100));
         assert_eq!(b.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn durations_read_as_words_with_spaces() {
+        assert_eq!(human_duration(secs(86_400)), "1 day");
+        assert_eq!(human_duration(secs(2 * 86_400 + 3 * 3600)), "2 days 3 h");
+        assert_eq!(human_duration(secs(300)), "5 min");
+        assert_eq!(human_duration(secs(5400)), "1 h 30 min");
+        assert_eq!(human_duration(Duration::from_millis(500)), "500 ms");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1 s 500 ms");
+        assert_eq!(human_duration(Duration::from_micros(250)), "250 µs");
+        assert_eq!(human_duration(Duration::ZERO), "0 s");
+        assert_eq!(
+            RetrySchedule::default().to_string(),
+            "5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h"
+        );
     }
 
     #[test]

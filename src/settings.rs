@@ -192,16 +192,51 @@ pub fn settings_as_env(table: &toml::Table) -> Result<Vec<(String, String)>> {
             continue;
         }
         let Some((_, kind)) = SETTINGS.iter().find(|(name, _)| name == key) else {
-            let known: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
-            bail!(
-                "unknown setting `{key}`; the settings are: {}, and [[endpoints]]",
-                known.join(", ")
-            );
+            bail!("{}", unknown_setting(key, value));
         };
         let text = text_of(key, *kind, value)?;
         out.push((format!("HOOKRELAY_{}", key.to_uppercase()), text));
     }
     Ok(out)
+}
+
+/// The message for a key that is no setting: the setting it most likely meant, then every
+/// setting. `max_retries` (the Django document's name) counts retries after the first
+/// attempt, where `max_attempts` counts the first attempt too.
+fn unknown_setting(key: &str, value: &Value) -> String {
+    let known: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
+    let hint = if key == "max_retries" {
+        let example = match value {
+            Value::Integer(n) if (0..i64::MAX).contains(n) => {
+                format!("max_retries = {n} is max_attempts = {}", n + 1)
+            }
+            _ => "max_retries = N is max_attempts = N + 1".into(),
+        };
+        format!(
+            ": hookrelay counts attempts, the first one included, so use `max_attempts` \
+             ({example})."
+        )
+    } else {
+        closest(key, &known).map_or_else(|| ".".into(), |name| format!("; did you mean `{name}`?"))
+    };
+    format!(
+        "unknown setting `{key}`{hint} The settings are: {}, and [[endpoints]]",
+        known.join(", ")
+    )
+}
+
+/// The known name nearest to `key` by edit distance, when it is near enough to be a typo: at
+/// most a third of the key's length (and at least 1, at most 3 edits) away.
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).clamp(1, 3);
+    let lower = key.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .chain(SECTIONS)
+        .map(|name| (strsim::damerau_levenshtein(&lower, name), *name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
 /// Loads the configuration file named by `--config` or `HOOKRELAY_CONFIG`, if any, making its
@@ -286,6 +321,40 @@ mod tests {
         assert_eq!(
             err,
             "setting `database_url` must be a string (got an array)"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_nearest_setting() {
+        let err = env_of("concurency = 8").unwrap_err().to_string();
+        assert!(
+            err.starts_with("unknown setting `concurency`; did you mean `concurrency`? The settings are: database_url,"),
+            "{err}"
+        );
+        let err = env_of("retry-schedule = \"1s\"").unwrap_err().to_string();
+        assert!(err.contains("did you mean `retry_schedule`?"), "{err}");
+        let err = env_of("[[endpoint]]\nname = \"crm\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `endpoints`?"), "{err}");
+        let err = env_of("colour = true").unwrap_err().to_string();
+        assert!(
+            err.starts_with("unknown setting `colour`. The settings are:"),
+            "{err}"
+        );
+        let err = env_of("max_retries = 5").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "unknown setting `max_retries`: hookrelay counts attempts, the first one \
+                 included, so use `max_attempts` (max_retries = 5 is max_attempts = 6). The \
+                 settings are:"
+            ),
+            "{err}"
+        );
+        let err = env_of("max_retries = \"five\"").unwrap_err().to_string();
+        assert!(
+            err.contains("(max_retries = N is max_attempts = N + 1)"),
+            "{err}"
         );
     }
 

@@ -63,7 +63,12 @@ WITH r AS (
         last_success_at = greatest(s.last_success_at, excluded.last_success_at),
         last_failure_at = greatest(s.last_failure_at, excluded.last_failure_at),
         last_status = coalesce(excluded.last_status, s.last_status),
-        last_error = coalesce(excluded.last_error, s.last_error)
+        -- last_error goes with last_failure_at: a batch recorded late (its failures older
+        -- than those already recorded) does not replace the newer error.
+        last_error = CASE WHEN excluded.last_failure_at >= s.last_failure_at
+                               OR s.last_failure_at IS NULL
+                          THEN coalesce(excluded.last_error, s.last_error)
+                          ELSE s.last_error END
 ), figures AS (
     INSERT INTO hookrelay.endpoint_stats AS s (endpoint_id, minute, delivered, failed)
     SELECT t.endpoint_id, date_trunc('minute', now()), t.delivered, t.failed

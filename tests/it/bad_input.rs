@@ -437,7 +437,7 @@ fn command_line_cases(configs: &Configs) -> Vec<Case> {
         case(
             &["run", "--lease", "10s", "--request-timeout", "10s"],
             1,
-            "--lease (10s) must be at least twice --request-timeout (10s)",
+            "--lease (10 s) must be at least twice --request-timeout (10 s)",
         ),
         case(&["run", "--lease", "0s"], 1, "--lease (ms) must be between"),
         case(

@@ -21,7 +21,13 @@ async fn a_bad_configuration_file_is_refused_with_the_key_named() {
         (
             "unknown",
             "concurency = 8\n",
-            "unknown setting `concurency`",
+            "unknown setting `concurency`; did you mean `concurrency`?",
+        ),
+        (
+            "django",
+            "max_retries = 5\n",
+            "unknown setting `max_retries`: hookrelay counts attempts, the first one included, \
+             so use `max_attempts` (max_retries = 5 is max_attempts = 6).",
         ),
         (
             "type",

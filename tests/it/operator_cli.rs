@@ -222,6 +222,104 @@ async fn stats_show_backlog_and_success_rates() {
 }
 
 #[tokio::test]
+async fn the_last_error_says_when_and_whether_a_success_came_after_it() {
+    let db = TestDb::new().await;
+    // `flaky` fails its first request and then succeeds; `bad` always fails.
+    let flaky = Receiver::with(|_, n| Reply::status(if n == 0 { 502 } else { 200 })).await;
+    let bad = Receiver::with(|_, _| Reply::status(500)).await;
+    db.endpoint("flaky", &flaky.url("/"), "secret-secret-secret")
+        .await;
+    db.endpoint("bad", &bad.url("/"), "secret-secret-secret")
+        .await;
+    db.client
+        .batch_execute(
+            "UPDATE hookrelay.endpoints SET max_attempts = 2, max_in_flight = 1;
+             UPDATE hookrelay.endpoints SET max_attempts = 1 WHERE name = 'bad';",
+        )
+        .await
+        .unwrap();
+    db.emit("order.paid", json!({"id": "1"})).await;
+    let worker = db.start_worker(db.config());
+    db.wait_count(
+        "SELECT count(*) FROM hookrelay.deliveries WHERE state IN ('delivered', 'dead')",
+        2,
+        Duration::from_secs(15),
+    )
+    .await;
+    worker.stop().await;
+
+    let rows = db
+        .client
+        .query(
+            "SELECT name, last_error, last_error_at IS NOT NULL,
+                    last_error_at < last_success_at, last_success_at IS NULL
+             FROM hookrelay.endpoint_health ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap();
+    // name, last_error, last_error_at set, error before the last success, never succeeded
+    type LastError = (String, Option<String>, bool, Option<bool>, bool);
+    let got: Vec<LastError> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "bad".into(),
+                Some("HTTP 500 Internal Server Error".into()),
+                true,
+                None,
+                true
+            ),
+            (
+                "flaky".into(),
+                Some("HTTP 502 Bad Gateway".into()),
+                true,
+                Some(true),
+                false
+            ),
+        ]
+    );
+
+    // The stored times, moved back as if this had happened hours ago.
+    db.client
+        .batch_execute(
+            "UPDATE hookrelay.endpoint_state
+             SET last_failure_at = now() - interval '3 hours 5 minutes',
+                 last_success_at = now() - interval '2 hours'
+             WHERE endpoint_id = (SELECT id FROM hookrelay.endpoints WHERE name = 'flaky')",
+        )
+        .await
+        .unwrap();
+    let text = stdout(&hookrelay(&db, &["stats"]));
+    let flaky = text.lines().find(|l| l.starts_with("flaky")).unwrap();
+    assert!(
+        flaky.contains("3h05m ago, succeeded since: HTTP 502 Bad Gateway"),
+        "{text}"
+    );
+    let bad = text.lines().find(|l| l.starts_with("bad")).unwrap();
+    assert!(
+        bad.contains("s ago: HTTP 500 Internal Server Error"),
+        "{text}"
+    );
+    assert!(!bad.contains("succeeded since"), "{text}");
+
+    let stats = json_of(&hookrelay(&db, &["stats", "--json"]));
+    let flaky = stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "flaky")
+        .unwrap();
+    assert!(flaky["last_error_at"].is_string(), "{flaky}");
+    let age = flaky["last_error_age_seconds"].as_f64().unwrap();
+    assert!((11_100.0..11_160.0).contains(&age), "{flaky}");
+}
+
+#[tokio::test]
 async fn sigterm_finishes_requests_in_flight_and_gives_back_the_rest() {
     let db = TestDb::new().await;
     let receiver = Receiver::with(|_, _| Reply {

@@ -183,3 +183,49 @@ async fn a_worker_killed_after_claiming_loses_nothing() {
     assert_eq!(per_event.len(), 20);
     assert!(per_event.values().all(|&n| n == 2));
 }
+
+#[tokio::test]
+async fn the_410_warning_names_the_disabled_endpoint() {
+    let db = TestDb::new().await;
+    let gone = Receiver::with(|_, _| Reply::status(410)).await;
+    db.endpoint("crm-old", &gone.url("/hooks"), "secret-secret-secret")
+        .await;
+    db.emit("order.paid", serde_json::json!({"id": "1"})).await;
+
+    let log_path = std::env::temp_dir().join(format!(
+        "hookrelay-410-log-{}-{}",
+        std::process::id(),
+        db.url.rsplit('/').next().unwrap()
+    ));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let worker = Command::new(binary())
+        .args(["run", "--database-url", &db.url, "--worker-id", "gone-test"])
+        .args(["--poll-interval", "200ms", "--metrics-addr", "127.0.0.1:0"])
+        .env("HOOKRELAY_LOG", "warn")
+        .env("HOOKRELAY_ALLOW_NETWORKS", LOOPBACK)
+        .env_remove("HOOKRELAY_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start hookrelay run");
+    let disabled = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.endpoints WHERE NOT active",
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+    terminate(worker);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert_eq!(disabled, 1, "{log}");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("410 Gone"))
+        .unwrap_or_else(|| panic!("no 410 warning in the log:\n{log}"));
+    assert!(
+        warning.contains(r#"endpoints=["crm-old"]"#),
+        "the warning names the endpoint: {warning}"
+    );
+}

@@ -335,3 +335,58 @@ async fn track_and_untrack_from_the_command_line() {
     let out = hookrelay(&db, &["untrack", r#"store."Order""#]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("was not tracked; nothing to do"));
 }
+
+/// The body's `timestamp` orders the states of one row, even within a second: microseconds,
+/// and the time the row was written rather than when its transaction began.
+#[tokio::test]
+async fn timestamps_order_the_states_of_a_row_written_within_a_second() {
+    let (db, receiver) = setup().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE doc (id int PRIMARY KEY, state text);
+             SELECT hookrelay.track_table('doc', '{updated}');
+             INSERT INTO doc VALUES (1, 'A');",
+        )
+        .await
+        .unwrap();
+    // `early` begins first but writes last: its states are the newest.
+    let mut other = crate::support::connect(&db.url).await;
+    let early = other.transaction().await.unwrap();
+    early.batch_execute("SELECT 1").await.unwrap();
+    db.client
+        .batch_execute("UPDATE doc SET state = 'B' WHERE id = 1")
+        .await
+        .unwrap();
+    early
+        .batch_execute(
+            "UPDATE doc SET state = 'C' WHERE id = 1;
+             UPDATE doc SET state = 'D' WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    early.commit().await.unwrap();
+    drain(&db).await;
+
+    let mut states: Vec<(String, String)> = bodies(&receiver, None)
+        .iter()
+        .map(|b| {
+            let ts = b["timestamp"].as_str().unwrap().to_string();
+            (ts, b["object"]["state"].as_str().unwrap().to_string())
+        })
+        .collect();
+    for (ts, _) in &states {
+        let fraction = ts.rsplit_once('.').map(|(_, f)| f).unwrap_or_default();
+        assert!(
+            fraction.len() == 7
+                && fraction.ends_with('Z')
+                && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            "RFC 3339 with six fractional digits: {ts}"
+        );
+    }
+    // Six fixed digits: the text sorts as the time does.
+    states.sort();
+    let order: Vec<&str> = states.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(order, ["B", "C", "D"], "{states:?}");
+    states.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(states.len(), 3, "distinct timestamps: {states:?}");
+}

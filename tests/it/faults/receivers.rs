@@ -33,6 +33,8 @@ enum Fault {
     ResetAtOnce,
     /// Writes this answer one byte every 50 ms.
     Trickle(&'static str),
+    /// Writes this answer's head at once, then its body one byte every 50 ms.
+    SlowBody(&'static str),
     /// A 200 with a 50 MB body, written as fast as the client reads; counts bytes written.
     Huge(Arc<AtomicUsize>),
     /// Writes bytes that are not HTTP, then closes.
@@ -95,6 +97,16 @@ async fn act(mut stream: TcpStream, fault: Fault) {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Fault::SlowBody(answer) => {
+            let (head, body) = answer.split_at(answer.find("\r\n\r\n").unwrap() + 4);
+            let _ = stream.write_all(head.as_bytes()).await;
+            for byte in body.as_bytes() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
             }
         }
         Fault::Huge(written) => {
@@ -229,7 +241,7 @@ async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
             timeout_ms: Some(500),
             code: Some("timeout"),
             status: None,
-            error: &["no answer within 500ms"],
+            error: &["timed out after 500 ms before the response headers were complete"],
             excerpt: None,
             next: SCHEDULED,
         },
@@ -272,7 +284,20 @@ async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
             timeout_ms: Some(500),
             code: Some("timeout"),
             status: None,
-            error: &["no answer within 500ms"],
+            error: &["timed out after 500 ms before the response headers were complete"],
+            excerpt: None,
+            next: SCHEDULED,
+        },
+        Case {
+            name: "slow-body",
+            addr: raw(Fault::SlowBody(
+                "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n0123456789012345678901234567890123456789",
+            ))
+            .await,
+            timeout_ms: Some(500),
+            code: Some("timeout"),
+            status: Some(200),
+            error: &["timed out after 500 ms while reading the response body: HTTP 200 OK arrived, but the body was too slow"],
             excerpt: None,
             next: SCHEDULED,
         },
