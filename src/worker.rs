@@ -24,6 +24,7 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod alerts;
 mod idle;
 mod outage;
 mod pump;
@@ -131,6 +132,10 @@ pub async fn run_with_schema(
             "receivers may be on these non-public networks (--allow-network)");
     }
     let metrics = Arc::new(Metrics::default());
+    // Served before the schema check, which waits for an unreachable database: health is
+    // answered meanwhile. Announced after it, so a schema that needs migrating is the one line
+    // a newcomer sees.
+    let mut serving = None;
     if let Some(addr) = config.metrics_addr {
         let probe = Arc::new(Probe {
             metrics: metrics.clone(),
@@ -139,10 +144,13 @@ pub async fn run_with_schema(
         let bound = crate::metrics::serve(addr, probe, token.clone())
             .await
             .map_err(|source| WorkerError::MetricsAddr { addr, source })?;
-        tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+        serving = Some(bound);
     }
     if !startup::prepare(&schema, &db, &metrics, &token).await? {
         return Ok(Summary::default());
+    }
+    if let Some(addr) = serving {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
     if !config.enabled {
         tracing::warn!("delivery is paused (enabled = false): nothing is claimed, events wait");
@@ -202,6 +210,7 @@ pub async fn run_with_schema(
         summary: Summary::default(),
         session_opened: None,
         metrics,
+        alerts: Arc::default(),
         watchdog: sd_notify::watchdog_enabled().map(|period| tokio::time::interval(period / 2)),
         ready: false,
     };
@@ -266,6 +275,8 @@ struct Worker {
     /// new outage (see [`Alarm`](crate::db::Alarm)).
     session_opened: Option<std::time::Instant>,
     metrics: Arc<Metrics>,
+    /// Warnings about dead deliveries, limited per endpoint.
+    alerts: Arc<alerts::Alerts>,
     /// Feeds systemd's watchdog when it is enabled (every half period).
     watchdog: Option<tokio::time::Interval>,
     /// Whether systemd was told we are ready.

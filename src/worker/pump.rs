@@ -165,6 +165,7 @@ impl Worker {
                 retry_hint: self.retry_hint.clone(),
                 schedule: self.config.retry_schedule.clone(),
                 metrics: self.metrics.clone(),
+                alerts: self.alerts.clone(),
                 max_attempts: job
                     .target
                     .max_attempts

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
+use super::alerts::Alerts;
 use super::TaskEnd;
 use crate::claim::Job;
 use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender};
@@ -22,6 +23,7 @@ pub(super) struct Task {
     pub(super) retry_hint: Arc<Mutex<Option<Instant>>>,
     pub(super) schedule: RetrySchedule,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) alerts: Arc<Alerts>,
     pub(super) max_attempts: u32,
     pub(super) timeout: Duration,
 }
@@ -71,6 +73,9 @@ impl Task {
         // The slot is free as soon as the request is: recording is bounded by its channel.
         drop(permit);
         self.metrics.attempt(outcome.as_str(), result.duration);
+        if outcome == Outcome::Dead {
+            self.alerts.dead(&job, &result);
+        }
         if let Outcome::Retry { after } = outcome {
             let at = Instant::now() + after;
             let mut hint = self.retry_hint.lock().expect("retry hint lock");

@@ -217,3 +217,59 @@ fn a_command_that_starts_the_embedded_cluster_says_so_and_how_to_stop_it() {
     assert!(!pid_file.exists(), "the cluster stopped");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn dead_deliveries_are_warned_in_the_log_by_endpoint_and_event_once_a_minute() {
+    // A newcomer's receiver on localhost, with the guard's default (loopback closed): every
+    // delivery dies, and the log must say so, naming the fix, without a line per delivery.
+    let db = crate::support::TestDb::new().await;
+    let receiver = crate::support::Receiver::ok().await;
+    db.endpoint(
+        "local-crm",
+        &receiver.url("/hooks"),
+        "first-day-secret-0123456789",
+    )
+    .await;
+    let first = db.emit("order.paid", serde_json::json!({"id": 1})).await;
+    let worker = WorkerProcess::spawn(
+        &db.url,
+        "dead-warnings",
+        // Replaces the loopback the test workers are given: only a documentation network.
+        &[
+            "--allow-network",
+            "192.0.2.0/24",
+            "--poll-interval",
+            "100ms",
+        ],
+    );
+    for id in 2..=5 {
+        db.emit("order.paid", serde_json::json!({"id": id})).await;
+    }
+    let dead = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'dead'",
+            5,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(dead, 5, "{}", worker.log_text());
+    let log = worker.terminate();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("a delivery ended dead"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one line a minute per endpoint:\n{log}");
+    let line = warned[0];
+    assert!(line.contains("endpoint=local-crm"), "{line}");
+    assert!(
+        line.contains(&format!("event={}", hookrelay::payload::event_id(&first))),
+        "{line}"
+    );
+    assert!(
+        line.contains("error_code=\"blocked_address\"")
+            || line.contains("error_code=blocked_address"),
+        "{line}"
+    );
+    assert!(line.contains("--allow-network"), "{line}");
+    assert!(receiver.requests().is_empty());
+}
