@@ -22,10 +22,11 @@ pub enum DbError {
     #[error("{}", pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(
-        "the database did not answer within {} of connecting (it accepted the connection, or \
-         nothing answered at all): check the host and port of the database URL, or allow \
-         longer with --connect-timeout or the URL's ?connect_timeout=SECONDS",
-        humantime::format_duration(*.0)
+        "the database did not finish connecting within {} (nothing answered, or the server \
+         accepted the connection and then said nothing): check the host and port of the \
+         database URL, or allow longer with --connect-timeout or the URL's \
+         ?connect_timeout=SECONDS",
+        crate::retry::human_duration(*.0)
     )]
     ConnectTimeout(Duration),
     #[error("{}", explain(.0))]

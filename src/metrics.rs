@@ -206,11 +206,13 @@ async fn healthz() -> &'static str {
 async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, String) {
     // A read-only database answers, but the worker can neither claim nor record: not ready.
     let database = async {
-        let client = probe.pool.get().await.map_err(|e| e.to_string())?;
+        // Worded as the operator's problem, never the pool's internals.
+        let said = |e: crate::db::DbError| e.to_string();
+        let client = probe.pool.get().await.map_err(|e| said(e.into()))?;
         let rows = client
             .simple_query("SHOW transaction_read_only")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| said(e.into()))?;
         let read_only = rows.iter().any(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
             _ => false,
@@ -219,7 +221,7 @@ async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, String) {
     };
     let database = match tokio::time::timeout(Duration::from_secs(2), database).await {
         Ok(result) => result,
-        Err(_) => Err("no answer within 2 s".to_string()),
+        Err(_) => Err("the database did not answer a check within 2 s".to_string()),
     };
     let listening = probe.metrics.listener_connected.get() == 1;
     match (database, listening) {

@@ -29,6 +29,7 @@ enum Kind {
 const SETTINGS: &[(&str, Kind)] = &[
     ("database_url", Kind::Text),
     ("data_dir", Kind::Text),
+    ("connect_timeout", Kind::Duration),
     ("log", Kind::Text),
     ("log_format", Kind::Text),
     ("enabled", Kind::Bool),
@@ -48,6 +49,7 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("retention_interval", Kind::Duration),
     ("metrics_addr", Kind::Text),
     ("allow_networks", Kind::List),
+    ("allow_any_network", Kind::Bool),
     ("max_payload_bytes", Kind::Count),
     ("disable_after", Kind::Duration),
     ("disable_after_failures", Kind::Count),

@@ -128,8 +128,15 @@ pub async fn run_with_schema(
             .iter()
             .map(ToString::to_string)
             .collect();
-        tracing::info!(networks = %opened.join(","),
-            "receivers may be on these non-public networks (--allow-network)");
+        let networks = opened.join(",");
+        if crate::guard::check_breadth(config.allow_networks.networks(), false).is_err() {
+            tracing::warn!(%networks, "the address guard is off for networks this wide \
+                (--allow-any-network): receivers may be on internal services of this host and \
+                its network");
+        } else {
+            tracing::info!(%networks,
+                "receivers may be on these non-public networks (--allow-network)");
+        }
     }
     let metrics = Arc::new(Metrics::default());
     // Served before the schema check, which waits for an unreachable database: health is

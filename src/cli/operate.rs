@@ -146,7 +146,7 @@ async fn redeliver(client: &tokio_postgres::Client, args: &RedeliverArgs) -> Res
     let which = args.endpoint.as_deref().unwrap_or("every endpoint");
     println!(
         "{n} dead deliveries of {which} from the last {} scheduled",
-        humantime::format_duration(args.since)
+        crate::retry::human_duration(args.since)
     );
     Ok(())
 }

@@ -35,7 +35,7 @@ pub async fn run(client: &mut tokio_postgres::Client, args: &RotateArgs) -> Resu
             "the old secret ({fingerprint}) signs beside it until {} ({}): receivers may switch \
              until then",
             until.format("%Y-%m-%dT%H:%M:%SZ"),
-            humantime::format_duration(args.grace)
+            crate::retry::human_duration(args.grace)
         ),
         None => println!("the old secret no longer signs (no grace period)"),
     }

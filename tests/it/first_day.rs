@@ -106,11 +106,11 @@ fn a_server_that_never_answers_ends_a_command_in_its_connect_timeout_with_one_li
     let url = format!("postgres://app@{addr}/app");
     let with_url_timeout = format!("{url}?connect_timeout=2");
     let cases: [(Vec<&str>, &str, u64); 3] = [
-        (vec!["--database-url", &url, "stats"], "5s", 5),
-        (vec!["--database-url", &with_url_timeout, "stats"], "2s", 2),
+        (vec!["--database-url", &url, "stats"], "5 s", 5),
+        (vec!["--database-url", &with_url_timeout, "stats"], "2 s", 2),
         (
             vec!["--connect-timeout", "1s", "--database-url", &url, "stats"],
-            "1s",
+            "1 s",
             1,
         ),
     ];

@@ -167,7 +167,7 @@ async fn redeliver_by_id_and_in_bulk() {
     ));
     assert_eq!(
         out.trim(),
-        "1 dead deliveries of bad from the last 1day scheduled"
+        "1 dead deliveries of bad from the last 1 day scheduled"
     );
     let out = stdout(&hookrelay(
         &db,
