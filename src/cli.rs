@@ -262,7 +262,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Migrate => {
             let target = Target::resolve(&cli).await?;
-            let mut client = target.connect().await?;
+            let mut client = target.connect_for(None).await?;
             let report = migrate::migrate(&mut client).await?;
             if report.applied.is_empty() {
                 println!(
@@ -391,9 +391,19 @@ impl Target {
         Ok(db::config_with(&self.url, Some(self.connect_timeout))?)
     }
 
-    /// One connection, driven in the background.
+    /// One connection for a command, driven in the background, its statements limited to
+    /// [`db::COMMAND_SESSION`]'s time.
     async fn connect(&self) -> Result<tokio_postgres::Client> {
-        db::connect(&self.config()?)
+        self.connect_for(Some(db::COMMAND_SESSION)).await
+    }
+
+    /// One connection with `session` settings (`None`: the server's own limits).
+    async fn connect_for(&self, session: Option<&str>) -> Result<tokio_postgres::Client> {
+        let mut config = self.config()?;
+        if let Some(session) = session {
+            db::with_session(&mut config, session);
+        }
+        db::connect(&config)
             .await
             .with_context(|| format!("could not connect to {}", db::redact_url(&self.url)))
     }

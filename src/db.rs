@@ -9,6 +9,7 @@ use tokio_postgres::Config;
 
 pub mod connect;
 pub mod problem;
+pub mod socket;
 pub use connect::{connect, DEFAULT_CONNECT_TIMEOUT};
 pub use problem::{classify, classify_code, Alarm, Failure, Problem, Proof};
 
@@ -57,19 +58,39 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
 }
 
 /// Session limits for the worker's connections. Every worker statement is short (claims,
-/// result batches, retention windows), so one that runs for 30 s is stuck, and a claim that
-/// waits 5 s for a lock is better retried than left queueing behind, say, a migration or an
-/// operator's long transaction. A transaction left open counts as stuck after a minute. A
-/// database URL's own `options` come after these and win, e.g.
-/// `?options=-c%20statement_timeout%3D120s`.
+/// result batches, retention windows: milliseconds), so one that runs for 10 s is stuck, and a
+/// claim that waits 5 s for a lock is better retried than left queueing behind, say, a
+/// migration or an operator's long transaction. A transaction left open counts as stuck after
+/// a minute. The statement timeout also sets how soon a connection that went silent is given
+/// up: 5 s after it (see [`socket`]), so 15 s. A database URL's own `options` come after these
+/// and win, e.g. `?options=-c%20statement_timeout%3D120s`.
 pub const WORKER_SESSION: &str =
-    "-c statement_timeout=30s -c lock_timeout=5s -c idle_in_transaction_session_timeout=60s";
+    "-c statement_timeout=10s -c lock_timeout=5s -c idle_in_transaction_session_timeout=60s";
+
+/// Session limits for the command line's one-off connections (all but `migrate`, whose DDL
+/// may rightly take long on large tables): a minute, so a command on a connection that went
+/// silent ends (65 s, see [`socket`]) instead of hanging.
+pub const COMMAND_SESSION: &str = "-c statement_timeout=60s";
 
 /// A pool and the configuration it was built from (the listener opens its own connection).
 #[derive(Clone)]
 pub struct Db {
     pub pool: Pool,
     pub config: Config,
+    /// Where the LISTEN connection goes: `config` unless `--listen-database-url` gives a direct
+    /// connection (behind a pooler in transaction mode, which cannot keep a LISTEN).
+    pub listen: Config,
+}
+
+impl Db {
+    /// The same pool, its LISTEN connection made to `url` instead (with the worker's session
+    /// settings and the same connect time limit).
+    pub fn listening_on(mut self, url: &str) -> Result<Db, DbError> {
+        let mut listen = config_with(url, self.config.get_connect_timeout().copied())?;
+        worker_session(&mut listen);
+        self.listen = listen;
+        Ok(self)
+    }
 }
 
 /// Parses a database URL and sets hookrelay's connection defaults, with the default time limit
@@ -89,7 +110,6 @@ pub fn config_with(url: &str, connect_timeout: Option<Duration>) -> Result<Confi
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
     }
-    config.keepalives_idle(Duration::from_secs(30));
     Ok(config)
 }
 
@@ -121,14 +141,22 @@ const WORKER_PLANNING: &str = "-c enable_seqscan=off -c jit=off \
 /// The [`WORKER_SESSION`] time limits come first, so a database URL's own `options` can
 /// change them.
 fn worker_session(config: &mut Config) {
+    with_session(config, WORKER_SESSION);
+    let options = format!(
+        "{} {WORKER_PLANNING}",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(&options);
+}
+
+/// Puts `session` settings before the URL's own `options`, which therefore win.
+pub fn with_session(config: &mut Config, session: &str) {
     let given = config.get_options().unwrap_or_default().trim().to_string();
-    let mut options = WORKER_SESSION.to_string();
+    let mut options = session.to_string();
     if !given.is_empty() {
         options.push(' ');
         options.push_str(&given);
     }
-    options.push(' ');
-    options.push_str(WORKER_PLANNING);
     config.options(&options);
 }
 
@@ -155,7 +183,11 @@ pub fn pool_from(mut config: Config, max_size: usize) -> Result<Db, DbError> {
         .create_timeout(Some(connect::limit(&config)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()?;
-    Ok(Db { pool, config })
+    Ok(Db {
+        pool,
+        listen: config.clone(),
+        config,
+    })
 }
 
 /// What to do about a permission error: which of hookrelay's roles does what.
@@ -180,6 +212,11 @@ pub fn explain(e: &tokio_postgres::Error) -> String {
         }
         return out;
     }
+    if e.is_closed() {
+        if let Some(cause) = connect::recent_close_cause() {
+            return format!("connection closed: {cause}");
+        }
+    }
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
@@ -189,11 +226,14 @@ pub fn explain(e: &tokio_postgres::Error) -> String {
     out
 }
 
-/// After a failure: when the database turned out read-only, closes the pool's idle sessions.
-/// A session keeps the `default_transaction_read_only` it started with, so only new sessions
-/// notice when writes are allowed again (or reach the new primary after a failover).
-pub fn forget_sessions_if_read_only(pool: &Pool, problem: Problem) {
-    if problem == Problem::ReadOnly {
+/// After a failure: closes the pool's idle sessions when they cannot be trusted any more.
+/// A session keeps the `default_transaction_read_only` it started with, so after a read-only
+/// error only new sessions notice when writes are allowed again (or reach the new primary after
+/// a failover). After a connection went silent or closed, its idle siblings were most likely
+/// made over the same path: handed out one by one, each would cost the caller a full answer
+/// deadline to find out, so they are all dropped at once and new ones made as needed.
+pub fn forget_idle_sessions(pool: &Pool, problem: Problem) {
+    if matches!(problem, Problem::ReadOnly | Problem::Unreachable) {
         pool.retain(|_, _| false);
     }
 }

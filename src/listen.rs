@@ -2,7 +2,7 @@
 //!
 //! Inserts notify only while some worker is idle (see `hookrelay.wake_workers()`), so this is
 //! a latency shortcut, not the source of truth: the worker's poll still finds everything. The
-//! connection reconnects with backoff and is checked every 30 s, and each (re)connection wakes
+//! connection reconnects with backoff and is checked every 10 s, and each (re)connection wakes
 //! the worker once in case something was committed while it was down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,9 @@ use crate::retry::Backoff;
 /// The channel inserts notify on.
 pub const CHANNEL: &str = "hookrelay_events";
 
-const HEALTH_CHECK: Duration = Duration::from_secs(30);
+/// How often the idle LISTEN connection is checked: a connection that went silent is noticed
+/// within this plus the check's own 10 s.
+const HEALTH_CHECK: Duration = Duration::from_secs(10);
 
 /// Errors that end one listening connection (it is then reopened).
 #[derive(Debug, thiserror::Error)]

@@ -146,7 +146,7 @@ impl Metrics {
         let problem = failure.problem;
         self.database.failed(failure);
         if let Some(pool) = pool {
-            crate::db::forget_sessions_if_read_only(pool, problem);
+            crate::db::forget_idle_sessions(pool, problem);
         }
     }
 

@@ -10,7 +10,8 @@
 //! each batch the recorder signals the worker: the leases it cleared free slots of endpoints
 //! that were at their `max_in_flight`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Client, Pool};
@@ -24,6 +25,7 @@ use crate::retry::{Backoff, Outcome};
 
 const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
 const RELEASE_LEASES: &str = include_str!("../sql/queries/release_leases.sql");
+const RELEASE_ORPHANS: &str = include_str!("../sql/queries/release_orphans.sql");
 const ENDPOINT_GONE: &str = include_str!("../sql/queries/endpoint_gone.sql");
 
 /// Most results written by one statement.
@@ -39,6 +41,36 @@ pub struct Finished {
     pub result: Attempt,
 }
 
+/// The deliveries this process holds a lease on and has not written back yet: in flight, or
+/// finished and waiting for the recorder. Any other lease in this worker's name is an orphan
+/// (see [`release_orphans`]).
+#[derive(Debug, Default)]
+pub struct Held(Mutex<HashSet<i64>>);
+
+impl Held {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A claimed delivery, now this process's to send and record.
+    pub fn insert(&self, delivery_id: i64) {
+        self.ids().insert(delivery_id);
+    }
+
+    /// Deliveries whose results are written (or whose leases were given back).
+    pub fn remove(&self, delivery_ids: impl IntoIterator<Item = i64>) {
+        let mut ids = self.ids();
+        for id in delivery_ids {
+            ids.remove(&id);
+        }
+    }
+
+    /// The ids held now.
+    pub fn snapshot(&self) -> Vec<i64> {
+        self.ids().iter().copied().collect()
+    }
+}
+
 /// The recorder's handles: where to send results, its task, and its signal that a batch was
 /// written.
 pub struct Recorder {
@@ -49,10 +81,16 @@ pub struct Recorder {
 
 /// Starts the recorder task. It ends once every sender is dropped and all it was given is
 /// written.
-pub fn spawn(pool: Pool, worker: String, capacity: usize, metrics: Arc<Metrics>) -> Recorder {
+pub fn spawn(
+    pool: Pool,
+    worker: String,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+    held: Arc<Held>,
+) -> Recorder {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let written = Arc::new(Notify::new());
-    let task = tokio::spawn(run(pool, rx, worker, metrics, written.clone()));
+    let task = tokio::spawn(run(pool, rx, worker, metrics, written.clone(), held));
     Recorder { tx, task, written }
 }
 
@@ -62,6 +100,7 @@ async fn run(
     worker: String,
     metrics: Arc<Metrics>,
     written: Arc<Notify>,
+    held: Arc<Held>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut backoff = Backoff::default();
@@ -97,13 +136,22 @@ async fn run(
             }
         }
         backoff.reset(Duration::from_millis(100));
-        batch.clear();
+        held.remove(batch.drain(..).map(|f| f.delivery_id));
         written.notify_one();
     }
 }
 
 fn clamp_ms(d: Duration) -> i64 {
     d.as_millis().min(i32::MAX as u128) as i64
+}
+
+/// Gives back this worker's leases on deliveries it does not hold (see
+/// `sql/queries/release_orphans.sql`); returns how many.
+pub async fn release_orphans(client: &Client, worker: &str, held: &Held) -> Result<u64, DbError> {
+    let statement = client.prepare_cached(RELEASE_ORPHANS).await?;
+    Ok(client
+        .execute(&statement, &[&worker, &held.snapshot()])
+        .await?)
 }
 
 /// Writes one batch of results in a single statement.

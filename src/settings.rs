@@ -43,6 +43,7 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("response_excerpt_bytes", Kind::Count),
     ("shutdown_timeout", Kind::Duration),
     ("worker_id", Kind::Text),
+    ("listen_database_url", Kind::Text),
     ("migrate", Kind::Bool),
     ("retention", Kind::Duration),
     ("dead_retention", Kind::Duration),

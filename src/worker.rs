@@ -165,12 +165,14 @@ pub async fn run_with_schema(
         token.cancelled().await;
         return Ok(Summary::default());
     }
-    let listener = listen::spawn(db.config.clone(), metrics.clone(), token.clone());
+    let listener = listen::spawn(db.listen.clone(), metrics.clone(), token.clone());
+    let held = Arc::new(record::Held::default());
     let recorder = record::spawn(
         db.pool.clone(),
         config.worker_id.clone(),
         config.concurrency * 2,
         metrics.clone(),
+        held.clone(),
     );
     let sweeper = tokio::spawn(sweep::run(
         db.pool.clone(),
@@ -203,6 +205,8 @@ pub async fn run_with_schema(
         listener,
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
+        held,
+        orphans: false,
         retry_hint: Arc::new(Mutex::new(None)),
         waiting: false,
         backlog: false,
@@ -227,7 +231,12 @@ pub async fn run_with_schema(
     loop {
         match worker.serve(&token, &mut backoff).await {
             Ok(()) => break,
-            Err(e) => worker.back_off(e, &mut backoff, &token).await,
+            Err(e) => {
+                // The failed statement may have been a claim that ran but whose answer was
+                // lost: its leases are given back once the database answers again.
+                worker.orphans = true;
+                worker.back_off(e, &mut backoff, &token).await
+            }
         }
         if token.is_cancelled() {
             break;
@@ -255,6 +264,11 @@ struct Worker {
     tasks: JoinSet<TaskEnd>,
     /// Delivery and attempt of each running task, to give back the lease if it is aborted.
     in_flight: HashMap<Id, (i64, u32)>,
+    /// Deliveries leased to this process and not yet recorded, shared with the recorder.
+    held: Arc<record::Held>,
+    /// Whether a statement failed since leases were last checked: a lost claim's leases may
+    /// be waiting to be given back.
+    orphans: bool,
     /// The earliest retry scheduled by a finished request and not claimed yet.
     retry_hint: Arc<Mutex<Option<Instant>>>,
     /// Whether our row in `hookrelay.workers` says we are idle and want notifications.
@@ -322,6 +336,17 @@ impl Worker {
         client
             .execute(&register, &[&self.config.worker_id, &self.host, &pid])
             .await?;
+        if self.orphans {
+            let released =
+                record::release_orphans(&client, &self.config.worker_id, &self.held).await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "gave back the leases of a claim whose answer was lost"
+                );
+            }
+            self.orphans = false;
+        }
         if !self.ready {
             notify(&[NotifyState::Ready]);
             self.ready = true;

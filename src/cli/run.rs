@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// This worker's name in the tables (default: host:pid:random).
     #[arg(long, env = "HOOKRELAY_WORKER_ID")]
     pub worker_id: Option<String>,
+    /// A direct database URL for the LISTEN connection, when --database-url goes through a
+    /// pooler in transaction mode (which cannot keep a LISTEN); default: --database-url.
+    #[arg(long, env = "HOOKRELAY_LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
     /// Apply pending schema migrations before starting.
     #[arg(long, env = "HOOKRELAY_MIGRATE")]
     pub migrate: bool,
@@ -118,7 +122,16 @@ pub(super) async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     } else {
         Schema::Check
     };
-    let db: Db = db::pool_from(target.config()?, 4)?;
+    let mut db: Db = db::pool_from(target.config()?, 4)?;
+    if let Some(url) = args.listen_database_url.as_deref() {
+        let url = url.trim();
+        anyhow::ensure!(
+            !url.is_empty(),
+            "--listen-database-url (HOOKRELAY_LISTEN_DATABASE_URL) is set but empty: give a \
+             direct URL such as postgres://user:password@host:5432/dbname, or unset it"
+        );
+        db = db.listening_on(url).context("--listen-database-url")?;
+    }
     worker::run_with_schema(config, db, schema, shutdown_token()).await?;
     Ok(())
 }

@@ -21,10 +21,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::error::DbError as ServerMessage;
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Notification, Socket};
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Notification};
 
+use super::socket::{self, Watched};
 use super::DbError;
 
 /// How long connecting and starting a session may take when the URL says nothing
@@ -34,7 +36,7 @@ use super::DbError;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection that is open and whose messages are not yet read.
-pub type Opened = (Client, Connection<Socket, NoTlsStream>);
+pub type Opened = (Client, Connection<Watched, NoTlsStream>);
 
 /// The time limit for connecting with `config`: its `connect_timeout`, which [`super::config`]
 /// always sets.
@@ -45,13 +47,56 @@ pub fn limit(config: &Config) -> Duration {
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
 }
 
-/// Connects and starts a session within [`limit`].
+/// Connects and starts a session within [`limit`], on a socket that fails a request left
+/// unanswered past the session's statement timeout (see [`socket`]).
 pub async fn open(config: &Config) -> Result<Opened, DbError> {
     let limit = limit(config);
-    match tokio::time::timeout(limit, config.connect(NoTls)).await {
+    match tokio::time::timeout(limit, first_to_answer(config)).await {
         Ok(opened) => Ok(opened?),
         Err(_) => Err(DbError::ConnectTimeout(limit)),
     }
+}
+
+/// Tries the URL's hosts in order and keeps the first that connects and, when the URL asks
+/// with `target_session_attrs`, takes writes (or refuses them).
+async fn first_to_answer(config: &Config) -> Result<Opened, tokio_postgres::Error> {
+    let answer_limit = socket::limit_for(config);
+    let mut last = None;
+    for place in socket::places(config) {
+        let stream = match socket::connect(&place, answer_limit).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let (client, connection) = config.connect_raw(stream, NoTls).await?;
+        let wanted = config.get_target_session_attrs();
+        if wanted == TargetSessionAttrs::Any {
+            return Ok((client, connection));
+        }
+        let driver = tokio::spawn(connection);
+        let read_only = client
+            .query_one("SHOW transaction_read_only", &[])
+            .await?
+            .get::<_, String>(0)
+            == "on";
+        drop(client);
+        let _ = driver.await;
+        if read_only == (wanted == TargetSessionAttrs::ReadOnly) {
+            // Connected again, for a connection whose messages the caller reads.
+            match socket::connect(&place, answer_limit).await {
+                Ok(stream) => return config.connect_raw(stream, NoTls).await,
+                Err(e) => last = Some(e),
+            }
+        } else {
+            last = Some(std::io::Error::other(format!(
+                "the server does not have the target_session_attrs asked ({wanted:?})"
+            )));
+        }
+    }
+    let cause = last.unwrap_or_else(|| std::io::Error::other("the database URL names no host"));
+    Err(socket::as_driver_error(config, cause).await)
 }
 
 /// Connects within [`limit`] and drives the connection in the background, showing the server's
@@ -65,7 +110,7 @@ pub async fn connect(config: &Config) -> Result<Client, DbError> {
 /// Runs `connection` until it closes: notices are shown (see the module's notes), and
 /// notifications and the error that ends it, if any, go to `forward`, which returns false
 /// when nobody wants them any more.
-pub fn drive<F>(mut connection: Connection<Socket, NoTlsStream>, mut forward: F) -> JoinHandle<()>
+pub fn drive<F>(mut connection: Connection<Watched, NoTlsStream>, mut forward: F) -> JoinHandle<()>
 where
     F: FnMut(Result<Notification, tokio_postgres::Error>) -> bool + Send + 'static,
 {
@@ -80,7 +125,9 @@ where
                 Ok(AsyncMessage::Notification(n)) => forward(Ok(n)),
                 Ok(_) => true,
                 Err(e) => {
-                    tracing::debug!(error = %super::explain(&e), "database connection closed");
+                    let cause = super::explain(&e);
+                    tracing::debug!(error = %cause, "database connection closed");
+                    closed_because(cause);
                     forward(Err(e));
                     return;
                 }
@@ -90,6 +137,27 @@ where
             }
         }
     })
+}
+
+/// Why a connection closed lately, and when. A call on a connection that its driver closed
+/// fails with only "connection closed"; the cause (a deadline, a reset) is the driver's, and
+/// this lets the caller's error name it.
+static LAST_CLOSED: Mutex<Option<(std::time::Instant, String)>> = Mutex::new(None);
+
+/// How recent a connection's closing must be to explain a caller's "connection closed".
+const RECENT: Duration = Duration::from_secs(2);
+
+fn closed_because(cause: String) {
+    *LAST_CLOSED.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((std::time::Instant::now(), cause));
+}
+
+/// Why a connection closed within the last moments, if one did.
+pub fn recent_close_cause() -> Option<String> {
+    let last = LAST_CLOSED.lock().unwrap_or_else(|e| e.into_inner());
+    last.as_ref()
+        .filter(|(at, _)| at.elapsed() < RECENT)
+        .map(|(_, cause)| cause.clone())
 }
 
 /// How a server message is shown, by its severity.
@@ -165,7 +233,7 @@ impl deadpool_postgres::Connect for Connector {
         let config = config.clone();
         Box::pin(async move {
             // The pool's create timeout (the same limit) bounds this whole future.
-            let (client, connection) = config.connect(NoTls).await?;
+            let (client, connection) = first_to_answer(&config).await?;
             Ok((client, drive(connection, |_| true)))
         })
     }

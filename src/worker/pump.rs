@@ -172,6 +172,7 @@ impl Worker {
                     .unwrap_or(self.config.default_max_attempts()),
                 timeout: self.config.request_timeout_for(job.target.timeout),
             };
+            self.held.insert(job.delivery_id);
             let handle = self.tasks.spawn(task.run(job));
             self.in_flight.insert(handle.id(), ids);
         }

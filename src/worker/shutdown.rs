@@ -10,6 +10,9 @@ use super::{Summary, TaskEnd, Worker, WorkerError};
 const WORKER_UNREGISTER: &str = include_str!("../../sql/queries/worker_unregister.sql");
 use crate::record;
 
+/// How long a stopping worker waits for the database to take back its leases and its row.
+const COURTESY: Duration = Duration::from_secs(3);
+
 impl Worker {
     pub(super) async fn shut_down(
         mut self,
@@ -52,19 +55,26 @@ impl Worker {
         {
             tracing::warn!("could not record every result before stopping; those deliveries will be retried when their lease expires");
         }
+        // Both are courtesies (leases expire, the row's wait ends by itself): a database that
+        // does not answer promptly must not hold the stop up to the statement deadline.
         if !unsent.is_empty() {
-            match record::release(&self.db.pool, &unsent, &self.config.worker_id).await {
-                Ok(n) => self.summary.released = n,
-                Err(e) => {
+            let release = record::release(&self.db.pool, &unsent, &self.config.worker_id);
+            match tokio::time::timeout(COURTESY, release).await {
+                Ok(Ok(n)) => self.summary.released = n,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "could not give back leases; they will expire")
                 }
+                Err(_) => tracing::warn!("could not give back leases in time; they will expire"),
             }
         }
-        if let Ok(client) = self.db.pool.get().await {
-            let _ = client
+        let unregister = async {
+            let client = self.db.pool.get().await.ok()?;
+            client
                 .execute(WORKER_UNREGISTER, &[&self.config.worker_id])
-                .await;
-        }
+                .await
+                .ok()
+        };
+        let _ = tokio::time::timeout(COURTESY, unregister).await;
         self.listener.join().await;
         tracing::info!(
             attempts = self.summary.attempts,

@@ -6,7 +6,9 @@
 
 mod database;
 mod kill;
+mod partition;
 mod receivers;
+mod relay;
 mod restart;
 mod startup;
 mod workers;
