@@ -145,7 +145,8 @@ impl TestDb {
         }
     }
 
-    /// The worker settings tests use: fast retries, short poll, loopback receivers allowed.
+    /// The worker settings tests use: fast retries, short poll, loopback receivers allowed, no
+    /// metrics server.
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             allow_networks: AllowList::loopback(),
@@ -155,6 +156,8 @@ impl TestDb {
             request_timeout: Duration::from_secs(2),
             lease: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            // Tests run many workers at once; the ones that read metrics pick a free port.
+            metrics_addr: None,
             ..WorkerConfig::default()
         }
     }
