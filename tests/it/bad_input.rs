@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::support::hookrelay;
-use crate::support::{binary, Receiver, TestDb, LOOPBACK};
+use crate::support::{self, binary, Receiver, TestDb, LOOPBACK};
 
 /// One command-line case: arguments, the exit status, and what the error must say.
 struct Case {
@@ -91,10 +91,11 @@ fn judge(case: &Case, out: &Output) -> Option<String> {
     (!wrong.is_empty()).then(|| format!("{:?}: {}\n{stderr}", case.args, wrong.join("; ")))
 }
 
+/// A temporary file's path, as text for the command line.
 fn temp_file(name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("hookrelay-bad-{}-{name}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
+    support::temp_file(name, text)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn command_line_cases(configs: &Configs) -> Vec<Case> {
