@@ -1,4 +1,5 @@
-//! Bad input, tried end to end: every kind the design names, through the built `hookrelay`
+//! Bad input, tried end to end: every kind a user or operator can give (flags, files, URLs,
+//! names, JSON, identifiers, secrets, headers), through the built `hookrelay`
 //! and through SQL as applications and operators write it. Each must end in an error that
 //! names the problem (exit status 1, or 2 for command-line usage), on one line starting with
 //! `error:`, with no panic, and with nothing written.
