@@ -9,6 +9,7 @@
 //! allow across all workers (`hookrelay.admit`); the rest are parked until it has room.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_postgres::Client;
@@ -20,8 +21,20 @@ use uuid::Uuid;
 use crate::payload::{Event, Shaping};
 use crate::sign::{self, Scheme};
 
-const CLAIM_NEW: &str = include_str!("../sql/queries/claim_new.sql");
-const CLAIM_DUE: &str = include_str!("../sql/queries/claim_due.sql");
+/// The columns [`job_from_row`] reads, written once for both claims.
+const JOB_COLUMNS: &str = include_str!("../sql/queries/job_columns.sql");
+/// Where a claim's final SELECT takes [`JOB_COLUMNS`].
+const JOB_COLUMNS_AT: &str = "-- @job_columns\n";
+
+static CLAIM_NEW: LazyLock<String> =
+    LazyLock::new(|| with_job_columns(include_str!("../sql/queries/claim_new.sql")));
+static CLAIM_DUE: LazyLock<String> =
+    LazyLock::new(|| with_job_columns(include_str!("../sql/queries/claim_due.sql")));
+
+/// A claim query with the job's columns in place of its `-- @job_columns` line.
+fn with_job_columns(query: &str) -> String {
+    query.replacen(JOB_COLUMNS_AT, JOB_COLUMNS, 1)
+}
 
 /// The endpoint a claimed delivery goes to, as it was at claim time.
 #[derive(Clone)]
@@ -136,6 +149,7 @@ fn json_column(row: &Row, column: &str, problem: &mut Option<String>) -> Option<
     }
 }
 
+/// A claimed job from a row of either claim: the columns `sql/queries/job_columns.sql` names.
 fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
     let scheme: String = row.try_get("signature_scheme")?;
     let timeout_ms: Option<i32> = row.try_get("timeout_ms")?;
@@ -222,7 +236,7 @@ pub async fn claim_new(
     from: Scan,
     lease: &Lease<'_>,
 ) -> Result<Claimed, tokio_postgres::Error> {
-    let statement = client.prepare_cached(CLAIM_NEW).await?;
+    let statement = client.prepare_cached(&CLAIM_NEW).await?;
     let after = match from {
         Scan::FromStart => Uuid::nil(),
         Scan::After(id) => id,
@@ -259,7 +273,7 @@ pub async fn claim_due(
     limit: usize,
     lease: &Lease<'_>,
 ) -> Result<Claimed, tokio_postgres::Error> {
-    let statement = client.prepare_cached(CLAIM_DUE).await?;
+    let statement = client.prepare_cached(&CLAIM_DUE).await?;
     let rows = client
         .query(
             &statement,
@@ -277,6 +291,15 @@ pub async fn claim_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_claims_select_the_job_columns_once() {
+        for query in [&*CLAIM_NEW, &*CLAIM_DUE] {
+            assert!(!query.contains(JOB_COLUMNS_AT), "{query}");
+            assert_eq!(query.matches(JOB_COLUMNS).count(), 1, "{query}");
+            assert!(query.contains(&format!("SELECT\n{JOB_COLUMNS}")), "{query}");
+        }
+    }
 
     fn target(previous: Option<&str>) -> Target {
         Target {

@@ -1,7 +1,7 @@
 //! The command line: argument definitions and the code behind each command.
 //!
-//! Every flag can also be set with an environment variable `HOOKRELAY_…`; the database URL
-//! also falls back to `DATABASE_URL`. Errors print as one line and exit with status 1.
+//! Every setting's flag, environment variable `HOOKRELAY_…` and default come from
+//! [`crate::config::setting`]; the database URL also falls back to `DATABASE_URL`. Errors print as one line and exit with status 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::setting as s;
 use crate::db;
 use crate::emit::{self, NewEvent};
 use crate::{demo, embedded, migrate};
@@ -34,40 +35,26 @@ pub use track::TrackArgs;
 pub struct Cli {
     /// PostgreSQL URL (also read from DATABASE_URL). Without one, a private cluster under
     /// --data-dir is started or reused.
-    #[arg(
-        long,
-        global = true,
-        env = "HOOKRELAY_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long = s::DATABASE_URL.flag, global = true, env = s::DATABASE_URL.env, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// How long connecting to the database may take, handshake included, when the URL has no
     /// ?connect_timeout of its own.
-    #[arg(long, global = true, env = "HOOKRELAY_CONNECT_TIMEOUT", value_parser = duration, default_value = "5s")]
+    #[arg(long = s::CONNECT_TIMEOUT.flag, global = true, env = s::CONNECT_TIMEOUT.env,
+          default_value = s::CONNECT_TIMEOUT.default_text(), value_parser = duration)]
     pub connect_timeout: std::time::Duration,
 
     /// Where the embedded PostgreSQL cluster lives when no database URL is given.
-    #[arg(
-        long,
-        global = true,
-        env = "HOOKRELAY_DATA_DIR",
-        default_value = ".hookrelay"
-    )]
+    #[arg(long = s::DATA_DIR.flag, global = true, env = s::DATA_DIR.env, default_value = s::DATA_DIR.default_text())]
     pub data_dir: PathBuf,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
-    #[arg(long, global = true, env = "HOOKRELAY_LOG", default_value = "info")]
+    #[arg(long = s::LOG.flag, global = true, env = s::LOG.env, default_value = s::LOG.default_text())]
     pub log: String,
 
     /// Log lines as text or as JSON objects.
-    #[arg(
-        long,
-        global = true,
-        env = "HOOKRELAY_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long = s::LOG_FORMAT.flag, global = true, env = s::LOG_FORMAT.env,
+          default_value = s::LOG_FORMAT.default_text(), value_enum)]
     pub log_format: LogFormat,
 
     /// A TOML file with settings (by flag name, e.g. poll_interval = "1s") and [[endpoints]].
@@ -181,31 +168,7 @@ pub fn exit_quietly_on_closed_pipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
-/// Parses a duration flag (`500ms`, `30s`, `5m`, `2h`, `7d`), naming the forms it takes when
-/// the value is not one.
-pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration such as 500ms, 30s, 5m, 2h or 7d ({e})"))
-}
-
-/// Parses a whole-number flag, saying plainly when the value is negative.
-pub(crate) fn whole<T>(text: &str) -> Result<T, String>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let trimmed = text.trim();
-    trimmed.parse().map_err(|e| {
-        if trimmed.len() > 1
-            && trimmed.starts_with('-')
-            && trimmed[1..].bytes().all(|b| b.is_ascii_digit())
-        {
-            format!("{text} is negative: give a whole number, 0 or more")
-        } else {
-            format!("{text:?} is not a whole number ({e})")
-        }
-    })
-}
+pub(crate) use crate::config::setting::{duration, whole};
 
 /// Runs the parsed command and turns its result into an exit status.
 pub fn main(cli: Cli) -> ExitCode {

@@ -1,4 +1,5 @@
-//! Worker settings, with their defaults and the checks that keep them consistent.
+//! Worker settings, with their defaults (from [`setting`], the one definition of every
+//! setting) and the checks that keep them consistent.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,6 +7,8 @@ use std::time::Duration;
 use crate::guard::AllowList;
 use crate::retry::{human_duration, RetrySchedule};
 use crate::sweep::Retention;
+
+pub mod setting;
 
 /// Errors in worker settings.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -58,7 +61,8 @@ pub struct WorkerConfig {
     pub enabled: bool,
     /// How long finished history is kept, and how often it is pruned.
     pub retention: Retention,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: nowhere.
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (by default 127.0.0.1:9464, as
+    /// `hookrelay run`); `None`: nowhere, which tests and embedders running several workers want.
     pub metrics_addr: Option<SocketAddr>,
     /// Non-public networks receivers may be on (`--allow-network`); empty: public only.
     pub allow_networks: AllowList,
@@ -70,35 +74,28 @@ pub struct WorkerConfig {
     pub disable_after_failures: u32,
 }
 
-/// The default `--max-payload-bytes`: 256 KiB.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
-
-/// The default `--disable-after`: 5 days.
-pub const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
-
-/// The default `--disable-after-failures`.
-pub const DEFAULT_DISABLE_AFTER_FAILURES: u32 = 10;
-
 impl Default for WorkerConfig {
+    /// The built-in defaults of [`setting`], the same the command line starts from.
     fn default() -> Self {
+        use setting::{duration, whole};
         WorkerConfig {
-            concurrency: 64,
-            batch_size: 100,
-            poll_interval: Duration::from_secs(1),
-            lease: Duration::from_secs(60),
-            retry_schedule: RetrySchedule::default(),
+            concurrency: setting::CONCURRENCY.default_value(whole),
+            batch_size: setting::BATCH_SIZE.default_value(whole),
+            poll_interval: setting::POLL_INTERVAL.default_value(duration),
+            lease: setting::LEASE.default_value(duration),
+            retry_schedule: setting::RETRY_SCHEDULE.default_value(RetrySchedule::parse),
             max_attempts: None,
-            request_timeout: Duration::from_secs(10),
-            excerpt_bytes: 4096,
-            shutdown_timeout: Duration::from_secs(30),
+            request_timeout: setting::REQUEST_TIMEOUT.default_value(duration),
+            excerpt_bytes: setting::RESPONSE_EXCERPT_BYTES.default_value(whole),
+            shutdown_timeout: setting::SHUTDOWN_TIMEOUT.default_value(duration),
             worker_id: default_worker_id(),
-            enabled: true,
+            enabled: setting::ENABLED.default_value(str::parse),
             retention: Retention::default(),
-            metrics_addr: None,
+            metrics_addr: setting::METRICS_ADDR.default_value(setting::metrics_addr),
             allow_networks: AllowList::default(),
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-            disable_after: DEFAULT_DISABLE_AFTER,
-            disable_after_failures: DEFAULT_DISABLE_AFTER_FAILURES,
+            max_payload_bytes: setting::MAX_PAYLOAD_BYTES.default_value(whole),
+            disable_after: setting::DISABLE_AFTER.default_value(duration),
+            disable_after_failures: setting::DISABLE_AFTER_FAILURES.default_value(whole),
         }
     }
 }

@@ -295,29 +295,35 @@ impl Sender {
     }
 }
 
-/// True for header names an endpoint's static headers may not use: those hookrelay sets
-/// itself (`Content-Type`, `User-Agent`, `X-Webhook-*`, `webhook-*`) and those that frame the
-/// request. The endpoints trigger (`hookrelay.is_reserved_header`) refuses the same names.
+/// Header names hookrelay sets itself or that frame the request, in lower case. The SQL
+/// function `hookrelay.is_reserved_header` holds the same list; a test reads it back from the
+/// database and compares.
+pub const RESERVED_HEADERS: [&str; 13] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-connection",
+    "user-agent",
+];
+
+/// Prefixes of the signature and id headers the signing schemes send, in lower case.
+pub const RESERVED_PREFIXES: [&str; 2] = ["x-webhook-", "webhook-"];
+
+/// True for header names an endpoint's static headers may not use: [`RESERVED_HEADERS`] and
+/// those starting with one of [`RESERVED_PREFIXES`], in any case. The endpoints trigger
+/// (`hookrelay.is_reserved_header`) refuses the same names.
 pub fn is_reserved_header(name: &str) -> bool {
-    const FRAMING: [&str; 13] = [
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "host",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "expect",
-        "proxy-connection",
-        "user-agent",
-    ];
     let lower = name.trim().to_ascii_lowercase();
-    FRAMING.contains(&lower.as_str())
-        || lower.starts_with("x-webhook-")
-        || lower.starts_with("webhook-")
+    RESERVED_HEADERS.contains(&lower.as_str())
+        || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
 }
 
 /// An endpoint's static headers as a header map. Reserved names are skipped even though the

@@ -393,6 +393,8 @@ pub async fn run(
         allow_networks: AllowList::loopback(),
         retry_schedule: RetrySchedule::parse("1s,2s,4s").expect("a valid schedule"),
         shutdown_timeout: Duration::from_secs(5),
+        // The demo serves no metrics: it may run beside a worker that does.
+        metrics_addr: None,
         ..WorkerConfig::default()
     };
     let worker = tokio::spawn(worker::run(

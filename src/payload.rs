@@ -1,4 +1,5 @@
-//! The JSON body a receiver gets: the default envelope of DESIGN.md.
+//! The JSON body a receiver gets: the envelope below, the same for every event and endpoint
+//! (README.md shows it under "What receivers get"), field order included.
 //!
 //! ```json
 //! {"id": "evt_…", "event": "order.paid", "timestamp": "2026-01-24T10:00:00.123456Z",
@@ -241,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn envelope_matches_the_design_document() {
+    fn envelope_has_every_field_in_its_documented_order() {
         let body = String::from_utf8(body(&order_paid())).unwrap();
         assert_eq!(
             body,

@@ -1,6 +1,7 @@
 //! The configuration file (`--config hookrelay.toml`): every command-line setting, by the
 //! flag's name with underscores (`poll_interval = "1s"`), plus `[[endpoints]]` for
-//! `hookrelay endpoint apply`.
+//! `hookrelay endpoint apply`. The keys, their kinds and their environment variables are
+//! [`crate::config::setting::ALL`].
 //!
 //! The file is read before the command line is parsed and its values become the defaults:
 //! a flag beats an environment variable, which beats the file, which beats the built-in
@@ -12,49 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use toml::Value;
 
-/// How a setting's value is written in the file.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    Text,
-    Duration,
-    Count,
-    Bool,
-    /// Comma-separated durations, or an array of them.
-    Durations,
-    /// Comma-separated values, or an array of strings.
-    List,
-}
-
-/// Every setting the file may hold, with its kind.
-const SETTINGS: &[(&str, Kind)] = &[
-    ("database_url", Kind::Text),
-    ("data_dir", Kind::Text),
-    ("connect_timeout", Kind::Duration),
-    ("log", Kind::Text),
-    ("log_format", Kind::Text),
-    ("enabled", Kind::Bool),
-    ("concurrency", Kind::Count),
-    ("batch_size", Kind::Count),
-    ("poll_interval", Kind::Duration),
-    ("lease", Kind::Duration),
-    ("retry_schedule", Kind::Durations),
-    ("max_attempts", Kind::Count),
-    ("request_timeout", Kind::Duration),
-    ("response_excerpt_bytes", Kind::Count),
-    ("shutdown_timeout", Kind::Duration),
-    ("worker_id", Kind::Text),
-    ("listen_database_url", Kind::Text),
-    ("migrate", Kind::Bool),
-    ("retention", Kind::Duration),
-    ("dead_retention", Kind::Duration),
-    ("retention_interval", Kind::Duration),
-    ("metrics_addr", Kind::Text),
-    ("allow_networks", Kind::List),
-    ("allow_any_network", Kind::Bool),
-    ("max_payload_bytes", Kind::Count),
-    ("disable_after", Kind::Duration),
-    ("disable_after_failures", Kind::Count),
-];
+use crate::config::setting::{self, Kind};
 
 /// Keys that are not settings but are allowed in the file.
 const SECTIONS: &[&str] = &["endpoints"];
@@ -194,11 +153,11 @@ pub fn settings_as_env(table: &toml::Table) -> Result<Vec<(String, String)>> {
         if SECTIONS.contains(&key.as_str()) {
             continue;
         }
-        let Some((_, kind)) = SETTINGS.iter().find(|(name, _)| name == key) else {
+        let Some(setting) = setting::by_key(key) else {
             bail!("{}", unknown_setting(key, value));
         };
-        let text = text_of(key, *kind, value)?;
-        out.push((format!("HOOKRELAY_{}", key.to_uppercase()), text));
+        let text = text_of(key, setting.kind, value)?;
+        out.push((setting.env.to_string(), text));
     }
     Ok(out)
 }
@@ -207,7 +166,7 @@ pub fn settings_as_env(table: &toml::Table) -> Result<Vec<(String, String)>> {
 /// setting. `max_retries` (the Django document's name) counts retries after the first
 /// attempt, where `max_attempts` counts the first attempt too.
 fn unknown_setting(key: &str, value: &Value) -> String {
-    let known: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
+    let known: Vec<&str> = setting::ALL.iter().map(|s| s.key).collect();
     let hint = if key == "max_retries" {
         let example = match value {
             Value::Integer(n) if (0..i64::MAX).contains(n) => {

@@ -39,10 +39,11 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
+        use crate::config::setting::{self, duration};
         Retention {
-            keep: Duration::from_secs(7 * 86400),
-            keep_dead: Duration::from_secs(30 * 86400),
-            interval: Duration::from_secs(60),
+            keep: setting::RETENTION.default_value(duration),
+            keep_dead: setting::DEAD_RETENTION.default_value(duration),
+            interval: setting::RETENTION_INTERVAL.default_value(duration),
         }
     }
 }

@@ -45,7 +45,6 @@ use crate::record::{self, Finished};
 use crate::retry::Backoff;
 use crate::sweep;
 use sd_notify::NotifyState;
-pub use task::decide;
 
 const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
 

@@ -170,7 +170,7 @@ pub async fn ceiling_client(url: String, requests: u64, concurrency: usize) -> f
         excerpt_bytes: 4096,
         idle_per_host: concurrency,
         allow: hookrelay::guard::AllowList::loopback(),
-        max_payload_bytes: hookrelay::config::DEFAULT_MAX_PAYLOAD_BYTES,
+        max_payload_bytes: hookrelay::config::WorkerConfig::default().max_payload_bytes,
     })
     .unwrap();
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -80,19 +80,12 @@ WITH due AS (
       AND d.id = ANY (ARRAY(SELECT k.id FROM admitted k))
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base
 )
-SELECT c.id AS delivery_id, c.attempts AS attempt, c.attempts_base,
-       e.id AS event_id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
-       e.account_id, e.created_at,
-       ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
-       ep.timeout_ms, ep.max_attempts, ep.headers, ep.include_fields, ep.redact_fields,
-       -- A rotated-out secret signs beside the new one until its grace period ends, judged by
-       -- the database clock so every worker agrees whatever its own clock says.
-       CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
-           AS previous_secret,
+SELECT
+-- @job_columns
        0::bigint AS events_claimed
-FROM claimed c
-JOIN hookrelay.events e ON e.id = c.event_id
-JOIN hookrelay.endpoints ep ON ep.id = c.endpoint_id
+FROM claimed d
+JOIN hookrelay.events e ON e.id = d.event_id
+JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id
 -- Every join with a large table also names the keys it needs (`= ANY (ARRAY(…))`): a
 -- generic plan made while a table looked small may otherwise hash the whole table on each
 -- call (measured: every due claim read all 14,428 events, 33 ms, while producers wrote).

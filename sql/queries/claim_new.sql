@@ -55,20 +55,13 @@ WITH claimed AS (
     -- Delivery ids follow the events' order, which is what operators expect to read.
     ORDER BY x.event_id, x.endpoint_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
-    RETURNING id, event_id, endpoint_id, attempts
+    RETURNING id, event_id, endpoint_id, attempts, attempts_base
 )
-SELECT f.id AS delivery_id, f.attempts AS attempt, 0 AS attempts_base,
-       m.id AS event_id, m.event, m.model, m.object_id, m.object, m.changes, m.actor,
-       m.account_id, m.created_at,
-       ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
-       ep.timeout_ms, ep.max_attempts, ep.headers, ep.include_fields, ep.redact_fields,
-       -- A rotated-out secret signs beside the new one until its grace period ends, judged by
-       -- the database clock so every worker agrees whatever its own clock says.
-       CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
-           AS previous_secret,
+SELECT
+-- @job_columns
        (SELECT count(*) FROM marked) AS events_claimed
 -- Events that matched no endpoint still give a row (with a NULL delivery) so the worker can
 -- tell a full batch from a drained queue.
-FROM marked m
-LEFT JOIN fanned f ON f.event_id = m.id AND f.attempts > 0
-LEFT JOIN hookrelay.endpoints ep ON ep.id = f.endpoint_id
+FROM marked e
+LEFT JOIN fanned d ON d.event_id = e.id AND d.attempts > 0
+LEFT JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id

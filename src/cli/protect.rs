@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::config;
+use crate::config::setting as s;
 use crate::guard::{self, AllowList};
 
 /// Protection settings.
@@ -16,8 +16,8 @@ pub struct ProtectArgs {
     /// comma-separated in the environment variable). Without it, hookrelay refuses loopback,
     /// private, link-local (cloud metadata), CGNAT, unique-local and reserved addresses.
     #[arg(
-        long = "allow-network",
-        env = "HOOKRELAY_ALLOW_NETWORKS",
+        long = s::ALLOW_NETWORKS.flag,
+        env = s::ALLOW_NETWORKS.env,
         value_name = "CIDR",
         value_delimiter = ',',
         value_parser = guard::parse_network
@@ -25,18 +25,21 @@ pub struct ProtectArgs {
     pub allow_networks: Vec<IpNet>,
     /// Let --allow-network open networks wider than a /8 (IPv4) or /7 (IPv6), such as
     /// 0.0.0.0/0 or ::/0: that turns the address guard off.
-    #[arg(long, env = "HOOKRELAY_ALLOW_ANY_NETWORK")]
+    #[arg(long = s::ALLOW_ANY_NETWORK.flag, env = s::ALLOW_ANY_NETWORK.env)]
     pub allow_any_network: bool,
     /// Largest request body sent; larger payloads end dead with payload_too_large.
-    #[arg(long, env = "HOOKRELAY_MAX_PAYLOAD_BYTES", default_value_t = config::DEFAULT_MAX_PAYLOAD_BYTES,
-          allow_negative_numbers = true, value_parser = super::whole::<usize>)]
+    #[arg(long = s::MAX_PAYLOAD_BYTES.flag, env = s::MAX_PAYLOAD_BYTES.env,
+          default_value = s::MAX_PAYLOAD_BYTES.default_text(), allow_negative_numbers = true,
+          value_parser = super::whole::<usize>)]
     pub max_payload_bytes: usize,
     /// Disable an endpoint whose every attempt has failed for this long (0s: never).
-    #[arg(long, env = "HOOKRELAY_DISABLE_AFTER", default_value = "5d", value_parser = super::duration)]
+    #[arg(long = s::DISABLE_AFTER.flag, env = s::DISABLE_AFTER.env, default_value = s::DISABLE_AFTER.default_text(),
+          value_parser = super::duration)]
     pub disable_after: Duration,
     /// ... once it has also failed at least this many times in a row.
-    #[arg(long, env = "HOOKRELAY_DISABLE_AFTER_FAILURES", default_value_t = config::DEFAULT_DISABLE_AFTER_FAILURES,
-          allow_negative_numbers = true, value_parser = super::whole::<u32>)]
+    #[arg(long = s::DISABLE_AFTER_FAILURES.flag, env = s::DISABLE_AFTER_FAILURES.env,
+          default_value = s::DISABLE_AFTER_FAILURES.default_text(), allow_negative_numbers = true,
+          value_parser = super::whole::<u32>)]
     pub disable_after_failures: u32,
 }
 

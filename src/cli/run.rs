@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{shutdown_token, Cli, Target};
-use crate::config::WorkerConfig;
+use crate::config::{setting as s, WorkerConfig};
 use crate::db::{self, Db};
 use crate::retry::RetrySchedule;
 use crate::worker::{self, Schema};
@@ -15,56 +15,69 @@ use crate::worker::{self, Schema};
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Requests in flight at once.
-    #[arg(long, env = "HOOKRELAY_CONCURRENCY", default_value_t = 64, allow_negative_numbers = true, value_parser = super::whole::<usize>)]
+    #[arg(long = s::CONCURRENCY.flag, env = s::CONCURRENCY.env, default_value = s::CONCURRENCY.default_text(),
+          allow_negative_numbers = true, value_parser = super::whole::<usize>)]
     pub concurrency: usize,
     /// Most events or deliveries taken by one claim.
-    #[arg(long, env = "HOOKRELAY_BATCH_SIZE", default_value_t = 100, allow_negative_numbers = true, value_parser = super::whole::<usize>)]
+    #[arg(long = s::BATCH_SIZE.flag, env = s::BATCH_SIZE.env, default_value = s::BATCH_SIZE.default_text(),
+          allow_negative_numbers = true, value_parser = super::whole::<usize>)]
     pub batch_size: usize,
     /// How often to look for work when no notification arrives.
-    #[arg(long, env = "HOOKRELAY_POLL_INTERVAL", default_value = "1s", value_parser = super::duration)]
+    #[arg(long = s::POLL_INTERVAL.flag, env = s::POLL_INTERVAL.env, default_value = s::POLL_INTERVAL.default_text(),
+          value_parser = super::duration)]
     pub poll_interval: Duration,
     /// How long a claimed delivery is held before another worker may take it over.
-    #[arg(long, env = "HOOKRELAY_LEASE", default_value = "60s", value_parser = super::duration)]
+    #[arg(long = s::LEASE.flag, env = s::LEASE.env, default_value = s::LEASE.default_text(),
+          value_parser = super::duration)]
     pub lease: Duration,
     /// Delays between attempts, comma-separated (±20 % jitter is added).
-    #[arg(long, env = "HOOKRELAY_RETRY_SCHEDULE", default_value = crate::retry::DEFAULT_SCHEDULE)]
+    #[arg(long = s::RETRY_SCHEDULE.flag, env = s::RETRY_SCHEDULE.env, default_value = s::RETRY_SCHEDULE.default_text())]
     pub retry_schedule: String,
     /// Attempts in all before a delivery is dead (default: one more than the schedule's steps).
-    #[arg(long, env = "HOOKRELAY_MAX_ATTEMPTS", allow_negative_numbers = true, value_parser = super::whole::<u32>)]
+    #[arg(long = s::MAX_ATTEMPTS.flag, env = s::MAX_ATTEMPTS.env, allow_negative_numbers = true,
+          value_parser = super::whole::<u32>)]
     pub max_attempts: Option<u32>,
     /// Request timeout for endpoints without their own.
-    #[arg(long, env = "HOOKRELAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = super::duration)]
+    #[arg(long = s::REQUEST_TIMEOUT.flag, env = s::REQUEST_TIMEOUT.env, default_value = s::REQUEST_TIMEOUT.default_text(),
+          value_parser = super::duration)]
     pub request_timeout: Duration,
     /// Bytes of each response body kept in hookrelay.attempts.
-    #[arg(long, env = "HOOKRELAY_RESPONSE_EXCERPT_BYTES", default_value_t = 4096, allow_negative_numbers = true, value_parser = super::whole::<usize>)]
+    #[arg(long = s::RESPONSE_EXCERPT_BYTES.flag, env = s::RESPONSE_EXCERPT_BYTES.env,
+          default_value = s::RESPONSE_EXCERPT_BYTES.default_text(), allow_negative_numbers = true,
+          value_parser = super::whole::<usize>)]
     pub response_excerpt_bytes: usize,
     /// How long a stopping worker lets requests in flight finish.
-    #[arg(long, env = "HOOKRELAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = super::duration)]
+    #[arg(long = s::SHUTDOWN_TIMEOUT.flag, env = s::SHUTDOWN_TIMEOUT.env, default_value = s::SHUTDOWN_TIMEOUT.default_text(),
+          value_parser = super::duration)]
     pub shutdown_timeout: Duration,
     /// This worker's name in the tables (default: host:pid:random).
-    #[arg(long, env = "HOOKRELAY_WORKER_ID")]
+    #[arg(long = s::WORKER_ID.flag, env = s::WORKER_ID.env)]
     pub worker_id: Option<String>,
     /// A direct database URL for the LISTEN connection, when --database-url goes through a
     /// pooler in transaction mode (which cannot keep a LISTEN); default: --database-url.
-    #[arg(long, env = "HOOKRELAY_LISTEN_DATABASE_URL", hide_env_values = true)]
+    #[arg(long = s::LISTEN_DATABASE_URL.flag, env = s::LISTEN_DATABASE_URL.env, hide_env_values = true)]
     pub listen_database_url: Option<String>,
     /// Apply pending schema migrations before starting.
-    #[arg(long, env = "HOOKRELAY_MIGRATE")]
+    #[arg(long = s::MIGRATE.flag, env = s::MIGRATE.env)]
     pub migrate: bool,
     /// Keep finished events, deliveries and attempts this long.
-    #[arg(long, env = "HOOKRELAY_RETENTION", default_value = "7d", value_parser = super::duration)]
+    #[arg(long = s::RETENTION.flag, env = s::RETENTION.env, default_value = s::RETENTION.default_text(),
+          value_parser = super::duration)]
     pub retention: Duration,
     /// Keep events with a dead delivery this long.
-    #[arg(long, env = "HOOKRELAY_DEAD_RETENTION", default_value = "30d", value_parser = super::duration)]
+    #[arg(long = s::DEAD_RETENTION.flag, env = s::DEAD_RETENTION.env, default_value = s::DEAD_RETENTION.default_text(),
+          value_parser = super::duration)]
     pub dead_retention: Duration,
     /// How often retention runs.
-    #[arg(long, env = "HOOKRELAY_RETENTION_INTERVAL", default_value = "1m", value_parser = super::duration)]
+    #[arg(long = s::RETENTION_INTERVAL.flag, env = s::RETENTION_INTERVAL.env,
+          default_value = s::RETENTION_INTERVAL.default_text(), value_parser = super::duration)]
     pub retention_interval: Duration,
     /// false pauses delivery: the worker runs but claims nothing, and events wait.
-    #[arg(long, env = "HOOKRELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = s::ENABLED.flag, env = s::ENABLED.env, default_value = s::ENABLED.default_text(),
+          action = clap::ArgAction::Set)]
     pub enabled: bool,
     /// Address for /metrics, /healthz and /readyz, or "off".
-    #[arg(long, env = "HOOKRELAY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    #[arg(long = s::METRICS_ADDR.flag, env = s::METRICS_ADDR.env, default_value = s::METRICS_ADDR.default_text())]
     pub metrics_addr: String,
     #[command(flatten)]
     pub protect: super::protect::ProtectArgs,
@@ -95,12 +108,12 @@ impl RunArgs {
                 keep_dead: self.dead_retention,
                 interval: self.retention_interval,
             },
-            metrics_addr: match self.metrics_addr.trim() {
-                "off" | "" => None,
-                addr => Some(addr.parse().with_context(|| {
-                    format!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (or \"off\")")
-                })?),
-            },
+            metrics_addr: s::metrics_addr(&self.metrics_addr).with_context(|| {
+                format!(
+                    "--metrics-addr {:?} is not an address like 127.0.0.1:9464 (or \"off\")",
+                    self.metrics_addr.trim()
+                )
+            })?,
             allow_networks: self.protect.allow_list()?,
             max_payload_bytes: self.protect.max_payload_bytes,
             disable_after: self.protect.disable_after,

@@ -1,4 +1,5 @@
-//! Bad input, tried end to end: every kind the design names, through the built `hookrelay`
+//! Bad input, tried end to end: every kind a user or operator can give (flags, files, URLs,
+//! names, JSON, identifiers, secrets, headers), through the built `hookrelay`
 //! and through SQL as applications and operators write it. Each must end in an error that
 //! names the problem (exit status 1, or 2 for command-line usage), on one line starting with
 //! `error:`, with no panic, and with nothing written.
@@ -10,7 +11,7 @@ use serde_json::json;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::support::hookrelay;
-use crate::support::{binary, Receiver, TestDb, LOOPBACK};
+use crate::support::{self, binary, Receiver, TestDb, LOOPBACK};
 
 /// One command-line case: arguments, the exit status, and what the error must say.
 struct Case {
@@ -91,10 +92,11 @@ fn judge(case: &Case, out: &Output) -> Option<String> {
     (!wrong.is_empty()).then(|| format!("{:?}: {}\n{stderr}", case.args, wrong.join("; ")))
 }
 
+/// A temporary file's path, as text for the command line.
 fn temp_file(name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("hookrelay-bad-{}-{name}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
+    support::temp_file(name, text)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn command_line_cases(configs: &Configs) -> Vec<Case> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hookrelay::sweep::Retention;
 use serde_json::json;
 
-use crate::support::{free_addr, socket_of, Proxy, Receiver, Reply, TestDb};
+use crate::support::{free_addr, metric, socket_of, Proxy, Receiver, Reply, TestDb};
 
 const SECRET: &str = "secret-secret-secret";
 
@@ -293,14 +293,6 @@ async fn get(url: &str) -> (u16, String) {
         // Not listening yet: the worker task is still starting.
         Err(e) => (0, e.to_string()),
     }
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
 }
 
 #[tokio::test]

@@ -1,33 +1,17 @@
 //! Worker processes: several share one database safely, and one killed mid-flight loses nothing.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{binary, Receiver, Reply, TestDb, LOOPBACK};
+use crate::support::{self, Receiver, Reply, TestDb};
 
-/// Starts `hookrelay run` against `db` with extra flags.
+/// Starts a worker process that retries quickly, with extra flags.
 fn spawn_worker(db: &TestDb, name: &str, extra: &[&str]) -> Child {
-    Command::new(binary())
-        .args(["run", "--database-url", &db.url, "--worker-id", name])
-        .args([
-            "--poll-interval",
-            "200ms",
-            "--retry-schedule",
-            "200ms,200ms",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .env("HOOKRELAY_LOG", "warn")
-        .env("HOOKRELAY_ALLOW_NETWORKS", LOOPBACK)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hookrelay run")
+    let flags = [&["--retry-schedule", "200ms,200ms"], extra].concat();
+    support::spawn_worker(db, name, &flags)
 }
 
 fn terminate(mut child: Child) {
@@ -198,14 +182,8 @@ async fn the_410_warning_names_the_disabled_endpoint() {
         db.url.rsplit('/').next().unwrap()
     ));
     let log = std::fs::File::create(&log_path).unwrap();
-    let worker = Command::new(binary())
-        .args(["run", "--database-url", &db.url, "--worker-id", "gone-test"])
-        .args(["--poll-interval", "200ms", "--metrics-addr", "127.0.0.1:0"])
-        .env("HOOKRELAY_LOG", "warn")
-        .env("HOOKRELAY_ALLOW_NETWORKS", LOOPBACK)
+    let worker = support::worker_command(&db, "gone-test", &[])
         .env_remove("HOOKRELAY_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start hookrelay run");

@@ -3,7 +3,7 @@
 //! hold across worker processes; no transaction stays open while requests are in flight.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use axum::routing::post;
 use hookrelay::config::WorkerConfig;
 
 use crate::protect_policy::serve;
-use crate::support::{binary, TestDb, LOOPBACK};
+use crate::support::{self, TestDb};
 
 const SECRET: &str = "test-secret-0123456789";
 
@@ -182,16 +182,7 @@ async fn a_hanging_endpoint_does_not_slow_a_healthy_one() {
 }
 
 fn spawn_worker(db: &TestDb, name: &str, concurrency: &str) -> Child {
-    Command::new(binary())
-        .args(["run", "--database-url", &db.url, "--worker-id", name])
-        .args(["--poll-interval", "200ms", "--metrics-addr", "off"])
-        .args(["--concurrency", concurrency, "--allow-network", LOOPBACK])
-        .env("HOOKRELAY_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hookrelay run")
+    support::spawn_worker(db, name, &["--concurrency", concurrency])
 }
 
 async fn stop(child: Child) {

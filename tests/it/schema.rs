@@ -7,6 +7,16 @@ use serde_json::json;
 
 use crate::support::{binary, connect, TestDb};
 
+/// What `sql/schema.sql` starts with; the rest is `pg_dump`'s, normalised.
+const SNAPSHOT_HEADER: &str = "\
+-- The hookrelay schema as the migrations in this folder leave it: every table, view, index
+-- and function in its current form (a function redefined by a later migration appears once,
+-- as it now is). Generated, do not edit; after adding a migration, regenerate it with
+--     HOOKRELAY_BLESS=1 cargo test --test it schema_snapshot
+-- and review the diff. Made by pg_dump --schema-only --schema=hookrelay --no-owner
+-- --no-privileges, without its version lines and session settings.
+";
+
 fn migrate_cli(url: &str) -> std::process::Output {
     Command::new(binary())
         .args(["migrate", "--database-url", url])
@@ -154,4 +164,82 @@ async fn bad_events_and_endpoints_are_refused_with_a_clear_message() {
         0
     );
     assert_eq!(db.count("SELECT count(*) FROM hookrelay.events").await, 0);
+}
+
+/// `pg_dump`'s schema of `url`, with what changes between runs and versions left out: the
+/// version lines, the session settings and the random `\restrict` key.
+fn schema_dump(url: &str) -> String {
+    let pg_dump = hookrelay::embedded::bindir()
+        .expect("PostgreSQL server binaries")
+        .join("pg_dump");
+    let out = Command::new(&pg_dump)
+        .args([
+            "--schema-only",
+            "--schema=hookrelay",
+            "--no-owner",
+            "--no-privileges",
+        ])
+        .arg(format!("--dbname={url}"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", pg_dump.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut kept = String::new();
+    for line in text.lines() {
+        let varying = line.starts_with("-- Dumped ")
+            || session_setting(line)
+            || line.starts_with("SELECT pg_catalog.set_config(")
+            || line.starts_with("\\restrict")
+            || line.starts_with("\\unrestrict");
+        if varying || (line.is_empty() && (kept.is_empty() || kept.ends_with("\n\n"))) {
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    kept.trim_end().to_string() + "\n"
+}
+
+/// A session setting pg_dump writes (`SET client_encoding = 'UTF8';`), which differs between
+/// its versions; never a line of a function body, which pg_dump leaves as it was written.
+fn session_setting(line: &str) -> bool {
+    let Some(setting) = line.strip_prefix("SET ").and_then(|l| l.strip_suffix(';')) else {
+        return false;
+    };
+    setting
+        .split_once(" = ")
+        .is_some_and(|(name, _)| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+}
+
+/// `sql/schema.sql` is the schema a fresh database gets from every migration, so a reader
+/// finds a function's current body there instead of in the last migration that redefined it.
+#[tokio::test]
+async fn schema_snapshot_is_what_the_migrations_make() {
+    let db = TestDb::new().await;
+    let want = format!("{SNAPSHOT_HEADER}{}", schema_dump(&db.url));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/schema.sql");
+    if std::env::var_os("HOOKRELAY_BLESS").is_some() {
+        std::fs::write(path, &want).expect("write sql/schema.sql");
+        return;
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    if have != want {
+        let line = have
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| have.lines().count().min(want.lines().count()));
+        panic!(
+            "sql/schema.sql is not the schema the migrations make (first difference at line {}: \
+             file has {:?}, migrations make {:?}); regenerate it with \
+             `HOOKRELAY_BLESS=1 cargo test --test it schema_snapshot` and review the diff",
+            line + 1,
+            have.lines().nth(line).unwrap_or("<end>"),
+            want.lines().nth(line).unwrap_or("<end>")
+        );
+    }
 }

@@ -145,7 +145,8 @@ impl TestDb {
         }
     }
 
-    /// The worker settings tests use: fast retries, short poll, loopback receivers allowed.
+    /// The worker settings tests use: fast retries, short poll, loopback receivers allowed, no
+    /// metrics server.
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             allow_networks: AllowList::loopback(),
@@ -155,6 +156,8 @@ impl TestDb {
             request_timeout: Duration::from_secs(2),
             lease: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            // Tests run many workers at once; the ones that read metrics pick a free port.
+            metrics_addr: None,
             ..WorkerConfig::default()
         }
     }
@@ -421,4 +424,50 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// `hookrelay run` against `db` as a worker named `name`, not started yet: polling every
+/// 200 ms, loopback receivers allowed, no metrics server, warnings and errors on the test's
+/// stderr, then the `extra` flags.
+pub fn worker_command(db: &TestDb, name: &str, extra: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["run", "--database-url", &db.url, "--worker-id", name])
+        .args(["--poll-interval", "200ms", "--metrics-addr", "off"])
+        .args(extra)
+        .env("HOOKRELAY_LOG", "warn")
+        .env("HOOKRELAY_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    command
+}
+
+/// Starts [`worker_command`].
+pub fn spawn_worker(db: &TestDb, name: &str, extra: &[&str]) -> std::process::Child {
+    worker_command(db, name, extra)
+        .spawn()
+        .expect("start hookrelay run")
+}
+
+/// The value of the first sample whose line starts with `name` (a metric name, or a series
+/// with its labels as printed) in a `/metrics` body.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+}
+
+/// Writes `text` to a new file in the temporary directory whose name ends in `name`.
+pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "hookrelay-test-{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, text).expect("write a temporary file");
+    path
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{get, receipts, wait_status, WorkerProcess};
-use crate::support::{connect, free_addr, Receiver, TestDb};
+use crate::support::{connect, free_addr, metric, Receiver, TestDb};
 
 const SECRET: &str = "pressure-test-secret-0123456789";
 
@@ -98,14 +98,6 @@ async fn disconnect_workers(db: &TestDb) -> i64 {
          WHERE datname = current_database() AND application_name = 'hookrelay'",
     )
     .await
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
 }
 
 #[tokio::test]

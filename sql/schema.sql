@@ -1,0 +1,1965 @@
+-- The hookrelay schema as the migrations in this folder leave it: every table, view, index
+-- and function in its current form (a function redefined by a later migration appears once,
+-- as it now is). Generated, do not edit; after adding a migration, regenerate it with
+--     HOOKRELAY_BLESS=1 cargo test --test it schema_snapshot
+-- and review the diff. Made by pg_dump --schema-only --schema=hookrelay --no-owner
+-- --no-privileges, without its version lines and session settings.
+--
+-- PostgreSQL database dump
+--
+
+--
+-- Name: hookrelay; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA hookrelay;
+
+--
+-- Name: admit(bigint[], integer[], integer, boolean); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.admit(endpoint_ids bigint[], wanted integer[], waiting_limit integer, fan_out boolean) RETURNS TABLE(endpoint_id bigint, granted integer, from_waiting integer)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    ep_id   bigint;
+    asked   integer;
+    cap     integer;
+    rate    double precision;
+    room    integer;
+    parked  integer;
+    share   integer;
+    budget  integer;
+    tok     double precision;
+    filled  timestamptz;
+    queued  boolean;
+    remains boolean;
+    now_at  timestamptz;
+BEGIN
+    budget := greatest(waiting_limit - coalesce((SELECT sum(n) FROM unnest(wanted) n), 0), 0);
+    share := ceil(budget::numeric / greatest(cardinality(endpoint_ids), 1))::integer;
+    FOR ep_id, asked IN
+        SELECT u.id, u.n FROM unnest(endpoint_ids, wanted) AS u(id, n) ORDER BY u.id
+    LOOP
+        endpoint_id := ep_id;
+        granted := 0;
+        from_waiting := 0;
+        SELECT ep.max_in_flight, ep.rate_limit INTO cap, rate
+        FROM hookrelay.endpoints ep WHERE ep.id = ep_id AND ep.active;
+        IF NOT FOUND THEN
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
+        FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO hookrelay.endpoint_throttle AS t (endpoint_id) VALUES (ep_id)
+            ON CONFLICT DO NOTHING;
+            SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
+            FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
+        END IF;
+        -- Room: free slots, and whole tokens.
+        SELECT greatest(cap - count(*), 0) INTO room
+        FROM hookrelay.deliveries d
+        WHERE d.endpoint_id = ep_id AND d.locked_until > now();
+        IF rate IS NOT NULL THEN
+            now_at := clock_timestamp();
+            tok := least(greatest(rate, 1),
+                         tok + rate * greatest(extract(epoch FROM now_at - filled), 0));
+            room := least(room, floor(tok)::integer);
+        END IF;
+        IF fan_out THEN
+            -- Parked deliveries go first: new ones queue behind them.
+            IF queued AND EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                                  WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                                    AND d.next_attempt_at = 'infinity') THEN
+                remains := true;
+            ELSE
+                granted := least(asked, room);
+                remains := granted < asked;
+            END IF;
+        ELSE
+            granted := least(asked, room);
+            remains := granted < asked;
+            IF queued AND NOT remains THEN
+                parked := least(room - granted, share, budget);
+                IF parked > 0 THEN
+                    SELECT count(*) INTO from_waiting FROM (
+                        SELECT 1 FROM hookrelay.deliveries d
+                        WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                          AND d.next_attempt_at = 'infinity'
+                        LIMIT parked) p;
+                    budget := budget - from_waiting;
+                    -- Taking all it looked for: there may be more.
+                    remains := from_waiting = parked;
+                ELSE
+                    -- No room or budget to look: they may still be there.
+                    remains := true;
+                END IF;
+            ELSIF queued THEN
+                remains := true;
+            END IF;
+        END IF;
+        IF rate IS NOT NULL THEN
+            UPDATE hookrelay.endpoint_throttle t
+            SET tokens = tok - granted - from_waiting, refilled_at = now_at, waiting = remains
+            WHERE t.endpoint_id = ep_id;
+        ELSIF remains IS DISTINCT FROM queued THEN
+            UPDATE hookrelay.endpoint_throttle t SET waiting = remains
+            WHERE t.endpoint_id = ep_id;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+--
+-- Name: blocked_endpoints(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.blocked_endpoints() RETURNS TABLE(endpoint_id bigint, ready_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT l.endpoint_id, NULL::timestamptz
+    FROM (SELECT d.endpoint_id, count(*) AS n
+          FROM hookrelay.deliveries d
+          WHERE d.locked_until > now()
+          GROUP BY d.endpoint_id) l
+    JOIN hookrelay.endpoints ep ON ep.id = l.endpoint_id
+    WHERE l.n >= ep.max_in_flight
+    UNION ALL
+    SELECT t.endpoint_id, t.refilled_at + (1 - t.tokens) / ep.rate_limit * interval '1 second'
+    FROM hookrelay.endpoint_throttle t
+    JOIN hookrelay.endpoints ep ON ep.id = t.endpoint_id
+    WHERE t.tokens < 1 AND ep.rate_limit IS NOT NULL
+      AND t.refilled_at + (1 - t.tokens) / ep.rate_limit * interval '1 second' > now()
+$$;
+
+--
+-- Name: check_event(text, jsonb, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_event(event text, object jsonb, changes jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+BEGIN
+    IF length(event) NOT BETWEEN 1 AND 200 OR event ~ '[[:space:]]' THEN
+        RAISE EXCEPTION 'new row for relation "events" violates check constraint "%"',
+                'event_name_must_be_1_to_200_characters_without_spaces'
+            USING ERRCODE = 'check_violation', SCHEMA = 'hookrelay', TABLE = 'events',
+                  CONSTRAINT = 'event_name_must_be_1_to_200_characters_without_spaces',
+                  DETAIL = format('The event name %s has %s characters%s.', quote_literal(left(event, 60)),
+                                  length(event),
+                                  CASE WHEN event ~ '[[:space:]]' THEN ', some of them spaces' ELSE '' END),
+                  HINT = 'Name events like order.paid: 1 to 200 characters, no spaces.';
+    END IF;
+    IF jsonb_typeof(object) <> 'object' THEN
+        RAISE EXCEPTION 'new row for relation "events" violates check constraint "%"',
+                'event_object_must_be_a_json_object'
+            USING ERRCODE = 'check_violation', SCHEMA = 'hookrelay', TABLE = 'events',
+                  CONSTRAINT = 'event_object_must_be_a_json_object',
+                  DETAIL = format('The object is a JSON %s.', jsonb_typeof(object)),
+                  HINT = 'Pass the record as a JSON object, e.g. {"id": 42}.';
+    END IF;
+    IF changes IS NOT NULL AND jsonb_typeof(changes) <> 'object' THEN
+        RAISE EXCEPTION 'new row for relation "events" violates check constraint "%"',
+                'event_changes_must_be_a_json_object'
+            USING ERRCODE = 'check_violation', SCHEMA = 'hookrelay', TABLE = 'events',
+                  CONSTRAINT = 'event_changes_must_be_a_json_object',
+                  DETAIL = format('The changes are a JSON %s.', jsonb_typeof(changes)),
+                  HINT = 'Pass changes as an object of field names to [old, new] pairs, or NULL.';
+    END IF;
+    RETURN true;
+END
+$$;
+
+--
+-- Name: check_event(text, jsonb, jsonb, timestamp with time zone); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_event(event text, object jsonb, changes jsonb, fanned_out_at timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+BEGIN
+    -- The fast test first: every insert pays for it.
+    IF fanned_out_at IS NULL AND (length(event) NOT BETWEEN 1 AND 200 OR event ~ '[^A-Za-z0-9._:/-]') THEN
+        RAISE EXCEPTION 'new row for relation "events" violates check constraint "%"',
+                'event_name_must_be_1_to_200_characters_without_spaces'
+            USING ERRCODE = 'check_violation', SCHEMA = 'hookrelay', TABLE = 'events',
+                  CONSTRAINT = 'event_name_must_be_1_to_200_characters_without_spaces',
+                  DETAIL = hookrelay.event_name_problem(event) || '.',
+                  HINT = 'Name events like order.paid: 1 to 200 of A-Z a-z 0-9 . _ - : /';
+    END IF;
+    RETURN hookrelay.check_event(event, object, changes);
+END
+$$;
+
+--
+-- Name: check_tracking(regclass, text[], text[], text, text, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_tracking(tbl regclass, events text[], exclude_columns text[], account_column text, model text, key_columns text[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+    bad text;
+BEGIN
+    IF cardinality(events) = 0 THEN
+        RAISE EXCEPTION 'track_table needs at least one event to track'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'events are created, updated, deleted and truncated; to stop tracking call hookrelay.untrack_table';
+    END IF;
+    SELECT string_agg(coalesce(quote_literal(e), 'NULL'), ', ') INTO bad
+    FROM unnest(events) AS e
+    WHERE e IS NULL OR e NOT IN ('created', 'updated', 'deleted', 'truncated');
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown event %', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'events are created, updated, deleted and truncated';
+    END IF;
+    IF array_position(exclude_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'exclude_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(exclude_columns || account_column) AS c
+    WHERE c IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'table % has no column %', tbl, bad
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'column names are case-sensitive and given without quotes, as \d lists them';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(exclude_columns) AS c WHERE c = ANY (key_columns);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % cannot be excluded: it is part of the primary key, which every event carries as object_id', bad, tbl
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF account_column = ANY (exclude_columns) THEN
+        RAISE EXCEPTION 'column % of % cannot be both the account column and excluded: events carry its value as account_id', quote_ident(account_column), tbl
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF model IS NOT NULL AND model !~ '^[^[:space:]]{1,200}$' THEN
+        RAISE EXCEPTION 'model name % is not valid', quote_literal(model)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use 1 to 200 characters without spaces, such as store.Order';
+    END IF;
+END
+$_$;
+
+--
+-- Name: column_names(regclass, smallint[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.column_names(tbl regclass, attnums smallint[]) RETURNS text[]
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(array_agg(a.attname::text ORDER BY u.i), '{}')
+    FROM unnest(attnums) WITH ORDINALITY AS u(n, i)
+    JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = u.n AND NOT a.attisdropped
+$$;
+
+--
+-- Name: column_now(oid, smallint); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.column_now(tbl oid, attnum smallint) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN attnum > 0 THEN
+        (pg_catalog.pg_identify_object_as_address(
+            'pg_catalog.pg_class'::pg_catalog.regclass, tbl, attnum)).object_names[3] END
+$$;
+
+--
+-- Name: column_numbers(regclass, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.column_numbers(tbl regclass, names text[]) RETURNS smallint[]
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(array_agg(coalesce(a.attnum, 0) ORDER BY u.i), '{}')
+    FROM unnest(names) WITH ORDINALITY AS u(n, i)
+    LEFT JOIN pg_attribute a
+        ON a.attrelid = tbl AND a.attname = u.n AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+--
+-- Name: current_actor(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.current_actor() RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN nullif(btrim(current_setting('hookrelay.actor', true)), '') IS NULL THEN NULL
+        WHEN left(btrim(current_setting('hookrelay.actor', true)), 1) IN ('{', '"')
+            THEN hookrelay.parse_actor(btrim(current_setting('hookrelay.actor', true)))
+        ELSE jsonb_build_object('id', btrim(current_setting('hookrelay.actor', true)))
+    END
+$$;
+
+--
+-- Name: disable_failing_endpoints(interval, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.disable_failing_endpoints(failing_for interval, min_failures integer) RETURNS TABLE(name text, disabled_reason text)
+    LANGUAGE sql
+    AS $$
+    UPDATE hookrelay.endpoints ep
+    SET active = false,
+        disabled_reason = format(
+            'disabled automatically: every attempt failed for %s (%s failures in a row since %s; '
+            'last error: %s)',
+            justify_interval(date_trunc('second', now() - st.failing_since)),
+            st.consecutive_failures,
+            to_char(st.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+            coalesce(left(st.last_error, 200), 'none recorded')),
+        disabled_at = now()
+    FROM hookrelay.endpoint_state st
+    WHERE st.endpoint_id = ep.id
+      AND ep.active
+      AND st.failing_since <= now() - disable_failing_endpoints.failing_for
+      AND st.consecutive_failures >= disable_failing_endpoints.min_failures
+    RETURNING ep.name, ep.disabled_reason
+$$;
+
+--
+-- Name: drop_tracking_triggers(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.drop_tracking_triggers(tbl regclass) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    trigger_name name;
+    dropped integer := 0;
+BEGIN
+    FOR trigger_name IN
+        SELECT t.tgname FROM pg_trigger t
+        WHERE t.tgrelid = tbl AND t.tgparentid = 0
+          AND t.tgfoid IN ('hookrelay.tracked_row()'::regprocedure,
+                           'hookrelay.tracked_truncate()'::regprocedure)
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END
+$$;
+
+--
+-- Name: emit(text, jsonb, text, text, jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, model text DEFAULT NULL::text, object_id text DEFAULT NULL::text, changes jsonb DEFAULT NULL::jsonb, account_id text DEFAULT NULL::text) RETURNS uuid
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    new_id uuid;
+BEGIN
+    INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id)
+    VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
+            coalesce(emit.object_id,
+                     CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
+            emit.changes, emit.account_id)
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+
+--
+-- Name: endpoint_active_changed(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.endpoint_active_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.active THEN
+        UPDATE hookrelay.deliveries SET next_attempt_at = now(), updated_at = now()
+        WHERE endpoint_id = NEW.id AND state = 'pending' AND next_attempt_at = 'infinity';
+    ELSE
+        UPDATE hookrelay.deliveries SET next_attempt_at = 'infinity', updated_at = now()
+        WHERE endpoint_id = NEW.id AND state = 'pending';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: endpoint_gone(bigint[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.endpoint_gone(endpoint_ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    cancelled bigint;
+BEGIN
+    -- The endpoint row first, then its deliveries: the order an operator's disable takes.
+    UPDATE hookrelay.endpoints
+    SET active = false,
+        disabled_reason = 'the receiver answered 410 Gone at '
+            || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            || '; its pending deliveries were cancelled',
+        disabled_at = now()
+    WHERE id = ANY (endpoint_ids);
+    UPDATE hookrelay.deliveries d
+    SET state = 'cancelled',
+        next_attempt_at = NULL,
+        locked_until = NULL,
+        locked_by = NULL,
+        last_error_code = 'gone',
+        last_error = 'cancelled: the endpoint answered 410 Gone and was disabled',
+        updated_at = now()
+    WHERE d.endpoint_id = ANY (endpoint_ids) AND d.state = 'pending';
+    GET DIAGNOSTICS cancelled = ROW_COUNT;
+    RETURN cancelled;
+END
+$$;
+
+--
+-- Name: endpoint_reenabled(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.endpoint_reenabled() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE hookrelay.endpoint_state
+    SET consecutive_failures = 0, failing_since = NULL
+    WHERE endpoint_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: event_name_problem(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.event_name_problem(event text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN event IS NULL OR event = '' THEN 'the event name is empty'
+        WHEN length(event) > 200 THEN format('the event name has %s characters; at most 200 are allowed', length(event))
+        WHEN event ~ '[^A-Za-z0-9._:/-]' THEN
+            format('the event name %s has %s, which event names may not have',
+                   hookrelay.shown(event, 60),
+                   hookrelay.shown_char(substring(event FROM '[^A-Za-z0-9._:/-]')))
+    END
+$$;
+
+--
+-- Name: fingerprint(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.fingerprint(secret text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT 'sha256:' || left(encode(sha256(convert_to(secret, 'UTF8')), 'hex'), 8)
+$$;
+
+--
+-- Name: flag_waiting_endpoints(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.flag_waiting_endpoints() RETURNS bigint
+    LANGUAGE sql
+    AS $$
+    WITH flagged AS (
+        INSERT INTO hookrelay.endpoint_throttle AS t (endpoint_id, waiting)
+        SELECT ep.id, true
+        FROM hookrelay.endpoints ep
+        WHERE ep.active
+          AND EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                      WHERE d.endpoint_id = ep.id AND d.state = 'pending'
+                        AND d.next_attempt_at = 'infinity')
+        ORDER BY ep.id
+        ON CONFLICT (endpoint_id) DO UPDATE SET waiting = true WHERE NOT t.waiting
+        RETURNING 1
+    )
+    SELECT count(*) FROM flagged
+$$;
+
+--
+-- Name: forget_attempts_of_deliveries(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.forget_attempts_of_deliveries() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM hookrelay.attempts a USING gone
+    WHERE a.delivery_id = gone.id AND a.delivery_id = ANY (ARRAY(SELECT g.id FROM gone g));
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: forget_deliveries_of_endpoints(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.forget_deliveries_of_endpoints() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM hookrelay.deliveries d USING gone WHERE d.endpoint_id = gone.id;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: forget_deliveries_of_events(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.forget_deliveries_of_events() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM hookrelay.deliveries d USING gone
+    WHERE d.event_id = gone.id AND d.event_id = ANY (ARRAY(SELECT g.id FROM gone g));
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: grant_roles(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    role_name text;
+    granted   text[] := '{}';
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['hookrelay_app', 'hookrelay_worker', 'hookrelay_operator'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION
+                -- Another database's migration created it meanwhile.
+                WHEN duplicate_object OR unique_violation THEN NULL;
+                WHEN insufficient_privilege THEN
+                    RAISE WARNING 'could not create role %: this user lacks CREATEROLE', role_name
+                        USING HINT = 'an administrator can run CREATE ROLE ' || role_name
+                            || ' NOLOGIN; then run SELECT hookrelay.grant_roles(); as the owner of schema hookrelay';
+                    CONTINUE;
+            END;
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA hookrelay TO %I', role_name);
+        -- Every command checks the schema version before it starts.
+        EXECUTE format('GRANT SELECT ON hookrelay.schema_migrations TO %I', role_name);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION hookrelay.uuid_v7(), hookrelay.current_actor(), '
+                       'hookrelay.parse_actor(text) TO %I', role_name);
+        granted := granted || role_name;
+    END LOOP;
+
+    IF 'hookrelay_app' = ANY (granted) THEN
+        -- Not id, created_at or fanned_out_at: those are hookrelay's (ids must be time-ordered
+        -- for the fan-out cursor, and a set fanned_out_at would skip delivery).
+        GRANT INSERT (event, model, object_id, object, changes, actor, account_id)
+            ON hookrelay.events TO hookrelay_app;
+        -- RETURNING id, which emit() does.
+        GRANT SELECT (id) ON hookrelay.events TO hookrelay_app;
+        -- The wake-up trigger looks for idle workers; nothing else of theirs.
+        GRANT SELECT (waiting, heartbeat_at) ON hookrelay.workers TO hookrelay_app;
+        GRANT EXECUTE ON FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text)
+            TO hookrelay_app;
+    END IF;
+
+    IF 'hookrelay_worker' = ANY (granted) THEN
+        GRANT SELECT, DELETE ON hookrelay.events TO hookrelay_worker;
+        GRANT UPDATE (fanned_out_at) ON hookrelay.events TO hookrelay_worker;
+        -- It signs, so it reads secrets; it changes only whether an endpoint is active (410
+        -- Gone, auto-disable).
+        GRANT SELECT ON hookrelay.endpoints TO hookrelay_worker;
+        GRANT UPDATE (active, disabled_reason, disabled_at) ON hookrelay.endpoints
+            TO hookrelay_worker;
+        GRANT SELECT, INSERT, UPDATE, DELETE
+            ON hookrelay.deliveries, hookrelay.endpoint_state, hookrelay.endpoint_stats,
+               hookrelay.endpoint_throttle, hookrelay.workers
+            TO hookrelay_worker;
+        GRANT SELECT, INSERT, DELETE ON hookrelay.attempts TO hookrelay_worker;
+        -- /metrics reads the backlog.
+        GRANT SELECT ON hookrelay.backlog, hookrelay.endpoint_health, hookrelay.delivery_log
+            TO hookrelay_worker;
+        GRANT EXECUTE ON FUNCTION hookrelay.admit(bigint[], integer[], integer, boolean),
+                                  hookrelay.blocked_endpoints(),
+                                  hookrelay.flag_waiting_endpoints(),
+                                  hookrelay.endpoint_gone(bigint[]),
+                                  hookrelay.disable_failing_endpoints(interval, integer)
+            TO hookrelay_worker;
+    END IF;
+
+    IF 'hookrelay_operator' = ANY (granted) THEN
+        GRANT SELECT ON hookrelay.events, hookrelay.deliveries,
+                        hookrelay.attempts, hookrelay.endpoint_state, hookrelay.endpoint_stats,
+                        hookrelay.endpoint_throttle, hookrelay.workers, hookrelay.tracked_tables,
+                        hookrelay.backlog, hookrelay.endpoint_health, hookrelay.delivery_log,
+                        hookrelay.endpoint_fingerprints
+            TO hookrelay_operator;
+        -- Every column but secret, previous_secret and headers (header values are often tokens).
+        GRANT SELECT (id, name, url, account_id, events, models, active, signature_scheme,
+                      max_attempts, timeout_ms, created_at, updated_at,
+                      previous_secret_expires_at, include_fields, redact_fields,
+                      max_in_flight, rate_limit, disabled_reason, disabled_at)
+            ON hookrelay.endpoints TO hookrelay_operator;
+        GRANT EXECUTE ON FUNCTION hookrelay.blocked_endpoints(),
+                                  hookrelay.redeliver(bigint),
+                                  hookrelay.redeliver_dead(text, interval)
+            TO hookrelay_operator;
+    END IF;
+    RETURN granted;
+END
+$$;
+
+--
+-- Name: tracking; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.tracking (
+    tbl regclass NOT NULL,
+    model text NOT NULL,
+    events text[] NOT NULL,
+    exclude_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    account_column text,
+    key_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    tracked_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tracked_oid oid NOT NULL,
+    exclude_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    account_attnum smallint,
+    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL
+);
+
+--
+-- Name: TABLE tracking; Type: COMMENT; Schema: hookrelay; Owner: -
+--
+
+COMMENT ON TABLE hookrelay.tracking IS 'How each table is tracked; read it through the view hookrelay.tracked_tables';
+
+--
+-- Name: install_tracking(hookrelay.tracking); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.install_tracking(t hookrelay.tracking) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    target text := t.tbl::text;
+    call   text;
+    args   text[];
+BEGIN
+    PERFORM hookrelay.drop_tracking_triggers(t.tbl);
+    args := ARRAY[t.model, t.tracked_oid::text, t.exclude_columns::text, t.key_columns::text,
+                  coalesce(t.account_column, '')]
+            || t.exclude_attnums::text[] || t.key_attnums::text[]
+            || CASE WHEN t.account_column IS NOT NULL THEN ARRAY[t.account_attnum::text] ELSE '{}' END;
+    call := format('hookrelay.tracked_row(%s)',
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
+    IF 'created' = ANY (t.events) THEN
+        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+                       target, call);
+    END IF;
+    IF 'updated' = ANY (t.events) THEN
+        -- *<> compares the stored bytes, so it works for every column type (json and point have
+        -- no equality operator) and skips the function entirely for no-op updates.
+        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW) EXECUTE FUNCTION %s',
+                       target, call);
+    END IF;
+    IF 'deleted' = ANY (t.events) THEN
+        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+                       target, call);
+    END IF;
+    IF 'truncated' = ANY (t.events) THEN
+        EXECUTE format('CREATE TRIGGER hookrelay_truncated AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.tracked_truncate(%L, %L)',
+                       target, t.model, 'emit');
+    ELSIF 'deleted' = ANY (t.events) THEN
+        EXECUTE format('CREATE TRIGGER hookrelay_truncated BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.tracked_truncate(%L, %L)',
+                       target, t.model, 'refuse');
+    END IF;
+END
+$$;
+
+--
+-- Name: invisible_chars(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.invisible_chars() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT '[\x01-\x20\x7f-\xa0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2'
+           '\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff'
+           '\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3'
+           '\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]'
+$$;
+
+--
+-- Name: is_field_list(jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.is_field_list(fields jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT jsonb_typeof(fields) = 'array'
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(fields) AS f
+                       WHERE jsonb_typeof(f) <> 'string' OR f = '""')
+$$;
+
+--
+-- Name: is_reserved_header(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.is_reserved_header(name text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT lower(name) IN ('content-type', 'content-length', 'content-encoding',
+                           'transfer-encoding', 'host', 'connection', 'keep-alive', 'upgrade',
+                           'te', 'trailer', 'expect', 'proxy-connection', 'user-agent')
+        OR lower(name) LIKE 'x-webhook-%'
+        OR lower(name) LIKE 'webhook-%'
+$$;
+
+--
+-- Name: parse_actor(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.parse_actor(raw text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    parsed jsonb;
+BEGIN
+    parsed := raw::jsonb;
+    IF jsonb_typeof(parsed) = 'object' THEN
+        RETURN parsed;
+    END IF;
+    RETURN jsonb_build_object('id', parsed #>> '{}');
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'hookrelay.actor is not valid JSON (%); the event records it as {"raw": …}', SQLERRM
+        USING HINT = 'set a JSON object such as {"id": "1", "username": "admin"}, or a bare id such as 42';
+    RETURN jsonb_build_object('raw', raw);
+END
+$$;
+
+--
+-- Name: redeliver(bigint); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.redeliver(delivery_id bigint) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    WITH scheduled AS (
+        UPDATE hookrelay.deliveries d
+        SET state = 'pending',
+            attempts_base = d.attempts,
+            next_attempt_at = CASE WHEN ep.active THEN now() ELSE 'infinity' END,
+            delivered_at = NULL,
+            updated_at = now()
+        FROM hookrelay.endpoints ep
+        WHERE d.id = redeliver.delivery_id AND ep.id = d.endpoint_id
+          AND NOT (d.state = 'pending' AND d.locked_until > now())
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM scheduled)
+$$;
+
+--
+-- Name: redeliver_dead(text, interval); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.redeliver_dead(endpoint_name text, since interval DEFAULT '24:00:00'::interval) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    WITH scheduled AS (
+        UPDATE hookrelay.deliveries d
+        SET state = 'pending',
+            attempts_base = d.attempts,
+            next_attempt_at = CASE WHEN ep.active THEN now() ELSE 'infinity' END,
+            updated_at = now()
+        FROM hookrelay.endpoints ep
+        WHERE ep.id = d.endpoint_id
+          AND (redeliver_dead.endpoint_name IS NULL OR ep.name = redeliver_dead.endpoint_name)
+          AND d.state = 'dead'
+          AND d.created_at >= now() - redeliver_dead.since
+        RETURNING 1
+    )
+    SELECT count(*) FROM scheduled
+$$;
+
+--
+-- Name: shown(text, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.shown(value text, max_chars integer DEFAULT 100) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT coalesce(to_jsonb(left(value, max_chars))::text, 'NULL')
+$$;
+
+--
+-- Name: shown_char(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.shown_char(c text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN c ~ hookrelay.invisible_chars() THEN ''
+                ELSE to_jsonb(c)::text || ' ' END
+           || '(U+' || upper(lpad(to_hex(ascii(c)), 4, '0')) || ')'
+$$;
+
+--
+-- Name: tracking_problem(hookrelay.tracking); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracking_problem(t hookrelay.tracking) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN t.tbl::oid <> t.tracked_oid
+            THEN 'restored from another database: its columns are read by name until it is tracked again'
+        WHEN EXISTS (SELECT 1 FROM pg_trigger g
+                     WHERE g.tgrelid = t.tbl AND g.tgnargs = 4
+                       AND g.tgfoid = 'hookrelay.tracked_row()'::regprocedure)
+            THEN 'tracked before hookrelay''s migration 14, which could not reinstall its triggers: exclusions do not follow renames until it is tracked again'
+        WHEN 0 = ANY (t.exclude_attnums || t.account_attnum)
+            THEN 'a column it names was not found when migration 14 ran: its writes fail until it is tracked again'
+        WHEN t.account_attnum IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = t.tbl AND a.attnum = t.account_attnum AND NOT a.attisdropped)
+            THEN 'its account column was dropped: its writes fail until it is tracked again or untracked'
+    END
+$$;
+
+--
+-- Name: tracked_tables; Type: VIEW; Schema: hookrelay; Owner: -
+--
+
+CREATE VIEW hookrelay.tracked_tables AS
+ SELECT t.tbl,
+    t.model,
+    t.events,
+        CASE
+            WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.exclude_attnums)
+            ELSE t.exclude_columns
+        END AS exclude_columns,
+        CASE
+            WHEN ((t.account_column IS NULL) OR ((t.tbl)::oid <> t.tracked_oid)) THEN t.account_column
+            ELSE COALESCE((hookrelay.column_names(t.tbl, ARRAY[t.account_attnum]))[1], (t.account_column || ' (dropped)'::text))
+        END AS account_column,
+        CASE
+            WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.key_attnums)
+            ELSE t.key_columns
+        END AS key_columns,
+    t.tracked_at,
+    t.updated_at,
+    hookrelay.tracking_problem(t.*) AS problem
+   FROM hookrelay.tracking t
+  WHERE (EXISTS ( SELECT 1
+           FROM pg_class c
+          WHERE (c.oid = (t.tbl)::oid)));
+
+--
+-- Name: track_table(regclass, text[], text[], text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    rel         record;
+    key_columns text[];
+    settings    hookrelay.tracking;
+    result      hookrelay.tracked_tables;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'track_table needs a table' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, n.nspname, c.relname INTO rel
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no table with oid %', tbl::oid USING ERRCODE = 'undefined_table';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'track the table a view or materialized view reads from';
+    END IF;
+    IF rel.nspname = 'hookrelay' THEN
+        RAISE EXCEPTION 'hookrelay''s own table % cannot be tracked', tbl
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    events := coalesce(events, '{created,updated,deleted}');
+    exclude_columns := coalesce(exclude_columns, '{}');
+    key_columns := ARRAY(
+        SELECT a.attname::text
+        FROM pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = tbl AND i.indisprimary
+        ORDER BY k.n);
+    PERFORM hookrelay.check_tracking(tbl, events, exclude_columns, account_column, model, key_columns);
+    exclude_columns := ARRAY(SELECT DISTINCT c FROM unnest(exclude_columns) AS c ORDER BY c);
+    settings := ROW(tbl, coalesce(model, rel.nspname || '.' || rel.relname),
+                    ARRAY(SELECT e FROM unnest('{created,updated,deleted,truncated}'::text[]) AS e
+                          WHERE e = ANY (events)),
+                    exclude_columns, account_column, key_columns, now(), now(), tbl::oid,
+                    hookrelay.column_numbers(tbl, exclude_columns),
+                    CASE WHEN account_column IS NOT NULL
+                         THEN (hookrelay.column_numbers(tbl, ARRAY[account_column]))[1] END,
+                    hookrelay.column_numbers(tbl, key_columns));
+    PERFORM hookrelay.install_tracking(settings);
+
+    -- Rows of tables dropped since they were tracked (their triggers went with them).
+    DELETE FROM hookrelay.tracking t
+    WHERE t.tbl = track_table.tbl OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.tbl);
+    INSERT INTO hookrelay.tracking SELECT (settings).*;
+    SELECT * INTO result FROM hookrelay.tracked_tables v WHERE v.tbl = track_table.tbl;
+    RETURN result;
+END
+$$;
+
+--
+-- Name: track_waiting_workers(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.track_waiting_workers() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- Serialized, and read in a statement of its own after the lock: two workers changing their
+    -- rows at once each see the other's committed row, so the last to finish cannot drop the
+    -- other's wait.
+    -- The key spells "hookwake" in ASCII (the migrations' lock spells "hookrela").
+    PERFORM pg_advisory_xact_lock(7525356009714445157);
+    PERFORM setval('hookrelay.wake_until',
+                   coalesce((SELECT ceil(extract(epoch FROM max(w.heartbeat_at)
+                                                  + interval '2 minutes'))::bigint
+                             FROM hookrelay.workers w
+                             WHERE w.waiting), 0));
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: tracked_row(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracked_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    old_style  boolean := TG_NARGS = 4;
+    tbl        oid := CASE WHEN NOT old_style THEN TG_ARGV[1]::oid END;
+    excluded   text[] := TG_ARGV[CASE WHEN old_style THEN 1 ELSE 2 END];
+    key_cols   text[] := TG_ARGV[3];
+    account    text := nullif(TG_ARGV[CASE WHEN old_style THEN 2 ELSE 4 END], '');
+    n_excluded integer := cardinality(excluded);
+    tracked_as text := account;
+    by_number  boolean;
+    col        text;
+    row_json   jsonb;
+    new_object jsonb;
+    old_object jsonb;
+    row_id     text;
+BEGIN
+    row_json := CASE TG_OP WHEN 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+    by_number := tbl = TG_RELID OR tbl = pg_partition_root(TG_RELID);
+    IF by_number THEN
+        -- Numbers are the truth; an excluded column goes under both names when they differ.
+        FOR i IN 1 .. n_excluded LOOP
+            col := hookrelay.column_now(tbl, TG_ARGV[4 + i]::int2);
+            IF col IS DISTINCT FROM excluded[i] THEN
+                IF col IS NULL THEN
+                    PERFORM hookrelay.tracking_out_of_step(tbl, format('excluded column %I is not found', excluded[i]));
+                END IF;
+                excluded := excluded || col;
+            END IF;
+        END LOOP;
+        FOR i IN 1 .. cardinality(key_cols) LOOP
+            key_cols[i] := hookrelay.column_now(tbl, TG_ARGV[4 + n_excluded + i]::int2);
+        END LOOP;
+        IF account IS NOT NULL THEN
+            account := hookrelay.column_now(tbl, TG_ARGV[TG_NARGS - 1]::int2);
+            -- Renamed, while another column took its old name: the numbers may be from before
+            -- a restore that happened to reuse the oid, so neither column is trusted.
+            IF account IS DISTINCT FROM tracked_as AND row_json ? tracked_as THEN
+                PERFORM hookrelay.tracking_out_of_step(tbl, format(
+                    'its account column %I was renamed to %I, and %I now names another column', tracked_as, account, tracked_as));
+            END IF;
+        END IF;
+    ELSIF NOT row_json ?& excluded THEN
+        PERFORM hookrelay.tracking_out_of_step(TG_RELID, 'an excluded column is not found by name, so it may be sent under another name');
+    END IF;
+    IF tracked_as IS NOT NULL AND NOT coalesce(row_json ? account, false) THEN
+        PERFORM hookrelay.tracking_out_of_step(CASE WHEN by_number THEN tbl ELSE TG_RELID END, format(
+            'its account column (%I when tracked) was dropped, so the event''s account is unknown', tracked_as));
+    END IF;
+    new_object := row_json - excluded;
+    IF cardinality(key_cols) = 1 THEN
+        row_id := row_json ->> key_cols[1];
+    ELSIF cardinality(key_cols) > 1 THEN
+        -- A composite key is sent as the JSON array of its values, in key order: [7, "b"].
+        row_id := (SELECT jsonb_agg(row_json -> k ORDER BY i)
+                   FROM unnest(key_cols) WITH ORDINALITY AS u(k, i))::text;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        old_object := to_jsonb(OLD) - excluded;
+        -- Only excluded columns changed, or values that differ only in form (1.0 and 1.00).
+        IF old_object = new_object THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO hookrelay.events (event, model, object_id, object, changes, account_id)
+        SELECT 'updated', TG_ARGV[0], row_id, new_object,
+               jsonb_object_agg(n.key, jsonb_build_object('old', old_object -> n.key, 'new', n.value)),
+               row_json ->> account
+        FROM jsonb_each(new_object) AS n
+        WHERE n.value IS DISTINCT FROM old_object -> n.key
+        HAVING count(*) > 0;
+    ELSE
+        INSERT INTO hookrelay.events (event, model, object_id, object, account_id)
+        VALUES (CASE TG_OP WHEN 'INSERT' THEN 'created' ELSE 'deleted' END,
+                TG_ARGV[0], row_id, new_object, row_json ->> account);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: tracked_truncate(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracked_truncate() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_ARGV[1] = 'emit' THEN
+        INSERT INTO hookrelay.events (event, model) VALUES ('truncated', TG_ARGV[0]);
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'TRUNCATE of %.% is refused: hookrelay tracks its deleted rows, and TRUNCATE would delete them without any "deleted" event',
+        quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'use DELETE; or track ''truncated'' as well (one "truncated" event per TRUNCATE); or call hookrelay.untrack_table first';
+END
+$$;
+
+--
+-- Name: tracking_out_of_step(oid, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracking_out_of_step(tbl oid, problem text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'hookrelay cannot write the event for this change to %: %', tbl::regclass, problem
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = format('track the table again with its current columns (hookrelay.track_table(%L, …) or hookrelay track; '
+                            'it replaces every setting, see hookrelay track --list), or stop tracking it: SELECT hookrelay.untrack_table(%L)',
+                            tbl::regclass::text, tbl::regclass::text);
+END
+$$;
+
+--
+-- Name: untrack_table(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.untrack_table(tbl regclass) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    dropped integer;
+    removed integer;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'untrack_table needs a table' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    dropped := hookrelay.drop_tracking_triggers(tbl);
+    DELETE FROM hookrelay.tracking t
+    WHERE t.tbl = untrack_table.tbl OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.tbl);
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    RETURN dropped > 0 OR removed > 0;
+END
+$$;
+
+--
+-- Name: uuid_v7(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.uuid_v7() RETURNS uuid
+    LANGUAGE sql PARALLEL SAFE
+    AS $$
+    SELECT encode(
+        set_bit(set_bit(
+            overlay(uuid_send(gen_random_uuid())
+                    PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                    FROM 1 FOR 6),
+            52, 1), 53, 1),
+        'hex')::uuid
+$$;
+
+--
+-- Name: validate_endpoint(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    key_b64 text;
+    key_bytes integer;
+    bad text;
+BEGIN
+    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' THEN
+        RAISE EXCEPTION 'endpoint name % is not valid', hookrelay.shown(NEW.name, 120)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use 1 to 100 letters, digits, ".", "_" or "-", starting with a letter or digit';
+    END IF;
+    IF NEW.url ~ '^[^:/?#]+://[^/?#]*@' THEN
+        RAISE EXCEPTION 'endpoint url must not contain credentials (user:password@)'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'remove the credentials from the URL; receivers authenticate hookrelay by its signature, or by a static header';
+    END IF;
+    IF length(NEW.url) > 2048 THEN
+        RAISE EXCEPTION 'endpoint url is % characters long; at most 2048 are allowed', length(NEW.url)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'receivers and proxies commonly refuse longer URLs; move long tokens into a static header';
+    END IF;
+    IF NEW.url IS NULL OR NEW.url !~* '^https?://' THEN
+        RAISE EXCEPTION 'endpoint url % is not an http:// or https:// URL', hookrelay.shown(NEW.url, 200)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'give a full URL such as https://example.com/webhooks';
+    END IF;
+    IF NEW.url !~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$' THEN
+        RAISE EXCEPTION 'endpoint url % is malformed', hookrelay.shown(NEW.url, 200)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a URL needs a host and no spaces, such as https://example.com/webhooks';
+    END IF;
+    IF (TG_OP = 'INSERT' OR NEW.url IS DISTINCT FROM OLD.url) AND NEW.url ~ '^[^:/?#]+://[^/?#]*:0+([/?#]|$)' THEN
+        RAISE EXCEPTION 'endpoint url % has port 0, which nothing listens on', hookrelay.shown(NEW.url, 200)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'give the receiver''s port, or none for the default (80 for http, 443 for https)';
+    END IF;
+    IF NEW.secret IS NULL OR length(NEW.secret) NOT BETWEEN 8 AND 1000 THEN
+        RAISE EXCEPTION 'endpoint secret must be 8 to 1000 characters'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'hookrelay generates a strong secret when none is given';
+    END IF;
+    IF NEW.signature_scheme IS NULL OR NEW.signature_scheme NOT IN ('hookrelay', 'body-hex', 'standard') THEN
+        RAISE EXCEPTION 'unknown signature scheme %', hookrelay.shown(NEW.signature_scheme, 40)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use one of: hookrelay, body-hex, standard';
+    END IF;
+    IF NEW.signature_scheme = 'standard' THEN
+        key_b64 := substr(NEW.secret, 7);
+        IF NEW.secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' OR length(key_b64) % 4 <> 0 THEN
+            RAISE EXCEPTION 'a standard-webhooks secret must be "whsec_" followed by base64'
+                USING ERRCODE = 'check_violation',
+                      HINT = 'give whsec_<base64 of 24 to 64 random bytes>, or no secret to have one generated';
+        END IF;
+        key_bytes := length(key_b64) / 4 * 3 - (length(key_b64) - length(rtrim(key_b64, '=')));
+        IF (TG_OP = 'INSERT' OR NEW.secret IS DISTINCT FROM OLD.secret
+            OR NEW.signature_scheme IS DISTINCT FROM OLD.signature_scheme)
+           AND key_bytes NOT BETWEEN 24 AND 64 THEN
+            RAISE EXCEPTION 'a standard-webhooks secret must hold 24 to 64 bytes; this one holds %', key_bytes
+                USING ERRCODE = 'check_violation',
+                      HINT = 'give whsec_<base64 of 24 to 64 random bytes>, or no secret to have one generated';
+        END IF;
+    END IF;
+    IF NEW.max_attempts IS NOT NULL AND NEW.max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'max_attempts % is out of range', NEW.max_attempts
+            USING ERRCODE = 'check_violation', HINT = 'use 1 to 100, or NULL for the worker default';
+    END IF;
+    IF NEW.timeout_ms IS NOT NULL AND NEW.timeout_ms NOT BETWEEN 100 AND 300000 THEN
+        RAISE EXCEPTION 'timeout_ms % is out of range', NEW.timeout_ms
+            USING ERRCODE = 'check_violation', HINT = 'use 100 to 300000 (5 minutes), or NULL for the worker default';
+    END IF;
+    IF NEW.events IS NULL OR NEW.models IS NULL THEN
+        RAISE EXCEPTION 'event and model filters must be arrays, not NULL'
+            USING ERRCODE = 'check_violation', HINT = 'use an empty array to match every event or model';
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.events IS DISTINCT FROM OLD.events THEN
+        SELECT hookrelay.event_name_problem(v) INTO bad FROM unnest(NEW.events) AS f(v)
+        WHERE hookrelay.event_name_problem(v) IS NOT NULL LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'event filter: %', bad
+                USING ERRCODE = 'check_violation',
+                      HINT = 'name events with 1 to 200 of A-Z a-z 0-9 . _ - : /, or use an empty array to match every event';
+        END IF;
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.models IS DISTINCT FROM OLD.models THEN
+        SELECT CASE WHEN v IS NULL OR v = '' OR length(v) > 200
+                    THEN 'a model name is empty or longer than 200 characters'
+                    ELSE format('the model name %s has %s', hookrelay.shown(v, 60),
+                                hookrelay.shown_char(substring(v FROM hookrelay.invisible_chars()))) END
+        INTO bad FROM unnest(NEW.models) AS f(v)
+        WHERE v IS NULL OR v = '' OR length(v) > 200 OR v ~ hookrelay.invisible_chars() LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'model filter: %', bad
+                USING ERRCODE = 'check_violation',
+                      HINT = 'model names such as store.Order have no spaces or invisible characters; use an empty array to match every model';
+        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END
+$_$;
+
+--
+-- Name: validate_endpoint_protection(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint_protection() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.max_in_flight IS NULL OR NEW.max_in_flight NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'max_in_flight % is out of range', coalesce(NEW.max_in_flight::text, 'NULL')
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use 1 to 10000 requests in flight at once (the default is 8)';
+    END IF;
+    -- NaN sorts above every number, so it fails this check too.
+    IF NEW.rate_limit IS NOT NULL AND NOT (NEW.rate_limit BETWEEN 0.001 AND 100000) THEN
+        RAISE EXCEPTION 'rate_limit % is out of range', NEW.rate_limit
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use 0.001 to 100000 requests per second, or NULL for no limit';
+    END IF;
+    IF NEW.active THEN
+        NEW.disabled_reason := NULL;
+        NEW.disabled_at := NULL;
+    ELSE
+        NEW.disabled_reason := coalesce(nullif(btrim(NEW.disabled_reason), ''), 'disabled by an operator');
+        NEW.disabled_at := coalesce(NEW.disabled_at, now());
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
+-- Name: validate_endpoint_shaping(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint_shaping() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    model  text;
+    fields jsonb;
+BEGIN
+    IF jsonb_typeof(NEW.include_fields) = 'array' THEN
+        IF NOT hookrelay.is_field_list(NEW.include_fields) THEN
+            RAISE EXCEPTION 'include_fields must be an array of field names (non-empty strings), not %', left(NEW.include_fields::text, 100)
+                USING ERRCODE = 'check_violation',
+                      HINT = 'for example ["id", "total"], or {"store.Order": ["id", "total"]} per model';
+        END IF;
+    ELSIF jsonb_typeof(NEW.include_fields) = 'object' THEN
+        FOR model, fields IN SELECT key, value FROM jsonb_each(NEW.include_fields) LOOP
+            IF model !~ '^[^[:space:]]{1,200}$' THEN
+                RAISE EXCEPTION 'include_fields has an invalid model name %', to_jsonb(model)
+                    USING ERRCODE = 'check_violation',
+                          HINT = 'for example {"store.Order": ["id", "total"]}: model names are 1 to 200 characters without spaces, or "*" for every model';
+            END IF;
+            IF NOT hookrelay.is_field_list(fields) THEN
+                RAISE EXCEPTION 'include_fields for model % must be an array of field names, not %', to_jsonb(model), left(fields::text, 100)
+                    USING ERRCODE = 'check_violation',
+                          HINT = 'for example {"store.Order": ["id", "total"]}';
+            END IF;
+        END LOOP;
+    ELSIF NEW.include_fields IS NOT NULL THEN
+        RAISE EXCEPTION 'include_fields must be a JSON array of field names, or an object of model name to such an array, not a JSON %', jsonb_typeof(NEW.include_fields)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'for example ["id", "total"] or {"store.Order": ["id", "total"]}';
+    END IF;
+    IF NEW.redact_fields IS NOT NULL THEN
+        IF jsonb_typeof(NEW.redact_fields) <> 'object' THEN
+            RAISE EXCEPTION 'redact_fields must be a JSON object of model name to {"field": replacement}, not a JSON %', jsonb_typeof(NEW.redact_fields)
+                USING ERRCODE = 'check_violation',
+                      HINT = 'for example {"store.Customer": {"email": "***@***.com"}}, or "*" for every model';
+        END IF;
+        FOR model, fields IN SELECT key, value FROM jsonb_each(NEW.redact_fields) LOOP
+            IF model !~ '^[^[:space:]]{1,200}$' THEN
+                RAISE EXCEPTION 'redact_fields has an invalid model name %', to_jsonb(model)
+                    USING ERRCODE = 'check_violation',
+                          HINT = 'for example {"store.Customer": {"email": "***@***.com"}}: model names are 1 to 200 characters without spaces, or "*" for every model';
+            END IF;
+            IF jsonb_typeof(fields) <> 'object' OR fields ? '' THEN
+                RAISE EXCEPTION 'redact_fields for model % must be an object of field name to replacement, not %', to_jsonb(model), left(fields::text, 100)
+                    USING ERRCODE = 'check_violation',
+                          HINT = 'for example {"store.Customer": {"email": "***@***.com"}}';
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN NEW;
+END
+$_$;
+
+--
+-- Name: validate_endpoint_signing(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint_signing() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    bad text;
+BEGIN
+    IF (NEW.previous_secret IS NULL) <> (NEW.previous_secret_expires_at IS NULL) THEN
+        RAISE EXCEPTION 'previous_secret and previous_secret_expires_at must be set together'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use `hookrelay endpoint rotate-secret NAME`, or set both columns (or neither)';
+    END IF;
+    IF NEW.previous_secret IS NOT NULL THEN
+        IF length(NEW.previous_secret) NOT BETWEEN 8 AND 1000 THEN
+            RAISE EXCEPTION 'endpoint previous_secret must be 8 to 1000 characters'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.signature_scheme = 'standard'
+           AND NEW.previous_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+            RAISE EXCEPTION 'the previous secret is not a standard-webhooks secret ("whsec_" followed by base64)'
+                USING ERRCODE = 'check_violation',
+                      HINT = 'clear previous_secret and previous_secret_expires_at before changing the scheme to standard';
+        END IF;
+    END IF;
+    IF NEW.headers IS NULL OR jsonb_typeof(NEW.headers) <> 'object' THEN
+        RAISE EXCEPTION 'endpoint headers must be a JSON object of names and string values'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'for example {"Authorization": "Bearer …"}; use {} for none';
+    END IF;
+    IF (SELECT count(*) FROM jsonb_object_keys(NEW.headers)) > 20 THEN
+        RAISE EXCEPTION 'an endpoint may have at most 20 static headers'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_object_keys(NEW.headers) AS k(key)
+               WHERE key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,100}$') THEN
+        RAISE EXCEPTION 'an endpoint header name is empty, longer than 100 characters, or has characters a header name cannot have (such as a space or a colon)'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'header names are letters, digits and - such as Authorization; put the value after the name, not in it';
+    END IF;
+    SELECT key INTO bad FROM jsonb_each(NEW.headers) WHERE jsonb_typeof(value) <> 'string' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint header % must have a string value', hookrelay.shown(bad)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'write numbers and booleans as strings, e.g. {"X-Tenant": "42"}';
+    END IF;
+    SELECT key INTO bad FROM jsonb_object_keys(NEW.headers) AS k(key)
+    WHERE hookrelay.is_reserved_header(key) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint header % is set by hookrelay itself and cannot be replaced', hookrelay.shown(bad)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Content-Type, User-Agent, Host, Content-Length, X-Webhook-* and webhook-* are reserved; pick another name';
+    END IF;
+    SELECT min(key) INTO bad FROM jsonb_object_keys(NEW.headers) AS k(key)
+    GROUP BY lower(key) HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint header % is given more than once (names ignore case)', hookrelay.shown(bad)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'keep one of them';
+    END IF;
+    -- Control characters would let a value start a new header line.
+    SELECT key INTO bad FROM jsonb_each_text(NEW.headers)
+    WHERE value ~ '[\x01-\x08\x0a-\x1f\x7f]' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint header % has a value with control characters (such as a line break)', hookrelay.shown(bad)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a header value is one line of text; remove line breaks and other control characters';
+    END IF;
+    SELECT key INTO bad FROM jsonb_each_text(NEW.headers) WHERE length(value) > 4096 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint header % has a value longer than 4096 characters', hookrelay.shown(bad)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'receivers and proxies commonly refuse longer headers';
+    END IF;
+    RETURN NEW;
+END
+$_$;
+
+--
+-- Name: wake_workers(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.wake_workers() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('hookrelay_events', '');
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: attempts; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.attempts (
+    id bigint NOT NULL,
+    delivery_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration_ms integer,
+    status integer,
+    error_code text,
+    error text,
+    response_excerpt text,
+    worker text
+);
+
+--
+-- Name: attempts_id_seq; Type: SEQUENCE; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE hookrelay.attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME hookrelay.attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: deliveries; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.deliveries (
+    id bigint NOT NULL,
+    event_id uuid NOT NULL,
+    endpoint_id bigint NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now(),
+    locked_until timestamp with time zone,
+    locked_by text,
+    last_status integer,
+    last_error_code text,
+    last_error text,
+    delivered_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts_base integer DEFAULT 0 NOT NULL,
+    CONSTRAINT delivery_state_is_known CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'cancelled'::text])))
+)
+WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
+
+--
+-- Name: endpoints; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.endpoints (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    url text NOT NULL,
+    secret text NOT NULL,
+    account_id text,
+    events text[] DEFAULT '{}'::text[] NOT NULL,
+    models text[] DEFAULT '{}'::text[] NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    signature_scheme text DEFAULT 'hookrelay'::text NOT NULL,
+    max_attempts integer,
+    timeout_ms integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    include_fields jsonb,
+    redact_fields jsonb,
+    max_in_flight integer DEFAULT 8 NOT NULL,
+    rate_limit double precision,
+    disabled_reason text,
+    disabled_at timestamp with time zone,
+    CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
+);
+
+--
+-- Name: events; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.events (
+    id uuid DEFAULT hookrelay.uuid_v7() NOT NULL,
+    event text NOT NULL,
+    model text,
+    object_id text,
+    object jsonb DEFAULT '{}'::jsonb NOT NULL,
+    changes jsonb,
+    actor jsonb DEFAULT hookrelay.current_actor(),
+    account_id text,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    fanned_out_at timestamp with time zone
+)
+WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
+
+--
+-- Name: backlog; Type: VIEW; Schema: hookrelay; Owner: -
+--
+
+CREATE VIEW hookrelay.backlog AS
+ SELECT ( SELECT count(*) AS count
+           FROM hookrelay.events
+          WHERE (events.fanned_out_at IS NULL)) AS events_to_fan_out,
+    ( SELECT (now() - min(events.created_at))
+           FROM hookrelay.events
+          WHERE (events.fanned_out_at IS NULL)) AS oldest_event_age,
+    count(*) FILTER (WHERE ((d.next_attempt_at <= now()) AND (d.locked_until IS NULL))) AS due,
+    count(*) FILTER (WHERE (d.locked_until IS NOT NULL)) AS in_flight,
+    count(*) FILTER (WHERE ((d.next_attempt_at > now()) AND (d.locked_until IS NULL) AND (d.next_attempt_at < 'infinity'::timestamp with time zone))) AS retrying,
+    count(*) FILTER (WHERE ((d.next_attempt_at = 'infinity'::timestamp with time zone) AND (NOT ep.active))) AS paused,
+    (now() - min(d.created_at)) AS oldest_pending_age,
+    count(*) FILTER (WHERE ((d.next_attempt_at = 'infinity'::timestamp with time zone) AND ep.active)) AS waiting_for_slot
+   FROM (hookrelay.deliveries d
+     JOIN hookrelay.endpoints ep ON ((ep.id = d.endpoint_id)))
+  WHERE (d.state = 'pending'::text);
+
+--
+-- Name: deliveries_id_seq; Type: SEQUENCE; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE hookrelay.deliveries ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME hookrelay.deliveries_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: delivery_log; Type: VIEW; Schema: hookrelay; Owner: -
+--
+
+CREATE VIEW hookrelay.delivery_log AS
+ SELECT a.id AS attempt_id,
+    a.delivery_id,
+    a.attempt,
+    a.started_at,
+    a.duration_ms,
+    a.status,
+    a.error_code,
+    a.error,
+    a.response_excerpt,
+    a.worker,
+    d.state AS delivery_state,
+    d.event_id,
+    ('evt_'::text || (d.event_id)::text) AS webhook_id,
+    e.event,
+    e.model,
+    e.object_id,
+    e.account_id,
+    ep.name AS endpoint,
+    ep.url
+   FROM (((hookrelay.attempts a
+     JOIN hookrelay.deliveries d ON ((d.id = a.delivery_id)))
+     JOIN hookrelay.events e ON ((e.id = d.event_id)))
+     JOIN hookrelay.endpoints ep ON ((ep.id = d.endpoint_id)));
+
+--
+-- Name: endpoint_fingerprints; Type: VIEW; Schema: hookrelay; Owner: -
+--
+
+CREATE VIEW hookrelay.endpoint_fingerprints AS
+ SELECT ep.id AS endpoint_id,
+    hookrelay.fingerprint(ep.secret) AS secret_fingerprint,
+        CASE
+            WHEN (ep.previous_secret_expires_at > now()) THEN hookrelay.fingerprint(ep.previous_secret)
+            ELSE NULL::text
+        END AS previous_secret_fingerprint,
+    ( SELECT COALESCE(jsonb_object_agg(h.key, hookrelay.fingerprint(h.value)), '{}'::jsonb) AS "coalesce"
+           FROM jsonb_each_text(ep.headers) h(key, value)) AS header_fingerprints
+   FROM hookrelay.endpoints ep;
+
+--
+-- Name: endpoint_state; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.endpoint_state (
+    endpoint_id bigint NOT NULL,
+    consecutive_failures integer DEFAULT 0 NOT NULL,
+    failing_since timestamp with time zone,
+    last_success_at timestamp with time zone,
+    last_failure_at timestamp with time zone,
+    last_status integer,
+    last_error text
+)
+WITH (fillfactor='50');
+
+--
+-- Name: endpoint_stats; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.endpoint_stats (
+    endpoint_id bigint NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    delivered integer DEFAULT 0 NOT NULL,
+    failed integer DEFAULT 0 NOT NULL
+)
+WITH (fillfactor='70');
+
+--
+-- Name: endpoint_health; Type: VIEW; Schema: hookrelay; Owner: -
+--
+
+CREATE VIEW hookrelay.endpoint_health AS
+ WITH pending AS (
+         SELECT deliveries.endpoint_id,
+            count(*) AS n
+           FROM hookrelay.deliveries
+          WHERE (deliveries.state = 'pending'::text)
+          GROUP BY deliveries.endpoint_id
+        ), dead AS (
+         SELECT deliveries.endpoint_id,
+            count(*) AS n
+           FROM hookrelay.deliveries
+          WHERE (deliveries.state = 'dead'::text)
+          GROUP BY deliveries.endpoint_id
+        ), hour AS (
+         SELECT endpoint_stats.endpoint_id,
+            sum(endpoint_stats.delivered) AS delivered,
+            sum(endpoint_stats.failed) AS failed
+           FROM hookrelay.endpoint_stats
+          WHERE (endpoint_stats.minute > (now() - '01:00:00'::interval))
+          GROUP BY endpoint_stats.endpoint_id
+        ), leased AS (
+         SELECT deliveries.endpoint_id,
+            count(*) AS n
+           FROM hookrelay.deliveries
+          WHERE (deliveries.locked_until > now())
+          GROUP BY deliveries.endpoint_id
+        )
+ SELECT ep.id AS endpoint_id,
+    ep.name,
+    ep.active,
+    ep.url,
+    COALESCE(pending.n, (0)::bigint) AS pending,
+    COALESCE(dead.n, (0)::bigint) AS dead,
+    COALESCE(hour.delivered, (0)::bigint) AS delivered_last_hour,
+    COALESCE(hour.failed, (0)::bigint) AS failed_last_hour,
+    COALESCE(st.consecutive_failures, 0) AS consecutive_failures,
+    st.failing_since,
+    st.last_success_at,
+    st.last_failure_at,
+    st.last_status,
+    st.last_error,
+    ep.disabled_reason,
+    ep.disabled_at,
+    COALESCE(leased.n, (0)::bigint) AS in_flight,
+    ep.max_in_flight,
+    ep.rate_limit,
+        CASE
+            WHEN (st.last_error IS NOT NULL) THEN st.last_failure_at
+            ELSE NULL::timestamp with time zone
+        END AS last_error_at
+   FROM (((((hookrelay.endpoints ep
+     LEFT JOIN hookrelay.endpoint_state st ON ((st.endpoint_id = ep.id)))
+     LEFT JOIN pending ON ((pending.endpoint_id = ep.id)))
+     LEFT JOIN dead ON ((dead.endpoint_id = ep.id)))
+     LEFT JOIN hour ON ((hour.endpoint_id = ep.id)))
+     LEFT JOIN leased ON ((leased.endpoint_id = ep.id)));
+
+--
+-- Name: endpoint_throttle; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.endpoint_throttle (
+    endpoint_id bigint NOT NULL,
+    tokens double precision DEFAULT 1 NOT NULL,
+    refilled_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    waiting boolean DEFAULT false NOT NULL
+)
+WITH (fillfactor='50');
+
+--
+-- Name: endpoints_id_seq; Type: SEQUENCE; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE hookrelay.endpoints ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME hookrelay.endpoints_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.schema_migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: wake_until; Type: SEQUENCE; Schema: hookrelay; Owner: -
+--
+
+CREATE UNLOGGED SEQUENCE hookrelay.wake_until
+    START WITH 0
+    INCREMENT BY 1
+    MINVALUE 0
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: workers; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE UNLOGGED TABLE hookrelay.workers (
+    id text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
+    waiting boolean DEFAULT false NOT NULL
+)
+WITH (fillfactor='50');
+
+--
+-- Name: attempts attempts_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.attempts
+    ADD CONSTRAINT attempts_pkey PRIMARY KEY (id);
+
+--
+-- Name: deliveries deliveries_event_id_endpoint_id_key; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.deliveries
+    ADD CONSTRAINT deliveries_event_id_endpoint_id_key UNIQUE (event_id, endpoint_id);
+
+--
+-- Name: deliveries deliveries_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.deliveries
+    ADD CONSTRAINT deliveries_pkey PRIMARY KEY (id);
+
+--
+-- Name: endpoint_state endpoint_state_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoint_state
+    ADD CONSTRAINT endpoint_state_pkey PRIMARY KEY (endpoint_id);
+
+--
+-- Name: endpoint_stats endpoint_stats_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoint_stats
+    ADD CONSTRAINT endpoint_stats_pkey PRIMARY KEY (endpoint_id, minute);
+
+--
+-- Name: endpoint_throttle endpoint_throttle_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoint_throttle
+    ADD CONSTRAINT endpoint_throttle_pkey PRIMARY KEY (endpoint_id);
+
+--
+-- Name: endpoints endpoints_name_key; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoints
+    ADD CONSTRAINT endpoints_name_key UNIQUE (name);
+
+--
+-- Name: endpoints endpoints_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoints
+    ADD CONSTRAINT endpoints_pkey PRIMARY KEY (id);
+
+--
+-- Name: events event_must_be_valid; Type: CHECK CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE hookrelay.events
+    ADD CONSTRAINT event_must_be_valid CHECK (hookrelay.check_event(event, object, changes, fanned_out_at)) NOT VALID;
+
+--
+-- Name: events events_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (id);
+
+--
+-- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+--
+-- Name: tracking tracked_tables_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.tracking
+    ADD CONSTRAINT tracked_tables_pkey PRIMARY KEY (tbl);
+
+--
+-- Name: workers workers_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.workers
+    ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
+
+--
+-- Name: attempts_by_delivery; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX attempts_by_delivery ON hookrelay.attempts USING btree (delivery_id, attempt);
+
+--
+-- Name: deliveries_dead; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_dead ON hookrelay.deliveries USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
+
+--
+-- Name: deliveries_due; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_due ON hookrelay.deliveries USING btree (next_attempt_at) WHERE (state = 'pending'::text);
+
+--
+-- Name: deliveries_leased; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_leased ON hookrelay.deliveries USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
+
+--
+-- Name: deliveries_waiting; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_waiting ON hookrelay.deliveries USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
+
+--
+-- Name: endpoint_throttle_drained; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX endpoint_throttle_drained ON hookrelay.endpoint_throttle USING btree (endpoint_id) WHERE (tokens < (1)::double precision);
+
+--
+-- Name: endpoint_throttle_waiting; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX endpoint_throttle_waiting ON hookrelay.endpoint_throttle USING btree (endpoint_id) WHERE waiting;
+
+--
+-- Name: endpoints_name_ignoring_case; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE UNIQUE INDEX endpoints_name_ignoring_case ON hookrelay.endpoints USING btree (lower(name));
+
+--
+-- Name: events_to_fan_out; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX events_to_fan_out ON hookrelay.events USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
+
+--
+-- Name: deliveries deliveries_forget_attempts; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER deliveries_forget_attempts AFTER DELETE ON hookrelay.deliveries REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_attempts_of_deliveries();
+
+--
+-- Name: endpoints endpoints_active_changed; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_active_changed AFTER UPDATE OF active ON hookrelay.endpoints FOR EACH ROW WHEN ((old.active IS DISTINCT FROM new.active)) EXECUTE FUNCTION hookrelay.endpoint_active_changed();
+
+--
+-- Name: endpoints endpoints_forget_deliveries; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_forget_deliveries AFTER DELETE ON hookrelay.endpoints REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_deliveries_of_endpoints();
+
+--
+-- Name: endpoints endpoints_reenabled; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_reenabled AFTER UPDATE OF active ON hookrelay.endpoints FOR EACH ROW WHEN ((new.active AND (NOT old.active))) EXECUTE FUNCTION hookrelay.endpoint_reenabled();
+
+--
+-- Name: endpoints endpoints_validate; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate BEFORE INSERT OR UPDATE ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint();
+
+--
+-- Name: endpoints endpoints_validate_protection; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate_protection BEFORE INSERT OR UPDATE ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_protection();
+
+--
+-- Name: endpoints endpoints_validate_shaping; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate_shaping BEFORE INSERT OR UPDATE OF include_fields, redact_fields ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_shaping();
+
+--
+-- Name: endpoints endpoints_validate_signing; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate_signing BEFORE INSERT OR UPDATE ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_signing();
+
+--
+-- Name: events events_forget_deliveries; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER events_forget_deliveries AFTER DELETE ON hookrelay.events REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_deliveries_of_events();
+
+--
+-- Name: events events_wake_workers; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER events_wake_workers AFTER INSERT ON hookrelay.events FOR EACH STATEMENT WHEN (((pg_sequence_last_value('hookrelay.wake_until'::regclass))::numeric > EXTRACT(epoch FROM now()))) EXECUTE FUNCTION hookrelay.wake_workers();
+
+--
+-- Name: workers workers_track_waiting; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER workers_track_waiting AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON hookrelay.workers FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.track_waiting_workers();
+
+--
+-- Name: endpoint_state endpoint_state_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoint_state
+    ADD CONSTRAINT endpoint_state_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES hookrelay.endpoints(id) ON DELETE CASCADE;
+
+--
+-- Name: endpoint_stats endpoint_stats_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoint_stats
+    ADD CONSTRAINT endpoint_stats_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES hookrelay.endpoints(id) ON DELETE CASCADE;
+
+--
+-- Name: endpoint_throttle endpoint_throttle_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.endpoint_throttle
+    ADD CONSTRAINT endpoint_throttle_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES hookrelay.endpoints(id) ON DELETE CASCADE;
+
+--
+-- PostgreSQL database dump complete
+--
