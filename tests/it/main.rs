@@ -1,6 +1,7 @@
 //! Integration tests: a real PostgreSQL (one throwaway cluster per run, or `DATABASE_URL`) and
 //! real HTTP receivers on 127.0.0.1. One test binary, so the cluster starts once.
 
+mod app_sql;
 mod bad_input;
 mod cli;
 mod config_file;
