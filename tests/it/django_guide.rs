@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::guides::{
-    blocks, environment, installed, project_dir, read_guide, run, write_file, Action,
-};
+use crate::guides::{environment, installed, project_dir, run, run_guide};
 use crate::support::{Receiver, TestDb};
 
 /// The virtualenv `.ci/run` creates with Django and psycopg (HOOKRELAY_DJANGO_VENV to move it).
@@ -66,32 +64,7 @@ async fn the_django_guide_runs_and_its_events_arrive_signed() {
         ),
         ("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()),
     ]);
-    let mut said = String::new();
-    for block in blocks(&read_guide("django.md"), "django.md") {
-        let what = format!("docs/django.md:{}", block.line);
-        match &block.action {
-            Action::File(path) => write_file(&dir, path, &block.code),
-            Action::Run => {
-                assert_eq!(block.lang, "sh", "{what}");
-                said += &run(
-                    &dir,
-                    &env,
-                    "bash",
-                    &["-euo", "pipefail", "-c", &block.code],
-                    &what,
-                );
-            }
-            Action::Shell => {
-                said += &run(
-                    &dir,
-                    &env,
-                    "python",
-                    &["manage.py", "shell", "-c", &block.code],
-                    &what,
-                );
-            }
-        }
-    }
+    let said = run_guide("django.md", &dir, &env);
     assert!(said.contains("schema hookrelay is up to date"), "{said}");
     assert!(said.contains("2 endpoints synced"), "{said}");
 

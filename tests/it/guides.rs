@@ -145,6 +145,32 @@ pub fn run(
     stdout
 }
 
+/// Runs a guide's blocks in order in `dir`; returns what the commands printed.
+pub fn run_guide(guide: &str, dir: &Path, env: &[(String, String)]) -> String {
+    let mut said = String::new();
+    for block in blocks(&read_guide(guide), guide) {
+        let what = format!("docs/{guide}:{}", block.line);
+        let code = block.code.as_str();
+        said += &match (&block.action, block.lang.as_str()) {
+            (Action::File(path), _) => {
+                write_file(dir, path, code);
+                continue;
+            }
+            (Action::Run, "sh") => run(dir, env, "bash", &["-euo", "pipefail", "-c", code], &what),
+            (Action::Run, "ruby") => run(dir, env, "ruby", &["-e", code], &what),
+            (Action::Shell, "python") => run(
+                dir,
+                env,
+                "python",
+                &["manage.py", "shell", "-c", code],
+                &what,
+            ),
+            (action, lang) => panic!("{what}: cannot run a {lang} block as {action:?}"),
+        };
+    }
+    said
+}
+
 /// Writes a `file=` block into the project.
 pub fn write_file(dir: &Path, path: &str, code: &str) {
     let target = dir.join(path);

@@ -22,6 +22,7 @@ mod processes;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;
+mod rails_guide;
 mod renames;
 mod roles;
 mod schema;
