@@ -3,9 +3,11 @@
 --   * `SET LOCAL hookrelay.suppress = on` stops the row triggers of tracked tables from writing
 --     events for the rest of the transaction (fixtures, data migrations, backfills), and lets a
 --     test suite's TRUNCATE (Django's flush) through. Any role may set it: it is a placeholder
---     setting, so no superuser is needed, unlike session_replication_role. It is read in each
---     trigger's WHEN clause, so a suppressed row never enters PL/pgSQL, and an unsuppressed
---     row pays one current_setting() call.
+--     setting, so no superuser is needed, unlike session_replication_role. Each row trigger's
+--     WHEN clause compares it with 'on' (a plain expression: an SQL function there would be
+--     inlined, that is parsed, again for every statement), so a suppressed row never enters
+--     PL/pgSQL; the row function reads the other spellings (true, yes, 1) and refuses bad
+--     values.
 --   * `hookrelay.set_actor(jsonb)` sets the acting user transaction-locally with a value that
 --     can be a bind parameter (`SET LOCAL hookrelay.actor = $1` cannot), and refuses a call
 --     sent as a query of its own outside a transaction block, where the setting would vanish
@@ -15,8 +17,8 @@
 --     other column references (0014), so they follow renames.
 --   * The TRUNCATE refusal says in its first line what to do in a test suite.
 
--- Whether this transaction (or session) asked for no events from row triggers. SQL, so the
--- planner inlines it into each trigger's WHEN clause; off for unset or empty.
+-- Whether this transaction (or session) asked for no events from row triggers: off for unset
+-- or empty, PostgreSQL's boolean spellings otherwise, an error naming the setting for others.
 CREATE FUNCTION hookrelay.suppress_value(raw text) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -118,6 +120,10 @@ DECLARE
     old_object jsonb;
     row_id     text;
 BEGIN
+    -- 'on' never gets here (the WHEN clause); other spellings of it, and bad values, do.
+    IF current_setting('hookrelay.suppress', true) NOT IN ('', 'off') AND hookrelay.suppressed() THEN
+        RETURN NULL;
+    END IF;
     row_json := CASE TG_OP WHEN 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
     by_number := tbl = TG_RELID OR tbl = pg_partition_root(TG_RELID);
     IF by_number THEN
@@ -189,7 +195,7 @@ END
 $$;
 
 -- Installs a table's triggers with its settings (dropping any it had). Each row trigger skips
--- suppressed transactions in its WHEN clause, before any PL/pgSQL runs.
+-- suppressed transactions (hookrelay.suppress = on) in its WHEN clause, before any PL/pgSQL.
 CREATE OR REPLACE FUNCTION hookrelay.install_tracking(t hookrelay.tracking) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -206,17 +212,17 @@ BEGIN
     call := format('hookrelay.tracked_row(%s)',
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
     IF 'created' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (NOT hookrelay.suppressed()) EXECUTE FUNCTION %s',
+        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
                        target, call);
     END IF;
     IF 'updated' = ANY (t.events) THEN
         -- *<> compares the stored bytes, so it works for every column type (json and point have
         -- no equality operator) and skips the function entirely for no-op updates.
-        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW AND NOT hookrelay.suppressed()) EXECUTE FUNCTION %s',
+        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW AND current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
                        target, call);
     END IF;
     IF 'deleted' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (NOT hookrelay.suppressed()) EXECUTE FUNCTION %s',
+        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
                        target, call);
     END IF;
     IF 'truncated' = ANY (t.events) THEN

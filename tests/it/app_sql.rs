@@ -211,6 +211,13 @@ async fn suppress_is_transaction_local_needs_no_superuser_and_lets_a_test_suite_
         "{e:?}"
     );
     app.batch_execute("ROLLBACK").await.unwrap();
+    // PostgreSQL's other spellings of on work too.
+    app.batch_execute(
+        "BEGIN; SET LOCAL hookrelay.suppress = 'TRUE'; INSERT INTO orders VALUES (3, 'NEW'); COMMIT;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(events(&db).await.len(), 1);
 
     // A test suite's flush: the refusal's first line says what to do, and doing it works.
     let e = app.batch_execute("TRUNCATE orders").await.unwrap_err();
