@@ -20,6 +20,7 @@ mod operate;
 mod protect;
 mod rotate;
 mod run;
+mod schema;
 mod show;
 mod track;
 mod verify;
@@ -27,6 +28,7 @@ mod verify;
 pub use endpoint::{EndpointAddArgs, EndpointCommand};
 pub use operate::{DeliveriesArgs, DeliveryCommand, RedeliverArgs};
 pub use run::RunArgs;
+pub use schema::MigrateArgs;
 pub use track::TrackArgs;
 
 /// hookrelay relays events from a PostgreSQL outbox to signed webhooks.
@@ -89,8 +91,8 @@ pub enum LogFormat {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install or upgrade the hookrelay schema (idempotent).
-    Migrate,
+    /// Install or upgrade the hookrelay schema (idempotent), or print its SQL.
+    Migrate(MigrateArgs),
     /// Run the worker: fan out, deliver, retry, until SIGTERM or SIGINT.
     Run(RunArgs),
     /// Show hookrelay end to end on a private database with a local receiver.
@@ -223,23 +225,7 @@ fn already_said(out: &str, cause: &(dyn std::error::Error + 'static)) -> bool {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Migrate => {
-            let target = Target::resolve(&cli).await?;
-            let mut client = target.connect_for(None).await?;
-            let report = migrate::migrate(&mut client).await?;
-            if report.applied.is_empty() {
-                println!(
-                    "schema hookrelay is up to date (version {})",
-                    report.version
-                );
-            } else {
-                for name in &report.applied {
-                    println!("applied {name}");
-                }
-                println!("schema hookrelay is at version {}", report.version);
-            }
-            Ok(())
-        }
+        Command::Migrate(args) => schema::migrate_command(&cli, args).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Demo(args) => {
             let database = match given_url(&cli)? {

@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0016_last_error.sql",
         sql: include_str!("../sql/0016_last_error.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_app_stack.sql",
+        sql: include_str!("../sql/0017_app_stack.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
@@ -124,6 +129,18 @@ pub enum MigrateError {
          {needed}): run `hookrelay migrate`, or `hookrelay run --migrate`"
     )]
     Pending { current: i32, needed: i32 },
+}
+
+/// A version `--print-sql --from` does not know.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--from {from} is not a schema version this hookrelay knows: give 0 to {known} (the \
+     version `hookrelay migrate` reports, or SELECT max(version) FROM \
+     hookrelay.schema_migrations)"
+)]
+pub struct UnknownVersion {
+    pub from: i32,
+    pub known: i32,
 }
 
 /// What a migration run did.
@@ -198,18 +215,22 @@ pub async fn migrate(client: &mut Client) -> Result<Report, MigrateError> {
     Ok(report)
 }
 
+/// The schema and the table that records migrations, shared by `migrate` and the printed SQL.
+const BOOTSTRAP: &str = "CREATE SCHEMA IF NOT EXISTS hookrelay;
+CREATE TABLE IF NOT EXISTS hookrelay.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);";
+
+/// Records an applied migration: `$1` version, `$2` name, `$3` checksum.
+const RECORD: &str =
+    "INSERT INTO hookrelay.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)";
+
 async fn apply_pending(client: &mut Client) -> Result<Report, MigrateError> {
     client
-        .batch_execute(
-            "SET client_min_messages = warning;
-             CREATE SCHEMA IF NOT EXISTS hookrelay;
-             CREATE TABLE IF NOT EXISTS hookrelay.schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 checksum   text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             );",
-        )
+        .batch_execute(&format!("SET client_min_messages = warning;\n{BOOTSTRAP}"))
         .await?;
     let current = current_version(client).await?;
     let known = latest_version();
@@ -225,8 +246,7 @@ async fn apply_pending(client: &mut Client) -> Result<Report, MigrateError> {
         let applied = async {
             tx.batch_execute(migration.sql).await?;
             tx.execute(
-                "INSERT INTO hookrelay.schema_migrations (version, name, checksum) \
-                 VALUES ($1, $2, $3)",
+                RECORD,
                 &[
                     &migration.version,
                     &migration.name,
@@ -250,9 +270,93 @@ async fn apply_pending(client: &mut Client) -> Result<Report, MigrateError> {
     Ok(report)
 }
 
+/// The SQL of the migrations after version `from` (0: the whole schema), for an application to
+/// run from its own migrations (a Django `RunSQL`, a Rails migration, any tool).
+///
+/// It does what `hookrelay migrate` does, in the caller's transaction: takes the same advisory
+/// lock, applies each migration not yet recorded, and records it in
+/// `hookrelay.schema_migrations` with the same checksum, so `hookrelay migrate` finds it
+/// installed and later upgrades (by either) apply on top. Running it again changes nothing.
+pub fn script(from: i32) -> Result<String, UnknownVersion> {
+    let known = latest_version();
+    if !(0..=known).contains(&from) {
+        return Err(UnknownVersion { from, known });
+    }
+    let mut out = format!(
+        "-- The hookrelay schema, migrations {first} to {known}, printed by \
+         `hookrelay migrate --print-sql{from_flag}`.\n\
+         -- Run it as one transaction (a Django RunSQL or Rails migration does). It applies the\n\
+         -- migrations not yet recorded in hookrelay.schema_migrations and records them as\n\
+         -- `hookrelay migrate` does, so either can upgrade the schema later.\n\
+         SELECT pg_advisory_xact_lock({LOCK_KEY});\n{BOOTSTRAP}\n{guard}\n",
+        first = from + 1,
+        from_flag = if from > 0 {
+            format!(" --from {from}")
+        } else {
+            String::new()
+        },
+        guard = version_guard(from, known),
+    );
+    for m in MIGRATIONS.iter().filter(|m| m.version > from) {
+        let tag = format!("$hookrelay_{:04}$", m.version);
+        let record = RECORD
+            .replace("$1", &m.version.to_string())
+            .replace("$2", &format!("'{}'", m.name))
+            .replace("$3", &format!("'{}'", checksum(m.sql)));
+        out.push_str(&format!(
+            "\n-- {name}\nDO $hookrelay$\nBEGIN\n    \
+             IF EXISTS (SELECT 1 FROM hookrelay.schema_migrations WHERE version = {version}) THEN\n        \
+             RETURN;\n    END IF;\n    EXECUTE {tag}\n{sql}\n{tag};\n    {record};\nEND\n$hookrelay$;\n",
+            name = m.name,
+            version = m.version,
+            sql = m.sql.trim_end(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Refuses a schema newer than this build, and (for an upgrade step) one older than its start.
+fn version_guard(from: i32, known: i32) -> String {
+    format!(
+        "DO $hookrelay$
+DECLARE
+    current integer := (SELECT coalesce(max(version), 0) FROM hookrelay.schema_migrations);
+BEGIN
+    IF current > {known} THEN
+        RAISE EXCEPTION 'the hookrelay schema is at version %, newer than this SQL (up to {known})', current
+            USING HINT = 'print the SQL again with the hookrelay that installed it';
+    END IF;
+    IF current < {from} THEN
+        RAISE EXCEPTION 'this SQL upgrades the hookrelay schema from version {from}, but it is at version %', current
+            USING HINT = format('print the step from there: hookrelay migrate --print-sql --from %s', current);
+    END IF;
+END
+$hookrelay$;"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_sql_quotes_every_migration_safely() {
+        for m in MIGRATIONS {
+            assert!(
+                !m.sql.contains("$hookrelay"),
+                "{} uses a reserved tag",
+                m.name
+            );
+        }
+        let full = script(0).unwrap();
+        assert!(full.contains("-- 0001_outbox.sql"));
+        assert!(full.contains(&checksum(MIGRATIONS[0].sql)));
+        let step = script(latest_version() - 1).unwrap();
+        assert!(!step.contains("-- 0001_outbox.sql"));
+        assert_eq!(step.matches("EXECUTE $hookrelay_").count(), 1);
+        assert!(script(latest_version() + 1).is_err());
+        assert!(script(-1).is_err());
+    }
 
     #[test]
     fn migrations_match_the_files_in_sql() {

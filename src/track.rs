@@ -1,7 +1,7 @@
 //! Tracking application tables: `hookrelay.track_table` and `hookrelay.untrack_table`, called
 //! as an application or operator would, with errors that name the problem and the fix.
 //!
-//! The work happens in SQL (`sql/0002_model_events.sql`): row triggers that write `created`,
+//! The work happens in SQL (`sql/0004_model_events.sql`, `0014`, `0017`): row triggers that write `created`,
 //! `updated` and `deleted` events in the application's own transaction.
 
 use serde::Serialize;
@@ -35,6 +35,8 @@ pub struct TrackRequest {
     pub exclude_columns: Vec<String>,
     pub account_column: Option<String>,
     pub model: Option<String>,
+    /// Columns whose changes alone send no `updated` event (still sent in `object`).
+    pub ignore_columns: Vec<String>,
 }
 
 /// A tracked table, as `hookrelay.tracked_tables` records it.
@@ -46,6 +48,8 @@ pub struct Tracked {
     pub exclude_columns: Vec<String>,
     pub account_column: Option<String>,
     pub key_columns: Vec<String>,
+    /// Columns whose changes alone send no `updated` event, by their current names.
+    pub ignore_columns: Vec<String>,
     /// What is wrong with the tracking (its columns changed in a way it cannot follow), if
     /// anything: hookrelay then refuses the table's writes or reads columns by name.
     pub problem: Option<String>,
@@ -53,8 +57,8 @@ pub struct Tracked {
 
 /// Column names are the current ones: the view resolves them from column numbers, so they
 /// follow renames.
-const COLUMNS: &str =
-    "tbl::text AS tbl, model, events, exclude_columns, account_column, key_columns, problem";
+const COLUMNS: &str = "tbl::text AS tbl, model, events, exclude_columns, account_column, \
+                       key_columns, ignore_columns, problem";
 
 fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
     Ok(Tracked {
@@ -64,6 +68,7 @@ fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
         exclude_columns: row.try_get("exclude_columns")?,
         account_column: row.try_get("account_column")?,
         key_columns: row.try_get("key_columns")?,
+        ignore_columns: row.try_get("ignore_columns")?,
         problem: row.try_get("problem")?,
     })
 }
@@ -102,8 +107,10 @@ pub async fn track(
     client: &impl GenericClient,
     request: &TrackRequest,
 ) -> Result<Tracked, TrackError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM hookrelay.track_table($1::text::regclass, $2, $3, $4, $5)");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM hookrelay.track_table($1::text::regclass, $2, $3, $4, $5, \
+         ignore_columns => $6)"
+    );
     let row = client
         .query_one(
             &sql,
@@ -113,6 +120,7 @@ pub async fn track(
                 &request.exclude_columns,
                 &request.account_column,
                 &request.model,
+                &request.ignore_columns,
             ],
         )
         .await
@@ -150,6 +158,12 @@ pub fn describe(t: &Tracked) -> String {
     if !t.exclude_columns.is_empty() {
         out.push_str(&format!("; excluding {}", t.exclude_columns.join(", ")));
     }
+    if !t.ignore_columns.is_empty() {
+        out.push_str(&format!(
+            "; no update sent when only {} changed",
+            t.ignore_columns.join(", ")
+        ));
+    }
     if let Some(column) = &t.account_column {
         out.push_str(&format!("; account from {column}"));
     }
@@ -179,6 +193,7 @@ mod tests {
             exclude_columns: vec![],
             account_column: None,
             key_columns: vec!["id".into()],
+            ignore_columns: vec![],
             problem: None,
         }
     }
@@ -208,5 +223,14 @@ mod tests {
             ..orders()
         };
         assert!(describe(&t).ends_with("no primary key, so object_id is null"));
+        let t = Tracked {
+            ignore_columns: vec!["lock_version".into(), "updated_at".into()],
+            ..orders()
+        };
+        assert!(
+            describe(&t).contains("; no update sent when only lock_version, updated_at changed;"),
+            "{}",
+            describe(&t)
+        );
     }
 }

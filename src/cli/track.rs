@@ -19,6 +19,10 @@ pub struct TrackArgs {
     /// Columns left out of every event, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub exclude: Vec<String>,
+    /// Columns whose changes alone send no `updated` event, comma-separated (bookkeeping
+    /// such as updated_at, lock_version); unlike --exclude they are still sent in `object`.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_columns: Vec<String>,
     /// Column whose value becomes the event's account_id.
     #[arg(long)]
     pub account_column: Option<String>,
@@ -26,7 +30,7 @@ pub struct TrackArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// List the tracked tables instead.
-    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "account_column", "model"])]
+    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "ignore_columns", "account_column", "model"])]
     pub list: bool,
 }
 
@@ -49,6 +53,7 @@ pub(super) async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
         exclude_columns: args.exclude.clone(),
         account_column: args.account_column.clone(),
         model: args.model.clone(),
+        ignore_columns: args.ignore_columns.clone(),
     };
     let tracked = track::track(&client, &request).await?;
     println!("tracking {}", track::describe(&tracked));

@@ -1,15 +1,18 @@
 //! Integration tests: a real PostgreSQL (one throwaway cluster per run, or `DATABASE_URL`) and
 //! real HTTP receivers on 127.0.0.1. One test binary, so the cluster starts once.
 
+mod app_sql;
 mod bad_input;
 mod cli;
 mod config_file;
 mod cost;
 mod delivery;
 mod demo;
+mod django_guide;
 mod fanout;
 mod faults;
 mod first_day;
+mod guides;
 mod input_checks;
 mod metrics;
 mod model_events;
@@ -19,6 +22,7 @@ mod processes;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;
+mod rails_guide;
 mod renames;
 mod roles;
 mod schema;
