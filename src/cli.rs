@@ -129,6 +129,8 @@ pub enum Command {
     Delivery(DeliveryCommand),
     /// Send deliveries again, with a fresh attempt budget.
     Redeliver(RedeliverArgs),
+    /// Serve the operator console, a web page: health, deliveries, redelivery.
+    Console(crate::console::ConsoleArgs),
     /// Backlog and per-endpoint health.
     Stats {
         /// Print JSON.
@@ -292,6 +294,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         | Command::Delivery(_)
         | Command::Redeliver(_)
         | Command::Stats { .. } => operate::run(&cli).await,
+        Command::Console(args) => {
+            // Refused before a database is looked for: an exposed console never starts.
+            crate::console::check_exposure(args.addr, args.token.as_deref())?;
+            let url = Target::resolve(&cli).await?.url;
+            Ok(crate::console::run(&url, cli.connect_timeout, args, shutdown_token()).await?)
+        }
         Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
         Command::Emit(args) => {
             let mut client = Target::ready(&cli).await?;

@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0016_last_error.sql",
         sql: include_str!("../sql/0016_last_error.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_console.sql",
+        sql: include_str!("../sql/0018_console.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod config_file;
+mod console;
 mod cost;
 mod delivery;
 mod demo;
