@@ -44,9 +44,9 @@ pub fn per_minute(minutes: &[(DateTime<Utc>, Minute)]) -> Markup {
     let label = |i: usize| minutes.get(i).map(|(t, _)| t.format("%H:%M").to_string());
     let last = minutes.len().saturating_sub(1);
     let ticks = [
-        (0, LEFT),
-        (last / 2, LEFT + PLOT_W / 2.0),
-        (last, LEFT + PLOT_W),
+        (0, LEFT, "start"),
+        (last / 2, LEFT + PLOT_W / 2.0, "middle"),
+        (last, LEFT + PLOT_W, "end"),
     ];
     let total_ok: i64 = delivered.iter().sum();
     let total_bad: i64 = failed.iter().sum();
@@ -58,9 +58,9 @@ pub fn per_minute(minutes: &[(DateTime<Utc>, Minute)]) -> Markup {
             line x1=(LEFT) y1=(TOP + PLOT_H) x2=(LEFT + PLOT_W) y2=(TOP + PLOT_H) stroke="#9aa5b1" {}
             text x=(LEFT - 6.0) y=(TOP + 10.0) text-anchor="end" font-size="11" fill="#5f6b7a" { (max) }
             text x=(LEFT - 6.0) y=(TOP + PLOT_H) text-anchor="end" font-size="11" fill="#5f6b7a" { "0" }
-            @for (i, x) in ticks {
+            @for (i, x, anchor) in ticks {
                 @if let Some(l) = label(i) {
-                    text x=(x) y=(H - 8.0) text-anchor="middle" font-size="11" fill="#5f6b7a" { (l) }
+                    text x=(x) y=(H - 8.0) text-anchor=(anchor) font-size="11" fill="#5f6b7a" { (l) }
                 }
             }
             polyline fill="none" stroke=(OK) stroke-width="1.6"

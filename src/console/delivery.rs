@@ -12,7 +12,7 @@ use crate::payload::{self, Event, Shaping};
 
 const DELIVERY_EVENT: &str = include_str!("../../sql/queries/console/delivery_event.sql");
 
-/// The body the endpoint got for delivery `id`, pretty-printed; `None` when the event is gone.
+/// The body the endpoint got for delivery `id`; `None` when the event is gone.
 async fn payload_of(client: &tokio_postgres::Client, id: i64) -> Result<Option<String>, PageError> {
     let Some(row) = client.query_opt(DELIVERY_EVENT, &[&id]).await? else {
         return Ok(None);
@@ -32,12 +32,9 @@ async fn payload_of(client: &tokio_postgres::Client, id: i64) -> Result<Option<S
         include_fields: row.try_get("include_fields")?,
         redact_fields: row.try_get("redact_fields")?,
     };
+    // Exactly the bytes the worker signs and sends (not re-formatted: that would reorder keys).
     let body = payload::body_for(&event, &shaping);
-    // Pretty-printed for reading; the digits stay as sent (arbitrary precision).
-    let pretty = serde_json::from_slice::<serde_json::Value>(&body)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-    Ok(Some(pretty))
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// `GET /deliveries/{id}`.
@@ -73,6 +70,7 @@ pub(crate) async fn render(console: &Console, id: i64, outcome: Option<Outcome>)
         h2 { "Attempts (" (detail.attempts_log.len()) ")" }
         (attempts(&detail.attempts_log))
         h2 { "Payload, as " (d.endpoint) " receives it" }
+        p.muted { "The exact body signed and sent, shaped by this endpoint's kept and redacted fields." }
         @match body_text {
             Some(text) => pre.payload { (text) },
             None => p.muted { "The event is no longer stored." },
@@ -93,7 +91,8 @@ fn summary(detail: &DeliveryDetail) -> Markup {
             dt { "Endpoint" } dd { a href=(format!("/endpoints/{}", d.endpoint)) { (d.endpoint) } " " span.mono.muted { (detail.url) } }
             dt { "Event" } dd { (d.event) }
             dt { "Event id" } dd.mono { (d.event_id) }
-            dt { "Model" } dd { (detail.model.as_deref().unwrap_or("–")) " " (detail.object_id.as_deref().unwrap_or("")) }
+            dt { "Model" } dd { (detail.model.as_deref().unwrap_or("–")) }
+            dt { "Object id" } dd { (detail.object_id.as_deref().unwrap_or("–")) }
             dt { "Account" } dd { (detail.account_id.as_deref().unwrap_or("–")) }
             dt { "Attempts" } dd { (d.attempts) }
             dt { "Created" } dd { (layout::time(&d.created_at)) }

@@ -73,7 +73,9 @@ pub fn harden(headers: &mut HeaderMap) {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not no-referrer: under it browsers send `Origin: null` with the console's own form
+        // posts, which the cross-site check must refuse. same-origin sends nothing elsewhere.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (
             header::HeaderName::from_static("cross-origin-opener-policy"),

@@ -224,7 +224,7 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
     assert_eq!(page.status, 200);
     // The payload as crm got it: redacted, and the HTML in it shown as text.
     assert!(
-        page.body.contains("&quot;email&quot;: &quot;***@***&quot;"),
+        page.body.contains("&quot;email&quot;:&quot;***@***&quot;"),
         "{}",
         page.body
     );
@@ -239,6 +239,8 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
         "no markup from the payload"
     );
     assert!(page.body.contains(&event_id));
+    // Exactly the bytes sent, in the envelope's order (id first), not re-formatted.
+    assert!(page.body.contains(&format!("<pre class=\"payload\">{{&quot;id&quot;:&quot;{event_id}&quot;,&quot;event&quot;:&quot;order.paid&quot;")), "{}", page.body);
     // The attempt: status, duration, the receiver's response.
     assert!(
         page.body.contains("<td class=\"num\">200</td>"),
@@ -284,7 +286,7 @@ async fn every_response_carries_strict_security_headers() {
         );
         assert_eq!(
             h("referrer-policy").as_deref(),
-            Some("no-referrer"),
+            Some("same-origin"),
             "{path}"
         );
         // No inline scripts or styles anywhere (the CSP would block them anyway).
@@ -372,4 +374,5 @@ async fn walk(console: &Served, first: &str) -> Vec<i64> {
 }
 
 mod actions;
+mod browser;
 mod safety;
