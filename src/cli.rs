@@ -145,6 +145,10 @@ pub struct DemoArgs {
     /// Stop after the tour instead of running until Ctrl-C.
     #[arg(long, env = "HOOKRELAY_DEMO_ONCE")]
     pub once: bool,
+    /// Also serve the operator console (`hookrelay console`), on 127.0.0.1:9465 or the
+    /// address given.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9465")]
+    pub console: Option<std::net::SocketAddr>,
 }
 
 /// `emit` arguments.
@@ -285,7 +289,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 Some(url) => demo::DemoDatabase::Server(url),
                 None => demo::DemoDatabase::Embedded(cli.data_dir.clone()),
             };
-            Ok(demo::run(database, args.once, shutdown_token()).await?)
+            Ok(demo::run(database, args.once, args.console, shutdown_token()).await?)
         }
         Command::Endpoint(command) => endpoint::endpoint_command(&cli, command).await,
         Command::Track(args) => track::track_command(&cli, args).await,
