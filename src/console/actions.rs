@@ -76,9 +76,9 @@ pub async fn redeliver(
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    let done = match console.pool.get().await {
+    let done = match console.client().await {
         Ok(client) => operator::redeliver(&**client, &[id]).await,
-        Err(e) => return PageError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let (status, outcome) = match done {
         Ok(r) if r.first().is_some_and(|(_, scheduled)| *scheduled) => (
@@ -139,9 +139,9 @@ pub async fn redeliver_dead(
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    let done = match console.pool.get().await {
+    let done = match console.client().await {
         Ok(client) => operator::redeliver_dead(&**client, Some(&name), window).await,
-        Err(e) => return PageError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let (status, outcome) = match done {
         Ok(n) => (
@@ -182,9 +182,9 @@ async fn toggle(console: Console, name: String, form: ActionForm, on: bool) -> R
     if let Some(refusal) = csrf_refusal(&console, &form) {
         return refusal;
     }
-    let client = match console.pool.get().await {
+    let client = match console.client().await {
         Ok(c) => c,
-        Err(e) => return PageError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let done = if on {
         endpoint::enable(&**client, &name).await.map(|was| match was {

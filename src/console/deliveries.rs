@@ -175,7 +175,7 @@ async fn find(client: &tokio_postgres::Client, s: &Search) -> Result<Vec<Row>, P
 /// `GET /deliveries`.
 pub async fn search(State(console): State<Console>, Query(q): Query<SearchQuery>) -> PageResult {
     let s = Search::parse(&q)?;
-    let client = console.pool.get().await?;
+    let client = console.client().await?;
     let mut rows = find(&client, &s).await?;
     let more = rows.len() as i64 > PAGE;
     rows.truncate(PAGE as usize);

@@ -56,7 +56,7 @@ pub fn parse_id(text: &str) -> Result<i64, PageError> {
 
 /// One delivery's page, with the outcome of an action when one was just taken.
 pub(crate) async fn render(console: &Console, id: i64, outcome: Option<Outcome>) -> PageResult {
-    let client = console.pool.get().await?;
+    let client = console.client().await?;
     let detail = operator::delivery(&**client, id).await?;
     let body_text = payload_of(&client, id).await?;
     let d = &detail.delivery;

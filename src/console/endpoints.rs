@@ -54,7 +54,7 @@ pub fn state_badge(h: &Health) -> Markup {
 
 /// `GET /endpoints`.
 pub async fn list(State(console): State<Console>) -> PageResult {
-    let client = console.pool.get().await?;
+    let client = console.client().await?;
     let health = operator::health(&**client).await?;
     let lines = sparklines(&client).await?;
     let empty = vec![Minute::default(); SPARK_MINUTES as usize];
@@ -111,7 +111,7 @@ pub(crate) async fn render_detail(
     name: &str,
     outcome: Option<Outcome>,
 ) -> PageResult {
-    let client = console.pool.get().await?;
+    let client = console.client().await?;
     let info = endpoint::get(&**client, name).await?;
     let health = operator::health(&**client).await?;
     let health = health.into_iter().find(|h| h.name == info.name);

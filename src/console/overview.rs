@@ -60,7 +60,7 @@ pub async fn page(
     Query(query): Query<OverviewQuery>,
 ) -> PageResult {
     let hours = hours(&query)?;
-    let client = console.pool.get().await?;
+    let client = console.client().await?;
     let backlog = operator::backlog(&**client).await?;
     let health = operator::health(&**client).await?;
     let minutes = per_minute(&client, hours * 60).await?;
