@@ -196,6 +196,40 @@ END
 $$;
 
 --
+-- Name: check_ignored(regclass, text[], text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_ignored(tbl regclass, ignore_columns text[], exclude_columns text[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF array_position(ignore_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'ignore_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(ignore_columns) AS c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'table % has no column % to ignore', tbl, bad
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'column names are case-sensitive and given without quotes, as \d lists them';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(ignore_columns) AS c WHERE c = ANY (exclude_columns);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is both excluded and ignored', bad, tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'exclude a column to never send it; ignore it to send it in object but not send an update that changes only it';
+    END IF;
+END
+$$;
+
+--
 -- Name: check_tracking(regclass, text[], text[], text, text, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -635,7 +669,9 @@ CREATE TABLE hookrelay.tracking (
     tracked_oid oid NOT NULL,
     exclude_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
     account_attnum smallint,
-    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL
+    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    ignore_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL
 );
 
 --
@@ -658,23 +694,24 @@ DECLARE
 BEGIN
     PERFORM hookrelay.drop_tracking_triggers(t.tbl);
     args := ARRAY[t.model, t.tracked_oid::text, t.exclude_columns::text, t.key_columns::text,
-                  coalesce(t.account_column, '')]
+                  coalesce(t.account_column, ''), t.ignore_columns::text]
             || t.exclude_attnums::text[] || t.key_attnums::text[]
-            || CASE WHEN t.account_column IS NOT NULL THEN ARRAY[t.account_attnum::text] ELSE '{}' END;
+            || CASE WHEN t.account_column IS NOT NULL THEN ARRAY[t.account_attnum::text] ELSE '{}' END
+            || t.ignore_attnums::text[];
     call := format('hookrelay.tracked_row(%s)',
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
     IF 'created' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
                        target, call);
     END IF;
     IF 'updated' = ANY (t.events) THEN
         -- *<> compares the stored bytes, so it works for every column type (json and point have
         -- no equality operator) and skips the function entirely for no-op updates.
-        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW) EXECUTE FUNCTION %s',
+        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW AND current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
                        target, call);
     END IF;
     IF 'deleted' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
                        target, call);
     END IF;
     IF 'truncated' = ANY (t.events) THEN
@@ -796,6 +833,37 @@ CREATE FUNCTION hookrelay.redeliver_dead(endpoint_name text, since interval DEFA
 $$;
 
 --
+-- Name: set_actor(jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.set_actor(actor jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- A query sent on its own outside BEGIN … COMMIT (autocommit) is its own transaction,
+    -- started at the same instant; inside a block the statement starts later. That catches the
+    -- trap as psql, Django (client-side binding, its default) and Rails' execute send it. With
+    -- the extended protocol the transaction starts at Parse or Bind and the statement at
+    -- Execute, and no function can tell the two apart: the recipes call it inside the
+    -- transaction. A string of several statements runs as one transaction, so there the actor
+    -- lasts for all of them and is allowed.
+    IF transaction_timestamp() = statement_timestamp()
+       AND position(';' IN rtrim(coalesce(current_query(), ''), E'; \t\r\n')) = 0 THEN
+        RAISE EXCEPTION 'hookrelay.set_actor was called outside a transaction block, so the actor would be forgotten when this statement ends'
+            USING ERRCODE = 'no_active_sql_transaction',
+                  HINT = 'call it first thing inside the transaction that writes the rows: BEGIN … COMMIT, Django transaction.atomic() (or ATOMIC_REQUESTS), Rails ActiveRecord::Base.transaction';
+    END IF;
+    IF actor IS NOT NULL AND jsonb_typeof(actor) NOT IN ('object', 'string', 'number') THEN
+        RAISE EXCEPTION 'hookrelay.set_actor takes a JSON object or an id, not a JSON %', jsonb_typeof(actor)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pass an object such as {"id": "1", "username": "admin"}';
+    END IF;
+    PERFORM set_config('hookrelay.actor', coalesce(actor::text, ''), true);
+    RETURN hookrelay.current_actor();
+END
+$$;
+
+--
 -- Name: shown(text, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -815,6 +883,34 @@ CREATE FUNCTION hookrelay.shown_char(c text) RETURNS text
     SELECT CASE WHEN c ~ hookrelay.invisible_chars() THEN ''
                 ELSE to_jsonb(c)::text || ' ' END
            || '(U+' || upper(lpad(to_hex(ascii(c)), 4, '0')) || ')'
+$$;
+
+--
+-- Name: suppress_value(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.suppress_value(raw text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    RETURN raw::boolean;
+EXCEPTION WHEN invalid_text_representation THEN
+    RAISE EXCEPTION 'hookrelay.suppress is set to %, which is not on or off', quote_literal(left(raw, 40))
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'SET LOCAL hookrelay.suppress = on inside the transaction whose rows should send no events; off (or unset) sends them';
+END
+$$;
+
+--
+-- Name: suppressed(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.suppressed() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE coalesce(current_setting('hookrelay.suppress', true), '')
+        WHEN '' THEN false WHEN 'off' THEN false WHEN 'on' THEN true
+        ELSE hookrelay.suppress_value(current_setting('hookrelay.suppress', true)) END
 $$;
 
 --
@@ -862,17 +958,21 @@ CREATE VIEW hookrelay.tracked_tables AS
         END AS key_columns,
     t.tracked_at,
     t.updated_at,
-    hookrelay.tracking_problem(t.*) AS problem
+    hookrelay.tracking_problem(t.*) AS problem,
+        CASE
+            WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.ignore_attnums)
+            ELSE t.ignore_columns
+        END AS ignore_columns
    FROM hookrelay.tracking t
   WHERE (EXISTS ( SELECT 1
            FROM pg_class c
           WHERE (c.oid = (t.tbl)::oid)));
 
 --
--- Name: track_table(regclass, text[], text[], text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: track_table(regclass, text[], text[], text, text, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
+CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[]) RETURNS hookrelay.tracked_tables
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -901,6 +1001,7 @@ BEGIN
     END IF;
     events := coalesce(events, '{created,updated,deleted}');
     exclude_columns := coalesce(exclude_columns, '{}');
+    ignore_columns := coalesce(ignore_columns, '{}');
     key_columns := ARRAY(
         SELECT a.attname::text
         FROM pg_index i
@@ -909,7 +1010,9 @@ BEGIN
         WHERE i.indrelid = tbl AND i.indisprimary
         ORDER BY k.n);
     PERFORM hookrelay.check_tracking(tbl, events, exclude_columns, account_column, model, key_columns);
+    PERFORM hookrelay.check_ignored(tbl, ignore_columns, exclude_columns);
     exclude_columns := ARRAY(SELECT DISTINCT c FROM unnest(exclude_columns) AS c ORDER BY c);
+    ignore_columns := ARRAY(SELECT DISTINCT c FROM unnest(ignore_columns) AS c ORDER BY c);
     settings := ROW(tbl, coalesce(model, rel.nspname || '.' || rel.relname),
                     ARRAY(SELECT e FROM unnest('{created,updated,deleted,truncated}'::text[]) AS e
                           WHERE e = ANY (events)),
@@ -917,7 +1020,8 @@ BEGIN
                     hookrelay.column_numbers(tbl, exclude_columns),
                     CASE WHEN account_column IS NOT NULL
                          THEN (hookrelay.column_numbers(tbl, ARRAY[account_column]))[1] END,
-                    hookrelay.column_numbers(tbl, key_columns));
+                    hookrelay.column_numbers(tbl, key_columns),
+                    ignore_columns, hookrelay.column_numbers(tbl, ignore_columns));
     PERFORM hookrelay.install_tracking(settings);
 
     -- Rows of tables dropped since they were tracked (their triggers went with them).
@@ -966,6 +1070,12 @@ DECLARE
     key_cols   text[] := TG_ARGV[3];
     account    text := nullif(TG_ARGV[CASE WHEN old_style THEN 2 ELSE 4 END], '');
     n_excluded integer := cardinality(excluded);
+    n_keys     integer := coalesce(cardinality(key_cols), 0);
+    -- Where the numbers start: 0014's triggers have no ignored names before them.
+    base       integer := CASE WHEN old_style THEN 0
+                               WHEN TG_NARGS = 5 + n_excluded + n_keys + (account IS NOT NULL)::int THEN 5
+                               ELSE 6 END;
+    ignored    text[] := CASE WHEN base = 6 THEN TG_ARGV[5]::text[] ELSE '{}' END;
     tracked_as text := account;
     by_number  boolean;
     col        text;
@@ -974,12 +1084,16 @@ DECLARE
     old_object jsonb;
     row_id     text;
 BEGIN
+    -- 'on' never gets here (the WHEN clause); other spellings of it, and bad values, do.
+    IF current_setting('hookrelay.suppress', true) NOT IN ('', 'off') AND hookrelay.suppressed() THEN
+        RETURN NULL;
+    END IF;
     row_json := CASE TG_OP WHEN 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
     by_number := tbl = TG_RELID OR tbl = pg_partition_root(TG_RELID);
     IF by_number THEN
         -- Numbers are the truth; an excluded column goes under both names when they differ.
         FOR i IN 1 .. n_excluded LOOP
-            col := hookrelay.column_now(tbl, TG_ARGV[4 + i]::int2);
+            col := hookrelay.column_now(tbl, TG_ARGV[base - 1 + i]::int2);
             IF col IS DISTINCT FROM excluded[i] THEN
                 IF col IS NULL THEN
                     PERFORM hookrelay.tracking_out_of_step(tbl, format('excluded column %I is not found', excluded[i]));
@@ -987,17 +1101,24 @@ BEGIN
                 excluded := excluded || col;
             END IF;
         END LOOP;
-        FOR i IN 1 .. cardinality(key_cols) LOOP
-            key_cols[i] := hookrelay.column_now(tbl, TG_ARGV[4 + n_excluded + i]::int2);
+        FOR i IN 1 .. n_keys LOOP
+            key_cols[i] := hookrelay.column_now(tbl, TG_ARGV[base - 1 + n_excluded + i]::int2);
         END LOOP;
         IF account IS NOT NULL THEN
-            account := hookrelay.column_now(tbl, TG_ARGV[TG_NARGS - 1]::int2);
+            account := hookrelay.column_now(tbl, TG_ARGV[base + n_excluded + n_keys]::int2);
             -- Renamed, while another column took its old name: the numbers may be from before
             -- a restore that happened to reuse the oid, so neither column is trusted.
             IF account IS DISTINCT FROM tracked_as AND row_json ? tracked_as THEN
                 PERFORM hookrelay.tracking_out_of_step(tbl, format(
                     'its account column %I was renamed to %I, and %I now names another column', tracked_as, account, tracked_as));
             END IF;
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            -- A dropped ignored column is simply not there to ignore.
+            FOR i IN 1 .. cardinality(ignored) LOOP
+                ignored[i] := hookrelay.column_now(
+                    tbl, TG_ARGV[base + n_excluded + n_keys + (tracked_as IS NOT NULL)::int + i - 1]::int2);
+            END LOOP;
         END IF;
     ELSIF NOT row_json ?& excluded THEN
         PERFORM hookrelay.tracking_out_of_step(TG_RELID, 'an excluded column is not found by name, so it may be sent under another name');
@@ -1007,17 +1128,18 @@ BEGIN
             'its account column (%I when tracked) was dropped, so the event''s account is unknown', tracked_as));
     END IF;
     new_object := row_json - excluded;
-    IF cardinality(key_cols) = 1 THEN
+    IF n_keys = 1 THEN
         row_id := row_json ->> key_cols[1];
-    ELSIF cardinality(key_cols) > 1 THEN
+    ELSIF n_keys > 1 THEN
         -- A composite key is sent as the JSON array of its values, in key order: [7, "b"].
         row_id := (SELECT jsonb_agg(row_json -> k ORDER BY i)
                    FROM unnest(key_cols) WITH ORDINALITY AS u(k, i))::text;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         old_object := to_jsonb(OLD) - excluded;
-        -- Only excluded columns changed, or values that differ only in form (1.0 and 1.00).
-        IF old_object = new_object THEN
+        -- Only excluded or ignored columns changed, or values that differ only in form (1.0
+        -- and 1.00). Ignored columns still go out in object and, with a real change, changes.
+        IF old_object - ignored = new_object - ignored THEN
             RETURN NULL;
         END IF;
         INSERT INTO hookrelay.events (event, model, object_id, object, changes, account_id)
@@ -1044,14 +1166,20 @@ CREATE FUNCTION hookrelay.tracked_truncate() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
+    IF hookrelay.suppressed() THEN
+        RETURN NULL;
+    END IF;
     IF TG_ARGV[1] = 'emit' THEN
         INSERT INTO hookrelay.events (event, model) VALUES ('truncated', TG_ARGV[0]);
         RETURN NULL;
     END IF;
-    RAISE EXCEPTION 'TRUNCATE of %.% is refused: hookrelay tracks its deleted rows, and TRUNCATE would delete them without any "deleted" event',
+    RAISE EXCEPTION 'TRUNCATE of %.% is refused because hookrelay tracks its deletes; in a test suite (Django flush or TransactionTestCase, Rails fixtures or DatabaseCleaner) run SET hookrelay.suppress = on first, and no events are sent',
         quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
         USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'use DELETE; or track ''truncated'' as well (one "truncated" event per TRUNCATE); or call hookrelay.untrack_table first';
+              DETAIL = 'TRUNCATE would delete the rows without any "deleted" event, so receivers would never hear they are gone',
+              HINT = 'in the application use DELETE; or track ''truncated'' as well (one "truncated" event per TRUNCATE); '
+                     'or SET LOCAL hookrelay.suppress = on in the transaction (the test database''s connections can set it '
+                     'for the session, e.g. options=-c hookrelay.suppress=on); or call hookrelay.untrack_table first';
 END
 $$;
 
@@ -1844,10 +1972,22 @@ CREATE INDEX deliveries_due ON hookrelay.deliveries USING btree (next_attempt_at
 CREATE INDEX deliveries_leased ON hookrelay.deliveries USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
 
 --
+-- Name: deliveries_newest; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_newest ON hookrelay.deliveries USING btree (created_at, id);
+
+--
 -- Name: deliveries_waiting; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
 CREATE INDEX deliveries_waiting ON hookrelay.deliveries USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
+
+--
+-- Name: endpoint_stats_by_minute; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX endpoint_stats_by_minute ON hookrelay.endpoint_stats USING btree (minute);
 
 --
 -- Name: endpoint_throttle_drained; Type: INDEX; Schema: hookrelay; Owner: -

@@ -118,6 +118,8 @@ pub enum Command {
     Delivery(DeliveryCommand),
     /// Send deliveries again, with a fresh attempt budget.
     Redeliver(RedeliverArgs),
+    /// Serve the operator console, a web page: health, deliveries, redelivery.
+    Console(crate::console::ConsoleArgs),
     /// Backlog and per-endpoint health.
     Stats {
         /// Print JSON.
@@ -132,6 +134,10 @@ pub struct DemoArgs {
     /// Stop after the tour instead of running until Ctrl-C.
     #[arg(long, env = "HOOKRELAY_DEMO_ONCE")]
     pub once: bool,
+    /// Also serve the operator console (`hookrelay console`), on 127.0.0.1:9465 or the
+    /// address given.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9465")]
+    pub console: Option<std::net::SocketAddr>,
 }
 
 /// `emit` arguments.
@@ -232,7 +238,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 Some(url) => demo::DemoDatabase::Server(url),
                 None => demo::DemoDatabase::Embedded(cli.data_dir.clone()),
             };
-            Ok(demo::run(database, args.once, shutdown_token()).await?)
+            Ok(demo::run(database, args.once, args.console, shutdown_token()).await?)
         }
         Command::Endpoint(command) => endpoint::endpoint_command(&cli, command).await,
         Command::Track(args) => track::track_command(&cli, args).await,
@@ -241,6 +247,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         | Command::Delivery(_)
         | Command::Redeliver(_)
         | Command::Stats { .. } => operate::run(&cli).await,
+        Command::Console(args) => {
+            // Refused before a database is looked for: an exposed console never starts.
+            crate::console::check_exposure(args.addr, args.token.as_deref())?;
+            let url = Target::resolve(&cli).await?.url;
+            Ok(crate::console::run(&url, cli.connect_timeout, args, shutdown_token()).await?)
+        }
         Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
         Command::Emit(args) => {
             let mut client = Target::ready(&cli).await?;

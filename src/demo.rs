@@ -52,6 +52,8 @@ pub enum DemoError {
     Timeout,
     #[error(transparent)]
     Track(#[from] crate::track::TrackError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// One request as the demo receiver saw it.
@@ -326,6 +328,8 @@ async fn print_summary(client: &tokio_postgres::Client, url: &str) -> Result<(),
          \x20       SELECT * FROM hookrelay.endpoint_health;                    -- per endpoint\n\
          \x20       SELECT * FROM hookrelay.tracked_tables;                     -- what is tracked\n\
          \x20   or: hookrelay --database-url {url} delivery show 2\n\
+         \x20   or in a browser: hookrelay --database-url {url} console\n\
+         \x20       (or run the demo with --console to have it served beside the tour)\n\
          \x20   (the demo has a database of its own: other hookrelay commands look at it only\n\
          \x20   when given --database-url {url})"
     );
@@ -333,10 +337,12 @@ async fn print_summary(client: &tokio_postgres::Client, url: &str) -> Result<(),
 }
 
 /// Runs the tour. With `once`, stops after it; otherwise keeps the worker and receiver
-/// running until `token` is cancelled (Ctrl-C).
+/// running until `token` is cancelled (Ctrl-C). With `console`, serves the operator console
+/// on that address beside it.
 pub async fn run(
     database: DemoDatabase,
     once: bool,
+    console: Option<SocketAddr>,
     token: CancellationToken,
 ) -> Result<(), DemoError> {
     println!("hookrelay demo: from a committed row to a signed webhook\n");
@@ -364,6 +370,11 @@ pub async fn run(
     };
     let (mut client, url) = fresh_database(&admin_url).await?;
     println!("      demo database: {url}");
+    if let Some(addr) = console {
+        let pool = db::pool(&url, 2)?.pool;
+        let bound = crate::console::serve(pool, addr, None, token.clone()).await?;
+        println!("      operator console: http://{bound}/ (open it in a browser and watch)");
+    }
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let receiver = Arc::new(Receiver {

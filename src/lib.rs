@@ -23,13 +23,14 @@
 //! (endpoint management, one by one or declared in a file),
 //! [`emit`] (writing events from the command line), [`track`] (row triggers on application
 //! tables that emit created/updated/deleted events), [`operator`] and [`report`] (what
-//! operators ask and its output), [`demo`] and [`cli`] (the command line), and [`verify`]:
+//! operators ask and its output), [`demo`] and [`cli`] (the command line), [`console`] (the operator console in the browser), and [`verify`]:
 //! the receiver's side, checking a delivery's signature and timestamp.
 
 pub mod apply;
 pub mod claim;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod deliver;
 pub mod demo;

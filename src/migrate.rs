@@ -104,6 +104,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0017_app_stack.sql",
         sql: include_str!("../sql/0017_app_stack.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_console.sql",
+        sql: include_str!("../sql/0018_console.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

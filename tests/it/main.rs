@@ -5,6 +5,7 @@ mod app_sql;
 mod bad_input;
 mod cli;
 mod config_file;
+mod console;
 mod cost;
 mod delivery;
 mod demo;

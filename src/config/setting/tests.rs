@@ -13,6 +13,8 @@ use crate::config::WorkerConfig;
 /// file cannot hold them (and `HOOKRELAY_CONFIG` names the file itself).
 const NOT_SETTINGS: &[&str] = &[
     "HOOKRELAY_CONFIG",
+    "HOOKRELAY_CONSOLE_ADDR",
+    "HOOKRELAY_CONSOLE_TOKEN",
     "HOOKRELAY_DEMO_ONCE",
     "HOOKRELAY_ENDPOINT_SECRET",
     "HOOKRELAY_NEW_SECRET",
