@@ -582,5 +582,5 @@ async fn worker_sessions_have_statement_and_lock_timeouts() {
         .await
         .unwrap();
     let got: (String, String, String) = (row.get(0), row.get(1), row.get(2));
-    assert_eq!(got, ("30s".into(), "5s".into(), "1min".into()));
+    assert_eq!(got, ("10s".into(), "5s".into(), "1min".into()));
 }
