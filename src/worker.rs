@@ -352,7 +352,15 @@ impl Worker {
         }
         let mut wake = Wake::Tick;
         loop {
-            self.pump(&client, wake).await?;
+            // A stop does not wait for a claim on a database that went silent: the claim may
+            // still run, so its leases are given back as orphans while stopping.
+            tokio::select! {
+                pumped = self.pump(&client, wake) => pumped?,
+                _ = token.cancelled() => {
+                    self.orphans = true;
+                    return Ok(());
+                }
+            }
             backoff.reset(Duration::from_millis(100));
             self.metrics.database.recovered(Proof::Wrote, opened);
             let deadline = self.next_wake();

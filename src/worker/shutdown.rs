@@ -67,6 +67,16 @@ impl Worker {
                 Err(_) => tracing::warn!("could not give back leases in time; they will expire"),
             }
         }
+        if self.orphans {
+            let pool = &self.db.pool;
+            let release = async {
+                let client = pool.get().await?;
+                record::release_orphans(&client, &self.config.worker_id, &self.held).await
+            };
+            if let Ok(Ok(n)) = tokio::time::timeout(COURTESY, release).await {
+                self.summary.released += n;
+            }
+        }
         let unregister = async {
             let client = self.db.pool.get().await.ok()?;
             client

@@ -53,7 +53,8 @@ async fn nothing_lost(db: &TestDb, receiver: &Receiver, events: i64, worker: &Wo
         events,
         "every event reached the receiver"
     );
-    duplicates_only_after_expired_leases(db, &seen).await;
+    let duplicates = duplicates_only_after_expired_leases(db, &seen).await;
+    println!("partition: {events} events delivered, {duplicates} received twice");
 }
 
 #[tokio::test]
@@ -213,4 +214,47 @@ async fn a_partition_of_the_listen_connection_alone_is_noticed_and_notifications
     );
     relay.heal();
     worker.terminate();
+}
+
+#[tokio::test]
+async fn a_partition_longer_than_the_lease_lets_another_worker_take_over_without_losing_newer_state(
+) {
+    let events = 300;
+    let (db, receiver) = backlog(events, Duration::from_millis(20)).await;
+    let relay = Relay::start(socket_of(&db.url)).await;
+    let short = [
+        "--lease",
+        "4s",
+        "--request-timeout",
+        "2s",
+        "--retry-schedule",
+        "200ms,200ms,200ms",
+    ];
+    let cut_off = WorkerProcess::spawn(&relay.url(&db.url), "cut-off", &short);
+    assert!(progress(&db, 30, Duration::from_secs(30)).await.is_some());
+    relay.partition_existing();
+    // The other worker starts while the first one's leases are still held.
+    let other = WorkerProcess::spawn(&db.url, "other", &short);
+    nothing_lost(&db, &receiver, events, &other).await;
+    // Every delivery ended delivered, and no result of the cut-off worker, written late,
+    // moved one back: each delivery's last attempt is the one that delivered it.
+    relay.heal();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let regressed = db
+        .count(
+            "SELECT count(*) FROM hookrelay.deliveries d
+             WHERE d.state <> 'delivered'
+                OR NOT EXISTS (SELECT 1 FROM hookrelay.attempts a
+                               WHERE a.delivery_id = d.id AND a.attempt = d.attempts
+                                 AND a.status BETWEEN 200 AND 299)",
+        )
+        .await;
+    assert_eq!(regressed, 0, "{}", cut_off.log_text());
+    let took_over = db
+        .count("SELECT count(*) FROM hookrelay.attempts WHERE worker = 'other'")
+        .await;
+    assert!(took_over > 0, "the other worker took over");
+    println!("lease takeover: the other worker made {took_over} attempts; nothing regressed");
+    other.terminate();
+    cut_off.terminate();
 }

@@ -119,3 +119,25 @@ async fn pump(
         }
     }
 }
+
+#[tokio::test]
+async fn a_held_connection_carries_its_traffic_again_once_healed() {
+    let db = crate::support::TestDb::new().await;
+    let relay = Relay::start(crate::support::socket_of(&db.url)).await;
+    let client = crate::support::connect(&relay.url(&db.url)).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    relay.partition_existing();
+    let held = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        client.simple_query("SELECT 2"),
+    )
+    .await;
+    assert!(held.is_err(), "held");
+    relay.heal();
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.simple_query("SELECT 3"),
+    )
+    .await;
+    assert!(again.is_ok(), "healed connection answers");
+}
