@@ -55,17 +55,6 @@ async fn tracked(delay: Duration) -> (SocketAddr, Arc<Seen>) {
 
 const EVENTS: i64 = 240;
 
-async fn emit_many(db: &TestDb, n: i64) {
-    db.client
-        .execute(
-            "INSERT INTO hookrelay.events (event, object)
-             SELECT 'order.paid', jsonb_build_object('id', i) FROM generate_series(1, $1::bigint) i",
-            &[&n],
-        )
-        .await
-        .unwrap();
-}
-
 /// Sessions of hookrelay's worker that sit inside a transaction without running a statement:
 /// what holding a lock across a network wait would look like.
 async fn idle_in_transaction(db: &TestDb) -> i64 {
@@ -100,7 +89,7 @@ async fn healthy_finish(with_hanging: bool) -> Duration {
     } else {
         None
     };
-    emit_many(&db, EVENTS).await;
+    db.emit_many(EVENTS).await;
     let config = WorkerConfig {
         concurrency: 32,
         ..db.config()
@@ -198,7 +187,7 @@ async fn stop(child: Child) {
 
 /// Runs two `hookrelay run` processes with these concurrencies until `n` events are delivered.
 async fn run_two_workers(db: &TestDb, n: i64, concurrency: [&str; 2]) {
-    emit_many(db, n).await;
+    db.emit_many(n).await;
     let a = spawn_worker(db, "worker-a", concurrency[0]);
     let b = spawn_worker(db, "worker-b", concurrency[1]);
     let delivered = db
@@ -248,7 +237,7 @@ async fn max_in_flight_holds_across_two_worker_processes() {
         .execute("UPDATE hookrelay.endpoints SET max_in_flight = 3", &[])
         .await
         .unwrap();
-    emit_many(&db, 30).await;
+    db.emit_many(30).await;
     let a = spawn_worker(&db, "worker-a", "16");
     let b = spawn_worker(&db, "worker-b", "16");
     // Both workers run, each with 16 free slots, and claim every 200 ms at least; the

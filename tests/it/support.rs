@@ -128,6 +128,19 @@ impl TestDb {
             .get(0)
     }
 
+    /// Writes `n` `order.paid` events (objects `{"id": 1…n}`) in one statement.
+    pub async fn emit_many(&self, n: i64) {
+        self.client
+            .execute(
+                "INSERT INTO hookrelay.events (event, object)
+                 SELECT 'order.paid', jsonb_build_object('id', i)
+                 FROM generate_series(1, $1::bigint) i",
+                &[&n],
+            )
+            .await
+            .expect("emit many");
+    }
+
     /// A number from one query.
     pub async fn count(&self, sql: &str) -> i64 {
         self.client.query_one(sql, &[]).await.expect(sql).get(0)

@@ -17,14 +17,7 @@ async fn backlog(events: i64, delay: Duration) -> (TestDb, Receiver) {
     let db = TestDb::new().await;
     let receiver = Receiver::with(move |_, _| Reply { status: 200, delay }).await;
     db.endpoint("crm", &receiver.url("/crm"), SECRET).await;
-    db.client
-        .execute(
-            "INSERT INTO hookrelay.events (event, object)
-             SELECT 'order.paid', jsonb_build_object('id', i) FROM generate_series(1, $1::bigint) i",
-            &[&events],
-        )
-        .await
-        .unwrap();
+    db.emit_many(events).await;
     (db, receiver)
 }
 

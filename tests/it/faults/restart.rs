@@ -59,14 +59,7 @@ async fn postgres_restarts_lose_nothing_and_the_worker_comes_back_by_itself() {
     let mut emitted = 0;
     let mut restarts = 0;
     for mode in modes.iter().copied().cycle().take(modes.len() * rounds) {
-        db.client
-            .execute(
-                "INSERT INTO hookrelay.events (event, object)
-                 SELECT 'order.paid', jsonb_build_object('id', i) FROM generate_series(1, $1::bigint) i",
-                &[&batch],
-            )
-            .await
-            .unwrap();
+        db.emit_many(batch).await;
         emitted += batch;
         // Mid-run: some of the batch delivered, most not.
         let delivered_sql = "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'";
