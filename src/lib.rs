@@ -7,7 +7,8 @@
 //! - [`claim`]: claims new events (fanning them out to matching endpoints) and due deliveries,
 //!   each in one short `FOR UPDATE SKIP LOCKED` statement that sets a lease.
 //! - [`payload`]: builds the JSON envelope a receiver gets.
-//! - [`sign`]: HMAC-SHA256 signature headers for each signature scheme.
+//! - [`sign`]: HMAC-SHA256 signature headers for each signature scheme (from the
+//!   `hookrelay-verify` crate of this workspace, which receivers use alone).
 //! - [`guard`]: the SSRF guard: which addresses receivers may be on, checked as names resolve.
 //! - [`deliver`]: the HTTP POST and the classification of what came back.
 //! - [`retry`]: the retry schedule with jitter, and the outcome of a finished attempt.
@@ -24,7 +25,8 @@
 //! [`emit`] (writing events from the command line), [`track`] (row triggers on application
 //! tables that emit created/updated/deleted events), [`operator`] and [`report`] (what
 //! operators ask and its output), [`demo`] and [`cli`] (the command line), [`console`] (the operator console in the browser), and [`verify`]:
-//! the receiver's side, checking a delivery's signature and timestamp.
+//! the receiver's side, checking a delivery's signature and timestamp (re-exported, like [`sign`],
+//! from `crates/hookrelay-verify`).
 
 pub mod apply;
 pub mod claim;
@@ -49,10 +51,10 @@ pub mod record;
 pub mod report;
 pub mod retry;
 pub mod settings;
-pub mod sign;
+pub use hookrelay_verify::sign;
 pub mod sweep;
 pub mod track;
-pub mod verify;
+pub use hookrelay_verify::verify;
 pub mod worker;
 
 /// The `User-Agent` sent with every webhook request.

@@ -5,8 +5,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hookrelay::sign::{self, Message, Scheme};
-use hookrelay::verify::{Verifier, VerifyError};
+use hookrelay_verify::sign::{self, Message, Scheme};
+use hookrelay_verify::verify::{Verifier, VerifyError};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

@@ -13,8 +13,8 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use hookrelay::sign::Scheme;
-use hookrelay::verify::Verifier;
+use hookrelay_verify::sign::Scheme;
+use hookrelay_verify::verify::Verifier;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

@@ -3,8 +3,8 @@
 //! The same check `hookrelay verify` runs, for Rust receivers:
 //!
 //! ```
-//! use hookrelay::sign::Scheme;
-//! use hookrelay::verify::Verifier;
+//! use hookrelay_verify::sign::Scheme;
+//! use hookrelay_verify::verify::Verifier;
 //!
 //! let verifier = Verifier::new(Scheme::Hookrelay, &["secret_123"]).unwrap();
 //! let headers = [
@@ -96,7 +96,7 @@ impl<K: AsRef<str>, V: AsRef<str>> HeaderSource for Vec<(K, V)> {
 }
 
 /// The header map of `http` (used by axum, hyper and reqwest alike).
-impl HeaderSource for reqwest::header::HeaderMap {
+impl HeaderSource for http::HeaderMap {
     fn values(&self, name: &str) -> Vec<&str> {
         self.get_all(name)
             .iter()

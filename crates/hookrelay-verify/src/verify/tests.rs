@@ -74,7 +74,7 @@ fn header_names_ignore_case() {
     ];
     let hr = v(Scheme::Hookrelay, &["secret_123"]);
     assert!(hr.verify(&headers[..], HR_BODY, TS).is_ok());
-    let mut map = reqwest::header::HeaderMap::new();
+    let mut map = http::HeaderMap::new();
     map.insert(
         "webhook-id",
         "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap(),
