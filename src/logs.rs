@@ -6,7 +6,8 @@
 //! (`endpoint add`, `rotate-secret`), static header values (`Authorization` tokens) and
 //! application payloads, so its records more verbose than `info` are dropped here, for every
 //! filter, including one that names tokio_postgres explicitly: `--log trace` must be safe to
-//! paste into a bug report. Its `info` records (server notices and warnings) still show.
+//! paste into a bug report. (Server notices and warnings do not go through its log: the
+//! connection driver in `db::connect` shows them, once each, at the default level.)
 //!
 //! Other crates were checked at `trace` with the test in `tests/it/secrets.rs`: reqwest and
 //! hyper log connections by scheme and host only, and static header values are marked
