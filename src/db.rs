@@ -204,7 +204,7 @@ pub fn pool_behind(
         connector.session = Some(pooler::set_statements(&settings, false));
     }
     if mode == Pooler::Transaction {
-        pooler::use_transaction_pooling(&settings, &config);
+        pooler::use_transaction_pooling(&settings, &config, connector.answer_limit);
         listen = None;
     }
     let manager = Manager::from_connect(

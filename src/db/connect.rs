@@ -115,6 +115,22 @@ pub async fn connect(config: &Config) -> Result<Client, DbError> {
     Ok(client)
 }
 
+/// [`connect`] with the answer deadline given instead of derived from the configuration's
+/// options (behind a pooler they carry no session settings).
+pub async fn connect_within(
+    config: &Config,
+    answer_limit: Option<Duration>,
+) -> Result<Client, DbError> {
+    let limit = limit(config);
+    let (client, connection) =
+        match tokio::time::timeout(limit, first_within(config, answer_limit)).await {
+            Ok(opened) => opened?,
+            Err(_) => return Err(DbError::ConnectTimeout(limit)),
+        };
+    drive(connection, |_| true);
+    Ok(client)
+}
+
 /// Runs `connection` until it closes: notices are shown (see the module's notes), and
 /// notifications and the error that ends it, if any, go to `forward`, which returns false
 /// when nobody wants them any more.

@@ -62,8 +62,9 @@ impl Pooler {
 struct Pooling {
     /// The `SET LOCAL` statements every worker transaction starts with.
     prelude: String,
-    /// Where parameter types are asked (see [`types_of`]).
+    /// Where parameter types are asked (see [`types_of`]), and the answer deadline there.
     config: Config,
+    answer_limit: Option<Duration>,
 }
 
 static TRANSACTION_POOLING: OnceLock<Pooling> = OnceLock::new();
@@ -76,10 +77,15 @@ fn prelude() -> Option<&'static str> {
 
 /// Sends the worker's statements as transaction pooling requires, with these settings, the
 /// pool's connections made with `config`.
-pub(super) fn use_transaction_pooling(settings: &[(String, String)], config: &Config) {
+pub(super) fn use_transaction_pooling(
+    settings: &[(String, String)],
+    config: &Config,
+    answer_limit: Option<Duration>,
+) {
     let _ = TRANSACTION_POOLING.set(Pooling {
         prelude: set_statements(settings, true),
         config: config.clone(),
+        answer_limit,
     });
 }
 
@@ -138,8 +144,9 @@ async fn types_of(sql: &str) -> Result<Vec<Type>, DbError> {
     let Some(pooling) = TRANSACTION_POOLING.get() else {
         return Ok(Vec::new());
     };
-    let client = super::connect(&pooling.config).await?;
-    client.batch_execute("BEGIN").await?;
+    let client = super::connect::connect_within(&pooling.config, pooling.answer_limit).await?;
+    // Parsing takes locks on the tables named: the worker's lock and statement timeouts apply.
+    client.batch_execute(&begin_with(&pooling.prelude)).await?;
     let described = client.prepare(sql).await;
     // Dropping the statement sends its Close before the ROLLBACK below.
     let types = described.map(|statement| statement.params().to_vec());

@@ -253,3 +253,39 @@ async fn through_session_pooling_deliveries_complete_and_notifications_arrive() 
     assert!(log.contains("pooler=\"session\""), "detected:\n{log}");
     clean(&log);
 }
+
+#[tokio::test]
+async fn through_transaction_pooling_the_workers_lock_timeout_still_applies() {
+    let (mut db, receiver) = setup().await;
+    let bouncer = transaction_pooler();
+    // The worker registers in hookrelay.workers first: a lock held there makes it wait, and
+    // only its lock_timeout (5 s, a session setting) ends the wait.
+    let blocker = db.client.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE hookrelay.workers IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let worker = WorkerProcess::spawn(
+        &bouncer.url(&db.url),
+        "bounced-locked",
+        &["--pooler", "transaction", "--poll-interval", "200ms"],
+    );
+    let deadline = started + Duration::from_secs(15);
+    while !worker.log_text().contains("lock timeout") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = started.elapsed();
+    blocker.rollback().await.unwrap();
+    assert!(
+        worker.log_text().contains("lock timeout"),
+        "the worker's lock_timeout did not end its wait:\n{}",
+        worker.log_text()
+    );
+    println!("lock_timeout through transaction pooling ended the wait after {waited:?}");
+    assert!(waited >= Duration::from_secs(4), "{waited:?}");
+    db.client = crate::support::connect(&db.url).await;
+    delivered(&db, &receiver, 1, &worker).await;
+    let log = worker.terminate();
+    assert!(!log.contains("prepared statement"), "{log}");
+}
