@@ -313,6 +313,20 @@ mod tests {
     }
 
     #[test]
+    fn behind_a_pooler_no_startup_options_are_sent_and_the_answer_deadline_is_kept() {
+        let url = "postgres://u@127.0.0.1:5/d";
+        let session = pool_behind(config(url).unwrap(), 1, pooler::Pooler::Session).unwrap();
+        assert_eq!(session.config.get_options(), None);
+        assert!(
+            session.listen.is_some(),
+            "LISTEN works through session pooling"
+        );
+        let direct = pool_behind(config(url).unwrap(), 1, pooler::Pooler::Detect).unwrap();
+        assert_eq!(direct.pooler, pooler::Pooler::None);
+        assert!(direct.config.get_options().is_some());
+    }
+
+    #[test]
     fn worker_sessions_are_time_limited_and_the_url_can_override() {
         const PLANNING: &str = WORKER_PLANNING;
         let db = pool("postgres://u@127.0.0.1:5/d", 1).unwrap();

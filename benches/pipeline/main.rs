@@ -107,7 +107,13 @@ impl Worker {
                 let (head, tail) = url.split_once('@').expect("a URL with a user");
                 let (_, database) = tail.split_once('/').expect("a URL with a database");
                 let through = format!("{head}@{via}/{database}");
-                command.args(["run", "--database-url", &through, "--listen-database-url", url]);
+                command.args([
+                    "run",
+                    "--database-url",
+                    &through,
+                    "--listen-database-url",
+                    url,
+                ]);
             }
             Err(_) => {
                 command.args(["run", "--database-url", url]);
