@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_postgres::Client;
+
+use crate::db::pooler;
 use serde_json::Value;
 use tokio_postgres::Row;
 
@@ -235,18 +237,17 @@ pub async fn claim_new(
     limit: usize,
     from: Scan,
     lease: &Lease<'_>,
-) -> Result<Claimed, tokio_postgres::Error> {
-    let statement = client.prepare_cached(&CLAIM_NEW).await?;
+) -> Result<Claimed, crate::db::DbError> {
     let after = match from {
         Scan::FromStart => Uuid::nil(),
         Scan::After(id) => id,
     };
-    let rows = client
-        .query(
-            &statement,
-            &[&(limit as i64), &lease.millis(), &lease.worker, &after],
-        )
-        .await?;
+    let rows = pooler::query(
+        client,
+        &CLAIM_NEW,
+        &[&(limit as i64), &lease.millis(), &lease.worker, &after],
+    )
+    .await?;
     let taken = match rows.first() {
         Some(row) => row.try_get::<_, i64>("events_claimed")? as usize,
         None => 0,
@@ -272,14 +273,13 @@ pub async fn claim_due(
     client: &Client,
     limit: usize,
     lease: &Lease<'_>,
-) -> Result<Claimed, tokio_postgres::Error> {
-    let statement = client.prepare_cached(&CLAIM_DUE).await?;
-    let rows = client
-        .query(
-            &statement,
-            &[&(limit as i64), &lease.millis(), &lease.worker],
-        )
-        .await?;
+) -> Result<Claimed, crate::db::DbError> {
+    let rows = pooler::query(
+        client,
+        &CLAIM_DUE,
+        &[&(limit as i64), &lease.millis(), &lease.worker],
+    )
+    .await?;
     let jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
     Ok(Claimed {
         taken: jobs.len(),

@@ -8,6 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Config;
 
 pub mod connect;
+pub mod pooler;
 pub mod problem;
 pub mod socket;
 pub use connect::{connect, DEFAULT_CONNECT_TIMEOUT};
@@ -78,8 +79,11 @@ pub struct Db {
     pub pool: Pool,
     pub config: Config,
     /// Where the LISTEN connection goes: `config` unless `--listen-database-url` gives a direct
-    /// connection (behind a pooler in transaction mode, which cannot keep a LISTEN).
-    pub listen: Config,
+    /// connection (behind a pooler in transaction mode, which cannot keep a LISTEN). `None`:
+    /// nowhere, in transaction pooling without that URL; the worker polls.
+    pub listen: Option<Config>,
+    /// What is between the worker and the database (never [`pooler::Pooler::Detect`]).
+    pub pooler: pooler::Pooler,
 }
 
 impl Db {
@@ -88,7 +92,7 @@ impl Db {
     pub fn listening_on(mut self, url: &str) -> Result<Db, DbError> {
         let mut listen = config_with(url, self.config.get_connect_timeout().copied())?;
         worker_session(&mut listen);
-        self.listen = listen;
+        self.listen = Some(listen);
         Ok(self)
     }
 }
@@ -140,7 +144,7 @@ const WORKER_PLANNING: &str = "-c enable_seqscan=off -c jit=off \
 ///
 /// The [`WORKER_SESSION`] time limits come first, so a database URL's own `options` can
 /// change them.
-fn worker_session(config: &mut Config) {
+pub(crate) fn worker_session(config: &mut Config) {
     with_session(config, WORKER_SESSION);
     let options = format!(
         "{} {WORKER_PLANNING}",
@@ -168,11 +172,44 @@ pub fn pool(url: &str, max_size: usize) -> Result<Db, DbError> {
 
 /// Builds a pool of up to `max_size` worker connections from a parsed configuration (see
 /// [`config_with`]). Connections are opened lazily, each within the configuration's time limit.
-pub fn pool_from(mut config: Config, max_size: usize) -> Result<Db, DbError> {
+pub fn pool_from(config: Config, max_size: usize) -> Result<Db, DbError> {
+    pool_behind(config, max_size, pooler::Pooler::None)
+}
+
+/// [`pool_from`] behind a pooler in the given mode (see [`pooler`]): the worker's session
+/// settings leave the startup options for `SET` on each connection (session pooling) or
+/// `SET LOCAL` in each transaction (transaction pooling), and the answer deadline they set is
+/// kept. `Detect` is taken as `None`: detecting needs the database, see [`pooler::detect`].
+pub fn pool_behind(
+    mut config: Config,
+    max_size: usize,
+    mode: pooler::Pooler,
+) -> Result<Db, DbError> {
+    use pooler::Pooler;
+    let bare = config.clone();
     worker_session(&mut config);
+    let mut connector = connect::Connector::default();
+    let settings = pooler::settings_of(config.get_options().unwrap_or_default());
+    let mut listen = Some(config.clone());
+    let mode = match mode {
+        Pooler::Detect => Pooler::None,
+        other => other,
+    };
+    if mode != Pooler::None {
+        connector.answer_limit = socket::limit_for(&config);
+        config = bare;
+        listen = Some(config.clone());
+    }
+    if mode == Pooler::Session {
+        connector.session = Some(pooler::set_statements(&settings, false));
+    }
+    if mode == Pooler::Transaction {
+        pooler::use_transaction_pooling(&settings, &config, connector.answer_limit);
+        listen = None;
+    }
     let manager = Manager::from_connect(
         config.clone(),
-        connect::Connector,
+        connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -185,8 +222,9 @@ pub fn pool_from(mut config: Config, max_size: usize) -> Result<Db, DbError> {
         .build()?;
     Ok(Db {
         pool,
-        listen: config.clone(),
+        listen,
         config,
+        pooler: mode,
     })
 }
 
@@ -272,6 +310,20 @@ mod tests {
         assert!(err.contains("postgres://user:password@host"), "{err}");
         let ok = config("postgres://u@127.0.0.1:5/d").unwrap();
         assert_eq!(ok.get_application_name(), Some("hookrelay"));
+    }
+
+    #[test]
+    fn behind_a_pooler_no_startup_options_are_sent_and_the_answer_deadline_is_kept() {
+        let url = "postgres://u@127.0.0.1:5/d";
+        let session = pool_behind(config(url).unwrap(), 1, pooler::Pooler::Session).unwrap();
+        assert_eq!(session.config.get_options(), None);
+        assert!(
+            session.listen.is_some(),
+            "LISTEN works through session pooling"
+        );
+        let direct = pool_behind(config(url).unwrap(), 1, pooler::Pooler::Detect).unwrap();
+        assert_eq!(direct.pooler, pooler::Pooler::None);
+        assert!(direct.config.get_options().is_some());
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl Listener {
 }
 
 /// Starts listening on its own connection until `token` is cancelled.
-pub fn spawn(config: Config, metrics: Arc<Metrics>, token: CancellationToken) -> Listener {
+pub fn spawn(config: Option<Config>, metrics: Arc<Metrics>, token: CancellationToken) -> Listener {
     let wake = Arc::new(Notify::new());
     let noted = Arc::new(AtomicBool::new(false));
     let (connected_tx, connected) = watch::channel(false);
@@ -102,7 +102,8 @@ pub fn spawn(config: Config, metrics: Arc<Metrics>, token: CancellationToken) ->
 }
 
 struct Task {
-    config: Config,
+    /// `None`: nothing to listen on (transaction pooling without a direct URL).
+    config: Option<Config>,
     wake: Arc<Notify>,
     noted: Arc<AtomicBool>,
     connected: watch::Sender<bool>,
@@ -117,10 +118,20 @@ impl Task {
     }
 
     async fn run(self) {
+        let Some(config) = self.config.clone() else {
+            tracing::warn!(
+                "polling for new events every --poll-interval instead of listening: \
+                 --database-url goes through a pooler in transaction mode, which cannot deliver \
+                 notifications; give a direct URL with --listen-database-url \
+                 (HOOKRELAY_LISTEN_DATABASE_URL) for immediate wake-ups"
+            );
+            self.token.cancelled().await;
+            return;
+        };
         let mut backoff = Backoff::default();
         while !self.token.is_cancelled() {
             let mut opened = None;
-            let result = self.listen_once(&mut backoff, &mut opened).await;
+            let result = self.listen_once(&config, &mut backoff, &mut opened).await;
             self.set_connected(false);
             let Err(e) = result else { break };
             let wait = backoff.next_delay();
@@ -143,10 +154,11 @@ impl Task {
     /// Listens on one connection until it fails; `opened` is set once it is made.
     async fn listen_once(
         &self,
+        config: &Config,
         backoff: &mut Backoff,
         opened: &mut Option<Instant>,
     ) -> Result<(), ListenError> {
-        let (client, connection) = connect::open(&self.config).await?;
+        let (client, connection) = connect::open(config).await?;
         let since = Instant::now();
         *opened = Some(since);
         let (tx, mut rx) = mpsc::unbounded_channel();

@@ -183,6 +183,9 @@ impl Metrics {
 pub struct Probe {
     pub metrics: Arc<Metrics>,
     pub pool: Pool,
+    /// Whether the worker listens (it polls instead behind a transaction pooler without a
+    /// direct LISTEN URL): readiness then does not wait for a LISTEN connection.
+    pub listens: bool,
 }
 
 async fn metrics(State(probe): State<Arc<Probe>>, headers: HeaderMap) -> impl IntoResponse {
@@ -223,7 +226,7 @@ async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, String) {
         Ok(result) => result,
         Err(_) => Err("the database did not answer a check within 2 s".to_string()),
     };
-    let listening = probe.metrics.listener_connected.get() == 1;
+    let listening = !probe.listens || probe.metrics.listener_connected.get() == 1;
     match (database, listening) {
         (Ok(false), true) => (StatusCode::OK, "ready\n".into()),
         (Err(e), _) => (

@@ -168,8 +168,9 @@ pub fn latest_version() -> i32 {
 
 /// The installed schema version (0 when hookrelay was never installed).
 pub async fn current_version(client: &Client) -> Result<i32, MigrateError> {
+    // Unnamed statements (query_typed): they also work through a transaction pooler.
     let exists: bool = client
-        .query_one(
+        .query_typed_one(
             "SELECT to_regclass('hookrelay.schema_migrations') IS NOT NULL",
             &[],
         )
@@ -179,7 +180,7 @@ pub async fn current_version(client: &Client) -> Result<i32, MigrateError> {
         return Ok(0);
     }
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT coalesce(max(version), 0) FROM hookrelay.schema_migrations",
             &[],
         )

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+
+use crate::db::pooler;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{DbError, Failure};
@@ -51,18 +53,16 @@ pub async fn disable_failing(
     policy: &AutoDisable,
 ) -> Result<Vec<(String, String)>, DbError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(DISABLE_FAILING).await?;
     let after_ms = i64::try_from(policy.after.as_millis()).unwrap_or(i64::MAX);
     let min = i32::try_from(policy.min_failures).unwrap_or(i32::MAX);
-    let rows = client.query(&statement, &[&after_ms, &min]).await?;
+    let rows = pooler::query(&client, DISABLE_FAILING, &[&after_ms, &min]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Flags endpoints with parked deliveries but no `waiting` flag; returns how many.
 pub async fn flag_waiting(pool: &Pool) -> Result<i64, DbError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(FLAG_WAITING).await?;
-    Ok(client.query_one(&statement, &[]).await?.get(0))
+    Ok(pooler::query_one(&client, FLAG_WAITING, &[]).await?.get(0))
 }
 
 /// Checks every [`AutoDisable::interval`] (every minute without auto-disable) until `token`

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Client, Pool};
+
+use crate::db::pooler;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
@@ -148,10 +150,7 @@ fn clamp_ms(d: Duration) -> i64 {
 /// Gives back this worker's leases on deliveries it does not hold (see
 /// `sql/queries/release_orphans.sql`); returns how many.
 pub async fn release_orphans(client: &Client, worker: &str, held: &Held) -> Result<u64, DbError> {
-    let statement = client.prepare_cached(RELEASE_ORPHANS).await?;
-    Ok(client
-        .execute(&statement, &[&worker, &held.snapshot()])
-        .await?)
+    pooler::execute(client, RELEASE_ORPHANS, &[&worker, &held.snapshot()]).await
 }
 
 /// Writes one batch of results in a single statement.
@@ -195,16 +194,16 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
     ];
     if gone.is_empty() {
         // The common case: one statement, no transaction round trips.
-        let statement = client.prepare_cached(RECORD_RESULTS).await?;
-        client.execute(&statement, &params).await?;
+        pooler::execute(client, RECORD_RESULTS, &params).await?;
         return Ok(());
     }
-    let tx = client.transaction().await?;
-    let statement = tx.prepare_cached(RECORD_RESULTS).await?;
-    tx.execute(&statement, &params).await?;
-    let statement = tx.prepare_cached(ENDPOINT_GONE).await?;
-    let row = tx.query_one(&statement, &[&gone]).await?;
-    let (cancelled, names): (i64, Vec<String>) = (row.get(0), row.get(1));
+    let tx = pooler::begin(client).await?;
+    pooler::in_transaction(&tx, RECORD_RESULTS, &params).await?;
+    let rows = pooler::in_transaction(&tx, ENDPOINT_GONE, &[&gone]).await?;
+    // One row: the statement aggregates.
+    let (cancelled, names): (i64, Vec<String>) = rows
+        .first()
+        .map_or((0, Vec::new()), |row| (row.get(0), row.get(1)));
     tx.commit().await?;
     tracing::warn!(endpoints = ?names, cancelled,
         "a receiver answered 410 Gone: its endpoint is disabled and its pending deliveries \
@@ -221,8 +220,5 @@ pub async fn release(pool: &Pool, claims: &[(i64, u32)], worker: &str) -> Result
     let ids: Vec<i64> = claims.iter().map(|c| c.0).collect();
     let attempts: Vec<i32> = claims.iter().map(|c| c.1 as i32).collect();
     let client = pool.get().await?;
-    let statement = client.prepare_cached(RELEASE_LEASES).await?;
-    Ok(client
-        .execute(&statement, &[&ids, &attempts, &worker])
-        .await?)
+    pooler::execute(&client, RELEASE_LEASES, &[&ids, &attempts, &worker]).await
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+
+use crate::db::pooler;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -58,12 +60,14 @@ struct Window {
 
 async fn prune_window(pool: &Pool, cursor: Uuid, retention: &Retention) -> Result<Window, DbError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(PRUNE_EVENTS).await?;
     let keep = retention.keep.as_secs_f64();
     let keep_dead = retention.keep_dead.as_secs_f64().max(keep);
-    let row = client
-        .query_one(&statement, &[&cursor, &WINDOW, &keep, &keep_dead])
-        .await?;
+    let row = pooler::query_one(
+        &client,
+        PRUNE_EVENTS,
+        &[&cursor, &WINDOW, &keep, &keep_dead],
+    )
+    .await?;
     Ok(Window {
         last_examined: row.try_get(0)?,
         examined: row.try_get(1)?,
@@ -98,7 +102,7 @@ pub async fn pass(
         }
     }
     let client = pool.get().await?;
-    let stats = client.execute(PRUNE_STATS, &[]).await?;
+    let stats = pooler::execute(&client, PRUNE_STATS, &[]).await?;
     metrics
         .pruned
         .get_or_create(&Kind { kind: "stats" })

@@ -36,6 +36,7 @@ mod task;
 pub use startup::Schema;
 
 use crate::config::WorkerConfig;
+use crate::db::pooler::{self, Param};
 use crate::db::{Db, DbError, Proof};
 use crate::deliver::{Sender, SenderConfig};
 use crate::listen::{self, Listener};
@@ -146,6 +147,7 @@ pub async fn run_with_schema(
         let probe = Arc::new(Probe {
             metrics: metrics.clone(),
             pool: db.pool.clone(),
+            listens: db.listen.is_some(),
         });
         let bound = crate::metrics::serve(addr, probe, token.clone())
             .await
@@ -330,11 +332,9 @@ impl Worker {
         let client = self.db.pool.get().await.map_err(DbError::from)?;
         let opened = deadpool_postgres::Object::metrics(&client).created;
         self.session_opened = Some(opened);
-        let register = client.prepare_cached(WORKER_REGISTER).await?;
         let pid = std::process::id() as i32;
-        client
-            .execute(&register, &[&self.config.worker_id, &self.host, &pid])
-            .await?;
+        let registering = [&self.config.worker_id as Param, &self.host, &pid];
+        pooler::execute(&client, WORKER_REGISTER, &registering).await?;
         if self.orphans {
             let released =
                 record::release_orphans(&client, &self.config.worker_id, &self.held).await?;

@@ -99,8 +99,28 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(url: &str, extra: &[&str]) -> Worker {
-        let child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(["run", "--database-url", url, "--metrics-addr", "off"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        // HOOKRELAY_BENCH_VIA=HOST:PORT: the worker goes through a pooler there (PgBouncer
+        // forwarding to the benchmark's server), its LISTEN straight to the server.
+        match std::env::var("HOOKRELAY_BENCH_VIA") {
+            Ok(via) => {
+                let (head, tail) = url.split_once('@').expect("a URL with a user");
+                let (_, database) = tail.split_once('/').expect("a URL with a database");
+                let through = format!("{head}@{via}/{database}");
+                command.args([
+                    "run",
+                    "--database-url",
+                    &through,
+                    "--listen-database-url",
+                    url,
+                ]);
+            }
+            Err(_) => {
+                command.args(["run", "--database-url", url]);
+            }
+        }
+        let child = command
+            .args(["--metrics-addr", "off"])
             .args(extra)
             .env("HOOKRELAY_LOG", "warn")
             .env("HOOKRELAY_ALLOW_NETWORKS", "127.0.0.0/8")

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{shutdown_token, Cli, Target};
 use crate::config::{setting as s, WorkerConfig};
+use crate::db::pooler::{self, Pooler};
 use crate::db::{self, Db};
 use crate::retry::RetrySchedule;
 use crate::worker::{self, Schema};
@@ -57,6 +58,11 @@ pub struct RunArgs {
     /// pooler in transaction mode (which cannot keep a LISTEN); default: --database-url.
     #[arg(long = s::LISTEN_DATABASE_URL.flag, env = s::LISTEN_DATABASE_URL.env, hide_env_values = true)]
     pub listen_database_url: Option<String>,
+    /// What is between the worker and the database: none, a pooler (PgBouncer) in session or
+    /// transaction mode, or detect it at start (see README, Behind a connection pooler).
+    #[arg(long = s::POOLER.flag, env = s::POOLER.env, default_value = s::POOLER.default_text(),
+          value_enum)]
+    pub pooler: Pooler,
     /// Apply pending schema migrations before starting.
     #[arg(long = s::MIGRATE.flag, env = s::MIGRATE.env)]
     pub migrate: bool,
@@ -135,7 +141,9 @@ pub(super) async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     } else {
         Schema::Check
     };
-    let mut db: Db = db::pool_from(target.config()?, 4)?;
+    let token = shutdown_token();
+    let mode = pooler_mode(args.pooler, &target.config()?).await;
+    let mut db: Db = db::pool_behind(target.config()?, 4, mode)?;
     if let Some(url) = args.listen_database_url.as_deref() {
         let url = url.trim();
         anyhow::ensure!(
@@ -145,6 +153,33 @@ pub(super) async fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         );
         db = db.listening_on(url).context("--listen-database-url")?;
     }
-    worker::run_with_schema(config, db, schema, shutdown_token()).await?;
+    worker::run_with_schema(config, db, schema, token).await?;
     Ok(())
+}
+
+/// The pooler mode: as given, or detected. Detection is tried once: /healthz is not served
+/// yet and the worker must start while the database is away, so when it cannot be reached the
+/// worker assumes no pooler and says so (behind PgBouncer, set `--pooler` outright).
+async fn pooler_mode(given: Pooler, config: &tokio_postgres::Config) -> Pooler {
+    if given != Pooler::Detect {
+        return given;
+    }
+    let mut worker = config.clone();
+    db::worker_session(&mut worker);
+    let limit = pooler::detect_limit(config);
+    let error = match tokio::time::timeout(limit, pooler::detect(&worker, config)).await {
+        Ok(Ok(mode)) => {
+            tracing::info!(
+                pooler = mode.as_str(),
+                "detected how the database is reached"
+            );
+            return mode;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {}", crate::retry::human_duration(limit)),
+    };
+    tracing::warn!(error = %error,
+        "could not find out whether a connection pooler is in the way, so assuming none: behind \
+         PgBouncer, set --pooler session or --pooler transaction");
+    Pooler::None
 }

@@ -60,7 +60,15 @@ pub async fn open(config: &Config) -> Result<Opened, DbError> {
 /// Tries the URL's hosts in order and keeps the first that connects and, when the URL asks
 /// with `target_session_attrs`, takes writes (or refuses them).
 async fn first_to_answer(config: &Config) -> Result<Opened, tokio_postgres::Error> {
-    let answer_limit = socket::limit_for(config);
+    first_within(config, socket::limit_for(config)).await
+}
+
+/// [`first_to_answer`] with the answer deadline given: behind a pooler the session settings
+/// it derives from are not in the startup options.
+async fn first_within(
+    config: &Config,
+    answer_limit: Option<Duration>,
+) -> Result<Opened, tokio_postgres::Error> {
     let mut last = None;
     for place in socket::places(config) {
         let stream = match socket::connect(&place, answer_limit).await {
@@ -103,6 +111,22 @@ async fn first_to_answer(config: &Config) -> Result<Opened, tokio_postgres::Erro
 /// notices; the client is ready for statements.
 pub async fn connect(config: &Config) -> Result<Client, DbError> {
     let (client, connection) = open(config).await?;
+    drive(connection, |_| true);
+    Ok(client)
+}
+
+/// [`connect`] with the answer deadline given instead of derived from the configuration's
+/// options (behind a pooler they carry no session settings).
+pub async fn connect_within(
+    config: &Config,
+    answer_limit: Option<Duration>,
+) -> Result<Client, DbError> {
+    let limit = limit(config);
+    let (client, connection) =
+        match tokio::time::timeout(limit, first_within(config, answer_limit)).await {
+            Ok(opened) => opened?,
+            Err(_) => return Err(DbError::ConnectTimeout(limit)),
+        };
     drive(connection, |_| true);
     Ok(client)
 }
@@ -221,8 +245,14 @@ fn show_notice(notice: &ServerMessage) {
 
 /// Opens the pool's connections: within [`limit`] (the pool's create timeout) and with the
 /// same driver as every other connection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Connector;
+#[derive(Debug, Clone, Default)]
+pub struct Connector {
+    /// The answer deadline when the configuration's options do not carry the session's
+    /// statement timeout (behind a pooler); `None`: derived from them.
+    pub answer_limit: Option<Duration>,
+    /// Statements run once on each new connection (`SET …` in session pooling).
+    pub session: Option<String>,
+}
 
 type Connecting<'a> = Pin<
     Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send + 'a>,
@@ -231,10 +261,16 @@ type Connecting<'a> = Pin<
 impl deadpool_postgres::Connect for Connector {
     fn connect(&self, config: &Config) -> Connecting<'_> {
         let config = config.clone();
+        let answer_limit = self.answer_limit.or_else(|| socket::limit_for(&config));
+        let session = self.session.clone();
         Box::pin(async move {
             // The pool's create timeout (the same limit) bounds this whole future.
-            let (client, connection) = first_to_answer(&config).await?;
-            Ok((client, drive(connection, |_| true)))
+            let (client, connection) = first_within(&config, answer_limit).await?;
+            let driver = drive(connection, |_| true);
+            if let Some(session) = session {
+                client.batch_execute(&session).await?;
+            }
+            Ok((client, driver))
         })
     }
 }

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use deadpool_postgres::Client;
+
+use crate::db::pooler;
 use tokio::time::Instant;
 
 use super::Worker;
@@ -60,12 +62,9 @@ impl Worker {
         &self,
         client: &Client,
         go_busy: bool,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<(), crate::db::DbError> {
         if go_busy {
-            let statement = client.prepare_cached(WORKER_BUSY).await?;
-            client
-                .execute(&statement, &[&self.config.worker_id])
-                .await?;
+            pooler::execute(client, WORKER_BUSY, &[&self.config.worker_id]).await?;
         }
         Ok(())
     }
@@ -75,12 +74,14 @@ impl Worker {
     pub(super) async fn set_idle(
         &self,
         client: &Client,
-    ) -> Result<(Option<Instant>, bool), tokio_postgres::Error> {
-        let statement = client.prepare_cached(WORKER_IDLE).await?;
+    ) -> Result<(Option<Instant>, bool), crate::db::DbError> {
         let pid = std::process::id() as i32;
-        let row = client
-            .query_one(&statement, &[&self.config.worker_id, &self.host, &pid])
-            .await?;
+        let row = pooler::query_one(
+            client,
+            WORKER_IDLE,
+            &[&self.config.worker_id, &self.host, &pid],
+        )
+        .await?;
         let due_in_ms: Option<i64> = row.get(0);
         let capped: bool = row.get(1);
         let due = due_in_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));

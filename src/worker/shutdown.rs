@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::{Summary, TaskEnd, Worker, WorkerError};
 
 const WORKER_UNREGISTER: &str = include_str!("../../sql/queries/worker_unregister.sql");
+use crate::db::pooler;
 use crate::record;
 
 /// How long a stopping worker waits for the database to take back its leases and its row.
@@ -79,8 +80,7 @@ impl Worker {
         }
         let unregister = async {
             let client = self.db.pool.get().await.ok()?;
-            client
-                .execute(WORKER_UNREGISTER, &[&self.config.worker_id])
+            pooler::execute(&client, WORKER_UNREGISTER, &[&self.config.worker_id])
                 .await
                 .ok()
         };
