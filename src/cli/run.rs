@@ -169,10 +169,14 @@ async fn pooler_mode(given: Pooler, config: &tokio_postgres::Config) -> Pooler {
     let limit = pooler::detect_limit(config);
     let error = match tokio::time::timeout(limit, pooler::detect(&worker, config)).await {
         Ok(Ok(mode)) => {
-            tracing::info!(
-                pooler = mode.as_str(),
-                "detected how the database is reached"
-            );
+            if mode == Pooler::None {
+                tracing::debug!("detected a direct connection: no pooler");
+            } else {
+                tracing::info!(
+                    pooler = mode.as_str(),
+                    "detected how the database is reached"
+                );
+            }
             return mode;
         }
         Ok(Err(e)) => e.to_string(),

@@ -101,7 +101,7 @@ settings! {
     WORKER_ID = "worker_id", "worker-id", "HOOKRELAY_WORKER_ID", None, Text;
     LISTEN_DATABASE_URL = "listen_database_url", "listen-database-url",
         "HOOKRELAY_LISTEN_DATABASE_URL", None, Text;
-    POOLER = "pooler", "pooler", "HOOKRELAY_POOLER", Some("detect"), Text;
+    POOLER = "pooler", "pooler", "HOOKRELAY_POOLER", Some("none"), Text;
     MIGRATE = "migrate", "migrate", "HOOKRELAY_MIGRATE", Some("false"), Bool;
     RETENTION = "retention", "retention", "HOOKRELAY_RETENTION", Some("7d"), Duration;
     DEAD_RETENTION = "dead_retention", "dead-retention", "HOOKRELAY_DEAD_RETENTION", Some("30d"), Duration;

@@ -184,7 +184,14 @@ async fn through_transaction_pooling_deliveries_complete_and_a_direct_listen_wak
     let worker = WorkerProcess::spawn(
         &bouncer.url(&db.url),
         "bounced-tx",
-        &["--listen-database-url", &db.url, "--poll-interval", "30s"],
+        &[
+            "--pooler",
+            "detect",
+            "--listen-database-url",
+            &db.url,
+            "--poll-interval",
+            "30s",
+        ],
     );
     delivered(&db, &receiver, 30, &worker).await;
     let through = wake_latency(&db, &receiver, &worker).await;
@@ -243,7 +250,7 @@ async fn through_session_pooling_deliveries_complete_and_notifications_arrive() 
     let worker = WorkerProcess::spawn(
         &bouncer.url(&db.url),
         "bounced-session",
-        &["--poll-interval", "30s"],
+        &["--pooler", "detect", "--poll-interval", "30s"],
     );
     delivered(&db, &receiver, 30, &worker).await;
     let latency = wake_latency(&db, &receiver, &worker).await;
