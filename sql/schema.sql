@@ -137,6 +137,22 @@ CREATE FUNCTION hookrelay.blocked_endpoints() RETURNS TABLE(endpoint_id bigint, 
 $$;
 
 --
+-- Name: changes_left_empty(jsonb, text, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.changes_left_empty(changes jsonb, model text, include_fields jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN false
+        WHEN jsonb_typeof(hookrelay.kept_fields(include_fields, model)) = 'array'
+        THEN NOT (changes ?| ARRAY(SELECT jsonb_array_elements_text(
+                                              hookrelay.kept_fields(include_fields, model))))
+        ELSE changes = '{}'
+    END
+$$;
+
+--
 -- Name: check_event(text, jsonb, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -196,6 +212,30 @@ END
 $$;
 
 --
+-- Name: check_filter(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_filter(filter text) RETURNS jsonpath
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    path jsonpath;
+BEGIN
+    IF filter IS NULL OR btrim(filter) = '' THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        path := filter::jsonpath;
+    EXCEPTION WHEN syntax_error OR invalid_text_representation THEN
+        RAISE EXCEPTION 'filter % is not a valid jsonpath: %', to_jsonb(left(filter, 200)), SQLERRM
+            USING ERRCODE = 'check_violation', HINT = hookrelay.filter_hint();
+    END;
+    PERFORM hookrelay.check_predicate(path);
+    RETURN path;
+END
+$$;
+
+--
 -- Name: check_ignored(regclass, text[], text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -226,6 +266,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'exclude a column to never send it; ignore it to send it in object but not send an update that changes only it';
     END IF;
+END
+$$;
+
+--
+-- Name: check_predicate(jsonpath); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_predicate(path jsonpath) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    PERFORM jsonb_path_match(hookrelay.example_envelope(), path);
+EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION 'filter % is not a predicate (%)', to_jsonb(left(path::text, 200)), SQLERRM
+        USING ERRCODE = 'check_violation', HINT = hookrelay.filter_hint();
 END
 $$;
 
@@ -472,6 +527,35 @@ END
 $$;
 
 --
+-- Name: envelope(uuid, text, timestamp with time zone, text, text, text, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.envelope(id uuid, event text, created_at timestamp with time zone, account_id text, model text, object_id text, object jsonb, changes jsonb, actor jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT jsonb_build_object(
+        'id', 'evt_' || id::text,
+        'event', event,
+        'timestamp', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'account_id', account_id,
+        -- "store.Order" is app store, name Order: split at the last dot, both sides non-empty
+        -- (payload::ModelName::parse).
+        'model', CASE
+            WHEN model IS NULL THEN NULL
+            WHEN strpos(model, '.') > 0 AND split_part(model, '.', -1) <> ''
+                 AND length(model) - length(split_part(model, '.', -1)) > 1
+            THEN jsonb_build_object(
+                'app', left(model, length(model) - length(split_part(model, '.', -1)) - 1),
+                'name', split_part(model, '.', -1))
+            ELSE jsonb_build_object('app', NULL, 'name', model)
+        END,
+        'object_id', object_id,
+        'object', object,
+        'changes', changes,
+        'user', actor)
+$$;
+
+--
 -- Name: event_name_problem(text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -487,6 +571,32 @@ CREATE FUNCTION hookrelay.event_name_problem(event text) RETURNS text
                    hookrelay.shown_char(substring(event FROM '[^A-Za-z0-9._:/-]')))
     END
 $$;
+
+--
+-- Name: example_envelope(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.example_envelope() RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT '{"id": "evt_00000000-0000-0000-0000-000000000000", "event": "order.paid",
+             "timestamp": "2026-01-24T10:00:00.000000Z", "account_id": "acme",
+             "model": {"app": "store", "name": "Order"}, "object_id": "42",
+             "object": {"id": 42, "status": "PAID", "total": 150.00},
+             "changes": {"status": {"old": "PENDING", "new": "PAID"}},
+             "user": {"id": "1", "username": "admin"}}'::jsonb
+$$;
+
+--
+-- Name: filter_hint(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.filter_hint() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+    SELECT 'a filter is a jsonpath predicate over the envelope, for example '
+        || '$.object.total > 100 && $.account_id == "acme", or $.event like_regex "^order\\."'
+$_$;
 
 --
 -- Name: fingerprint(text); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -566,6 +676,24 @@ $$;
 --
 
 CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    granted text[] := hookrelay.grant_roles_0008();
+BEGIN
+    IF 'hookrelay_operator' = ANY (granted) THEN
+        GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
+            TO hookrelay_operator;
+    END IF;
+    RETURN granted;
+END
+$$;
+
+--
+-- Name: grant_roles_0008(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.grant_roles_0008() RETURNS text[]
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -761,6 +889,19 @@ CREATE FUNCTION hookrelay.is_reserved_header(name text) RETURNS boolean
                            'te', 'trailer', 'expect', 'proxy-connection', 'user-agent')
         OR lower(name) LIKE 'x-webhook-%'
         OR lower(name) LIKE 'webhook-%'
+$$;
+
+--
+-- Name: kept_fields(jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.kept_fields(include_fields jsonb, model text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE jsonb_typeof(include_fields)
+        WHEN 'array' THEN include_fields
+        WHEN 'object' THEN coalesce(include_fields -> model, include_fields -> '*')
+    END
 $$;
 
 --
@@ -1347,6 +1488,26 @@ END
 $_$;
 
 --
+-- Name: validate_endpoint_delivery_options(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint_delivery_options() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.filter IS NOT NULL THEN
+        PERFORM hookrelay.check_predicate(NEW.filter);
+    END IF;
+    IF NEW.number_format IS DISTINCT FROM 'json' AND NEW.number_format IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'number_format must be json or string, not %', to_jsonb(left(NEW.number_format, 100))
+            USING ERRCODE = 'check_violation',
+                  HINT = 'json sends numbers as JSON numbers with their exact digits; string sends each number in object and changes as a string of those digits';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
 -- Name: validate_endpoint_protection(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1608,6 +1769,9 @@ CREATE TABLE hookrelay.endpoints (
     rate_limit double precision,
     disabled_reason text,
     disabled_at timestamp with time zone,
+    filter jsonpath,
+    number_format text DEFAULT 'json'::text NOT NULL,
+    skip_empty_changes boolean DEFAULT false NOT NULL,
     CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
 );
 
@@ -2042,6 +2206,12 @@ CREATE TRIGGER endpoints_reenabled AFTER UPDATE OF active ON hookrelay.endpoints
 --
 
 CREATE TRIGGER endpoints_validate BEFORE INSERT OR UPDATE ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint();
+
+--
+-- Name: endpoints endpoints_validate_delivery_options; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate_delivery_options BEFORE INSERT OR UPDATE OF filter, number_format ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_delivery_options();
 
 --
 -- Name: endpoints endpoints_validate_protection; Type: TRIGGER; Schema: hookrelay; Owner: -

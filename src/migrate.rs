@@ -109,6 +109,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0018_console.sql",
         sql: include_str!("../sql/0018_console.sql"),
     },
+    Migration {
+        version: 19,
+        name: "0019_shaping.sql",
+        sql: include_str!("../sql/0019_shaping.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -30,6 +30,8 @@ mod schema;
 mod secrets;
 mod seed_examples;
 mod shaping;
+mod shaping_filters;
+mod shaping_numbers;
 mod signing;
 mod signing_cli;
 mod snippets;
