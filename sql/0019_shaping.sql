@@ -133,6 +133,109 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
+
+-- Replay: fresh deliveries of past events to one endpoint, for a new endpoint that wants
+-- history or a receiver that lost data. The events it matches (by its events, models,
+-- account, filter and skip_empty_changes, as at fan-out), written in [since, until), in the
+-- order they were written; `only_events` narrows them by name. Already fanned-out events only: the others get
+-- their deliveries from the fan-out.
+CREATE FUNCTION hookrelay.replay_events(ep hookrelay.endpoints, since timestamptz,
+                                        until timestamptz, only_events text[])
+RETURNS TABLE (event_id uuid, rank bigint)
+LANGUAGE sql STABLE AS $$
+    -- Write order: ids order events only to the millisecond.
+    SELECT e.id, row_number() OVER (ORDER BY e.created_at, e.id)
+    FROM hookrelay.events e
+    WHERE e.created_at >= since AND e.created_at < until
+      AND e.fanned_out_at IS NOT NULL
+      AND (cardinality(only_events) = 0 OR e.event = ANY (only_events))
+      AND (cardinality(ep.events) = 0 OR e.event = ANY (ep.events))
+      AND (cardinality(ep.models) = 0 OR e.model = ANY (ep.models))
+      AND (ep.account_id IS NULL OR ep.account_id = e.account_id)
+      AND (ep.filter IS NULL
+           OR jsonb_path_match(hookrelay.envelope(e.id, e.event, e.created_at, e.account_id,
+                                                  e.model, e.object_id, e.object, e.changes,
+                                                  e.actor),
+                               ep.filter, '{}', true))
+      AND (NOT ep.skip_empty_changes
+           OR NOT hookrelay.changes_left_empty(e.changes, e.model, ep.include_fields))
+$$;
+
+-- Replays to `endpoint_name` and returns how many deliveries were scheduled (with dry_run:
+-- how many would be). An event the endpoint already has a delivery for gets it again, with a
+-- fresh attempt budget, as hookrelay.redeliver does (one delivery per event and endpoint);
+-- one in flight right now is left to finish. Other endpoints' deliveries are not touched.
+-- `retention` (the worker's --retention): a `since` older than it is refused, since events
+-- before it may already be deleted.
+CREATE FUNCTION hookrelay.replay(endpoint_name text, since timestamptz,
+                                 until timestamptz DEFAULT now(),
+                                 only_events text[] DEFAULT '{}',
+                                 dry_run boolean DEFAULT false,
+                                 retention interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    ep hookrelay.endpoints;
+    n  bigint;
+BEGIN
+    SELECT * INTO ep FROM hookrelay.endpoints e WHERE e.name = endpoint_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no endpoint named %', to_jsonb(endpoint_name)
+            USING ERRCODE = 'no_data_found',
+                  HINT = '`hookrelay endpoint list` (or SELECT name FROM hookrelay.endpoints) shows them';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since >= until THEN
+        RAISE EXCEPTION 'nothing to replay between % and %: since must be before until', since, until
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example --since 24h, or --since 2026-01-24T00:00:00Z --until 2026-01-25T00:00:00Z';
+    END IF;
+    IF retention IS NOT NULL AND since < now() - retention THEN
+        RAISE EXCEPTION 'events older than the retention (%) are not kept: replay from % or later',
+                        justify_interval(retention), to_char((now() - retention) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the worker deletes finished events after --retention (HOOKRELAY_RETENTION)';
+    END IF;
+    IF dry_run THEN
+        SELECT count(*) INTO n FROM hookrelay.replay_events(ep, since, until, only_events);
+        RETURN n;
+    END IF;
+    WITH chosen AS (
+        SELECT * FROM hookrelay.replay_events(ep, since, until, only_events)
+    ), due AS (
+        -- In event order: claims take due deliveries by next_attempt_at.
+        SELECT c.event_id, c.rank,
+               CASE WHEN ep.active THEN now() + c.rank * interval '1 microsecond'
+                    ELSE 'infinity' END AS at
+        FROM chosen c
+    ), again AS (
+        UPDATE hookrelay.deliveries d
+        SET state = 'pending', attempts_base = d.attempts, next_attempt_at = due.at,
+            delivered_at = NULL, updated_at = now()
+        FROM due
+        WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id
+          AND NOT (d.state = 'pending' AND d.locked_until > now())
+        RETURNING 1
+    ), added AS (
+        INSERT INTO hookrelay.deliveries (event_id, endpoint_id, next_attempt_at)
+        SELECT due.event_id, ep.id, due.at
+        FROM due
+        WHERE NOT EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                          WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id)
+        ORDER BY due.rank
+        ON CONFLICT (event_id, endpoint_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM again) + (SELECT count(*) FROM added) INTO n;
+    RETURN n;
+END
+$$;
+
+-- Like redelivery, a write operators may make without UPDATE on deliveries.
+ALTER FUNCTION hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE EXECUTE ON FUNCTION hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
+    FROM PUBLIC;
+
 -- Operators read the new columns (endpoint list and show). grant_roles() grants what 0008
 -- listed; it now grants these too, so roles created later (by an administrator, then
 -- SELECT hookrelay.grant_roles()) get them as well.
@@ -144,6 +247,9 @@ DECLARE
 BEGIN
     IF 'hookrelay_operator' = ANY (granted) THEN
         GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
+            TO hookrelay_operator;
+        GRANT EXECUTE ON FUNCTION
+            hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
             TO hookrelay_operator;
     END IF;
     RETURN granted;

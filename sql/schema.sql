@@ -684,6 +684,9 @@ BEGIN
     IF 'hookrelay_operator' = ANY (granted) THEN
         GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
             TO hookrelay_operator;
+        GRANT EXECUTE ON FUNCTION
+            hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
+            TO hookrelay_operator;
     END IF;
     RETURN granted;
 END
@@ -971,6 +974,128 @@ CREATE FUNCTION hookrelay.redeliver_dead(endpoint_name text, since interval DEFA
         RETURNING 1
     )
     SELECT count(*) FROM scheduled
+$$;
+
+--
+-- Name: replay(text, timestamp with time zone, timestamp with time zone, text[], boolean, interval); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.replay(endpoint_name text, since timestamp with time zone, until timestamp with time zone DEFAULT now(), only_events text[] DEFAULT '{}'::text[], dry_run boolean DEFAULT false, retention interval DEFAULT NULL::interval) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    ep hookrelay.endpoints;
+    n  bigint;
+BEGIN
+    SELECT * INTO ep FROM hookrelay.endpoints e WHERE e.name = endpoint_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no endpoint named %', to_jsonb(endpoint_name)
+            USING ERRCODE = 'no_data_found',
+                  HINT = '`hookrelay endpoint list` (or SELECT name FROM hookrelay.endpoints) shows them';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since >= until THEN
+        RAISE EXCEPTION 'nothing to replay between % and %: since must be before until', since, until
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example --since 24h, or --since 2026-01-24T00:00:00Z --until 2026-01-25T00:00:00Z';
+    END IF;
+    IF retention IS NOT NULL AND since < now() - retention THEN
+        RAISE EXCEPTION 'events older than the retention (%) are not kept: replay from % or later',
+                        justify_interval(retention), to_char((now() - retention) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the worker deletes finished events after --retention (HOOKRELAY_RETENTION)';
+    END IF;
+    IF dry_run THEN
+        SELECT count(*) INTO n FROM hookrelay.replay_events(ep, since, until, only_events);
+        RETURN n;
+    END IF;
+    WITH chosen AS (
+        SELECT * FROM hookrelay.replay_events(ep, since, until, only_events)
+    ), due AS (
+        -- In event order: claims take due deliveries by next_attempt_at.
+        SELECT c.event_id, c.rank,
+               CASE WHEN ep.active THEN now() + c.rank * interval '1 microsecond'
+                    ELSE 'infinity' END AS at
+        FROM chosen c
+    ), again AS (
+        UPDATE hookrelay.deliveries d
+        SET state = 'pending', attempts_base = d.attempts, next_attempt_at = due.at,
+            delivered_at = NULL, updated_at = now()
+        FROM due
+        WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id
+          AND NOT (d.state = 'pending' AND d.locked_until > now())
+        RETURNING 1
+    ), added AS (
+        INSERT INTO hookrelay.deliveries (event_id, endpoint_id, next_attempt_at)
+        SELECT due.event_id, ep.id, due.at
+        FROM due
+        WHERE NOT EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                          WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id)
+        ORDER BY due.rank
+        ON CONFLICT (event_id, endpoint_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM again) + (SELECT count(*) FROM added) INTO n;
+    RETURN n;
+END
+$$;
+
+--
+-- Name: endpoints; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.endpoints (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    url text NOT NULL,
+    secret text NOT NULL,
+    account_id text,
+    events text[] DEFAULT '{}'::text[] NOT NULL,
+    models text[] DEFAULT '{}'::text[] NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    signature_scheme text DEFAULT 'hookrelay'::text NOT NULL,
+    max_attempts integer,
+    timeout_ms integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    include_fields jsonb,
+    redact_fields jsonb,
+    max_in_flight integer DEFAULT 8 NOT NULL,
+    rate_limit double precision,
+    disabled_reason text,
+    disabled_at timestamp with time zone,
+    filter jsonpath,
+    number_format text DEFAULT 'json'::text NOT NULL,
+    skip_empty_changes boolean DEFAULT false NOT NULL,
+    CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
+);
+
+--
+-- Name: replay_events(hookrelay.endpoints, timestamp with time zone, timestamp with time zone, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.replay_events(ep hookrelay.endpoints, since timestamp with time zone, until timestamp with time zone, only_events text[]) RETURNS TABLE(event_id uuid, rank bigint)
+    LANGUAGE sql STABLE
+    AS $$
+    -- Write order: ids order events only to the millisecond.
+    SELECT e.id, row_number() OVER (ORDER BY e.created_at, e.id)
+    FROM hookrelay.events e
+    WHERE e.created_at >= since AND e.created_at < until
+      AND e.fanned_out_at IS NOT NULL
+      AND (cardinality(only_events) = 0 OR e.event = ANY (only_events))
+      AND (cardinality(ep.events) = 0 OR e.event = ANY (ep.events))
+      AND (cardinality(ep.models) = 0 OR e.model = ANY (ep.models))
+      AND (ep.account_id IS NULL OR ep.account_id = e.account_id)
+      AND (ep.filter IS NULL
+           OR jsonb_path_match(hookrelay.envelope(e.id, e.event, e.created_at, e.account_id,
+                                                  e.model, e.object_id, e.object, e.changes,
+                                                  e.actor),
+                               ep.filter, '{}', true))
+      AND (NOT ep.skip_empty_changes
+           OR NOT hookrelay.changes_left_empty(e.changes, e.model, ep.include_fields))
 $$;
 
 --
@@ -1741,39 +1866,6 @@ CREATE TABLE hookrelay.deliveries (
     CONSTRAINT delivery_state_is_known CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'cancelled'::text])))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
-
---
--- Name: endpoints; Type: TABLE; Schema: hookrelay; Owner: -
---
-
-CREATE TABLE hookrelay.endpoints (
-    id bigint NOT NULL,
-    name text NOT NULL,
-    url text NOT NULL,
-    secret text NOT NULL,
-    account_id text,
-    events text[] DEFAULT '{}'::text[] NOT NULL,
-    models text[] DEFAULT '{}'::text[] NOT NULL,
-    active boolean DEFAULT true NOT NULL,
-    signature_scheme text DEFAULT 'hookrelay'::text NOT NULL,
-    max_attempts integer,
-    timeout_ms integer,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    previous_secret text,
-    previous_secret_expires_at timestamp with time zone,
-    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
-    include_fields jsonb,
-    redact_fields jsonb,
-    max_in_flight integer DEFAULT 8 NOT NULL,
-    rate_limit double precision,
-    disabled_reason text,
-    disabled_at timestamp with time zone,
-    filter jsonpath,
-    number_format text DEFAULT 'json'::text NOT NULL,
-    skip_empty_changes boolean DEFAULT false NOT NULL,
-    CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
-);
 
 --
 -- Name: events; Type: TABLE; Schema: hookrelay; Owner: -

@@ -18,6 +18,7 @@ use crate::{demo, embedded, migrate};
 mod endpoint;
 mod operate;
 mod protect;
+mod replay;
 mod rotate;
 mod run;
 mod schema;
@@ -118,6 +119,8 @@ pub enum Command {
     Delivery(DeliveryCommand),
     /// Send deliveries again, with a fresh attempt budget.
     Redeliver(RedeliverArgs),
+    /// Send past events to one endpoint again, in event order (including ones it received).
+    Replay(replay::ReplayArgs),
     /// Serve the operator console, a web page: health, deliveries, redelivery.
     Console(crate::console::ConsoleArgs),
     /// Backlog and per-endpoint health.
@@ -247,6 +250,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         | Command::Delivery(_)
         | Command::Redeliver(_)
         | Command::Stats { .. } => operate::run(&cli).await,
+        Command::Replay(args) => replay::run(&cli, args).await,
         Command::Console(args) => {
             // Refused before a database is looked for: an exposed console never starts.
             crate::console::check_exposure(args.addr, args.token.as_deref())?;

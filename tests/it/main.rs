@@ -32,6 +32,7 @@ mod seed_examples;
 mod shaping;
 mod shaping_filters;
 mod shaping_numbers;
+mod shaping_replay;
 mod signing;
 mod signing_cli;
 mod snippets;
