@@ -153,6 +153,39 @@ CREATE FUNCTION hookrelay.changes_left_empty(changes jsonb, model text, include_
 $$;
 
 --
+-- Name: check_columns(regclass, text[], text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_columns(tbl regclass, columns text[], exclude_columns text[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF array_position(columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'columns must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(columns) AS c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'table % has no column % to watch', tbl, bad
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'column names are case-sensitive and given without quotes, as \d lists them';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(columns) AS c WHERE c = ANY (exclude_columns);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is both excluded and watched (columns)', bad, tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'an excluded column is never sent, so a change to it alone sends nothing: leave it out of one list';
+    END IF;
+END
+$$;
+
+--
 -- Name: check_event(text, jsonb, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -802,7 +835,10 @@ CREATE TABLE hookrelay.tracking (
     account_attnum smallint,
     key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
     ignore_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL
+    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    columns text[] DEFAULT '{}'::text[] NOT NULL,
+    column_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    condition text
 );
 
 --
@@ -832,18 +868,16 @@ BEGIN
     call := format('hookrelay.tracked_row(%s)',
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
     IF 'created' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
-                       target, call);
+        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                       target, hookrelay.tracking_when(t, 'INSERT'), call);
     END IF;
     IF 'updated' = ANY (t.events) THEN
-        -- *<> compares the stored bytes, so it works for every column type (json and point have
-        -- no equality operator) and skips the function entirely for no-op updates.
-        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW AND current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
-                       target, call);
+        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                       target, hookrelay.tracking_when(t, 'UPDATE'), call);
     END IF;
     IF 'deleted' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
-                       target, call);
+        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                       target, hookrelay.tracking_when(t, 'DELETE'), call);
     END IF;
     IF 'truncated' = ANY (t.events) THEN
         EXECUTE format('CREATE TRIGGER hookrelay_truncated AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.tracked_truncate(%L, %L)',
@@ -1228,17 +1262,22 @@ CREATE VIEW hookrelay.tracked_tables AS
         CASE
             WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.ignore_attnums)
             ELSE t.ignore_columns
-        END AS ignore_columns
+        END AS ignore_columns,
+        CASE
+            WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.column_attnums)
+            ELSE t.columns
+        END AS columns,
+    t.condition
    FROM hookrelay.tracking t
   WHERE (EXISTS ( SELECT 1
            FROM pg_class c
           WHERE (c.oid = (t.tbl)::oid)));
 
 --
--- Name: track_table(regclass, text[], text[], text, text, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: track_table(regclass, text[], text[], text, text, text[], text[], text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[]) RETURNS hookrelay.tracked_tables
+CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[], columns text[] DEFAULT '{}'::text[], condition text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1268,6 +1307,8 @@ BEGIN
     events := coalesce(events, '{created,updated,deleted}');
     exclude_columns := coalesce(exclude_columns, '{}');
     ignore_columns := coalesce(ignore_columns, '{}');
+    columns := coalesce(columns, '{}');
+    condition := nullif(btrim(condition), '');
     key_columns := ARRAY(
         SELECT a.attname::text
         FROM pg_index i
@@ -1277,6 +1318,8 @@ BEGIN
         ORDER BY k.n);
     PERFORM hookrelay.check_tracking(tbl, events, exclude_columns, account_column, model, key_columns);
     PERFORM hookrelay.check_ignored(tbl, ignore_columns, exclude_columns);
+    PERFORM hookrelay.check_columns(tbl, columns, exclude_columns);
+    columns := ARRAY(SELECT DISTINCT c FROM unnest(columns) AS c ORDER BY c);
     exclude_columns := ARRAY(SELECT DISTINCT c FROM unnest(exclude_columns) AS c ORDER BY c);
     ignore_columns := ARRAY(SELECT DISTINCT c FROM unnest(ignore_columns) AS c ORDER BY c);
     settings := ROW(tbl, coalesce(model, rel.nspname || '.' || rel.relname),
@@ -1287,8 +1330,24 @@ BEGIN
                     CASE WHEN account_column IS NOT NULL
                          THEN (hookrelay.column_numbers(tbl, ARRAY[account_column]))[1] END,
                     hookrelay.column_numbers(tbl, key_columns),
-                    ignore_columns, hookrelay.column_numbers(tbl, ignore_columns));
-    PERFORM hookrelay.install_tracking(settings);
+                    ignore_columns, hookrelay.column_numbers(tbl, ignore_columns),
+                    columns, hookrelay.column_numbers(tbl, columns), condition);
+    BEGIN
+        PERFORM hookrelay.install_tracking(settings);
+    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+                   OR invalid_object_definition OR undefined_table OR feature_not_supported
+                   OR invalid_text_representation OR ambiguous_column THEN
+        IF condition IS NULL THEN
+            RAISE;
+        END IF;
+        -- PostgreSQL's own message, about the condition as given.
+        RAISE EXCEPTION 'condition % is refused: %', to_jsonb(left(condition, 200)), SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'a condition is a boolean SQL expression over NEW (created, updated) and OLD '
+                         '(updated, deleted), as in a trigger''s WHEN clause, e.g. NEW.status = ''PAID''; '
+                         'one naming OLD cannot apply to created events, nor one naming NEW to deleted: '
+                         'leave those out of events';
+    END;
 
     -- Rows of tables dropped since they were tracked (their triggers went with them).
     DELETE FROM hookrelay.tracking t
@@ -1464,6 +1523,36 @@ BEGIN
                             tbl::regclass::text, tbl::regclass::text);
 END
 $$;
+
+--
+-- Name: tracking_when(hookrelay.tracking, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracking_when(t hookrelay.tracking, op text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+    cols    text[] := CASE WHEN t.tbl::oid = t.tracked_oid
+                           THEN hookrelay.column_names(t.tbl, t.column_attnums) ELSE t.columns END;
+    clauses text[] := '{}';
+BEGIN
+    IF op = 'UPDATE' THEN
+        clauses := clauses || 'OLD *<> NEW'::text;
+        IF cardinality(cols) > 0 THEN
+            -- As text, like *<> a byte comparison that every type has (ROW(…) *<> ROW(…)
+            -- would compare field by field, with operators json and point lack).
+            clauses := clauses || ('(' || (
+                SELECT string_agg(format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', c), ' OR ')
+                FROM unnest(cols) AS c) || ')');
+        END IF;
+    END IF;
+    IF t.condition IS NOT NULL THEN
+        clauses := clauses || ('(' || t.condition || ')');
+    END IF;
+    clauses := clauses || 'current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'''::text;
+    RETURN array_to_string(clauses, ' AND ');
+END
+$_$;
 
 --
 -- Name: untrack_table(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -

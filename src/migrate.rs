@@ -114,6 +114,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0019_shaping.sql",
         sql: include_str!("../sql/0019_shaping.sql"),
     },
+    Migration {
+        version: 20,
+        name: "0020_conditional_tracking.sql",
+        sql: include_str!("../sql/0020_conditional_tracking.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
