@@ -221,3 +221,152 @@ $$;
 
 
 SELECT hookrelay.grant_roles();
+
+-- Backfill: one event per existing row of a tracked table, shaped as its triggers shape rows
+-- (excluded columns left out, object_id from the key, account from the account column, the
+-- table's model), written in keyset batches by primary key, each batch one short transaction.
+-- Progress is kept here, in the transaction that writes each batch's events, so a backfill
+-- interrupted at any instant resumes where it stopped, with no row written twice or skipped.
+CREATE TABLE hookrelay.backfills (
+    tbl         regclass    NOT NULL,
+    event       text        NOT NULL,
+    where_sql   text        NOT NULL DEFAULT '',
+    last_key    jsonb,
+    rows_done   bigint      NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    PRIMARY KEY (tbl, event, where_sql)
+);
+
+-- The parts of a backfill's statements for a tracked table: its row filter (rows after
+-- `after`, by key, and `where_sql`) and its key order. Refuses untracked tables, tables
+-- without a primary key, and a where_sql that is not a boolean over the table's columns.
+CREATE FUNCTION hookrelay.backfill_parts(tbl regclass, where_sql text, after jsonb,
+                                         OUT t hookrelay.tracking, OUT filter text,
+                                         OUT key_order text, OUT key_json text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    keys  text[];
+    types text[];
+BEGIN
+    SELECT * INTO t FROM hookrelay.tracking tr WHERE tr.tbl = backfill_parts.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not tracked, so there is no shape for its events', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('track it first: SELECT hookrelay.track_table(%L) or hookrelay track %s', tbl::text, tbl::text);
+    END IF;
+    keys := hookrelay.column_names(tbl, t.key_attnums);
+    IF cardinality(keys) = 0 THEN
+        RAISE EXCEPTION '% has no primary key, which a backfill walks in batches', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'add a primary key, or write the events with hookrelay.emit';
+    END IF;
+    types := ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+                   FROM unnest(t.key_attnums) WITH ORDINALITY AS u(n, i)
+                   JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = u.n ORDER BY u.i);
+    key_order := (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(keys) AS k);
+    key_json := (SELECT format('jsonb_build_array(%s)', string_agg(format('r.%I', k), ', '))
+                 FROM unnest(keys) AS k);
+    -- The condition alone first, so PostgreSQL's message is about it (argument of WHERE…).
+    IF nullif(btrim(where_sql), '') IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT 1 FROM %s r WHERE (%s) LIMIT 0', tbl, where_sql);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'the backfill''s --where % is refused: %', to_jsonb(left(where_sql, 200)), SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('--where is a boolean SQL condition over the columns of %s, e.g. "created_at > now() - interval ''30 days''"', tbl);
+        END;
+    END IF;
+    filter := format('(%s) AND (%s)',
+        CASE WHEN after IS NULL THEN 'true'
+             ELSE format('(%s) > (%s)', key_order,
+                         (SELECT string_agg(format('(%L::jsonb ->> %s)::%s', after, i - 1, types[i]), ', ')
+                          FROM generate_series(1, cardinality(keys)) AS i)) END,
+        coalesce(nullif(btrim(where_sql), ''), 'true'));
+END
+$$;
+
+-- How many rows a backfill has left (all of them when it has not started).
+CREATE FUNCTION hookrelay.backfill_remaining(tbl regclass, event text, where_sql text DEFAULT '')
+RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    p record;
+    n bigint;
+BEGIN
+    p := hookrelay.backfill_parts(tbl, where_sql,
+        (SELECT b.last_key FROM hookrelay.backfills b
+         WHERE b.tbl = backfill_remaining.tbl AND b.event = backfill_remaining.event
+           AND b.where_sql = coalesce(backfill_remaining.where_sql, '')));
+    EXECUTE format('SELECT count(*) FROM %s r WHERE %s', tbl, p.filter) INTO n;
+    RETURN n;
+END
+$$;
+
+-- One batch: up to `batch` rows after the last one done, as events; returns the rows written
+-- by this batch, in all, and whether the backfill is finished. Run in its own transaction.
+CREATE FUNCTION hookrelay.backfill_batch(tbl regclass, event text, where_sql text DEFAULT '',
+                                         batch integer DEFAULT 1000,
+                                         OUT written bigint, OUT rows_done bigint,
+                                         OUT finished boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    b        hookrelay.backfills;
+    p        record;
+    excluded text[];
+    account  text;
+    n_keys   integer;
+    last     jsonb;
+BEGIN
+    where_sql := coalesce(where_sql, '');
+    IF event IS NULL OR length(event) NOT BETWEEN 1 AND 200 OR event ~ '[[:space:]]' THEN
+        RAISE EXCEPTION 'event name %: 1 to 200 characters without spaces', to_jsonb(event)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch IS NULL OR batch NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'batch must be 1 to 100000 rows, not %', batch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO hookrelay.backfills AS x (tbl, event, where_sql)
+    VALUES (backfill_batch.tbl, backfill_batch.event, backfill_batch.where_sql)
+    ON CONFLICT ON CONSTRAINT backfills_pkey DO UPDATE SET updated_at = now()
+    RETURNING * INTO b;
+    -- Locked: two runs of the same backfill take turns instead of writing rows twice.
+    SELECT * INTO b FROM hookrelay.backfills x
+    WHERE x.tbl = b.tbl AND x.event = b.event AND x.where_sql = b.where_sql FOR UPDATE;
+    IF b.finished_at IS NOT NULL THEN
+        written := 0; rows_done := b.rows_done; finished := true;
+        RETURN;
+    END IF;
+    p := hookrelay.backfill_parts(tbl, where_sql, b.last_key);
+    excluded := hookrelay.column_names(tbl, (p.t).exclude_attnums);
+    account := CASE WHEN (p.t).account_column IS NOT NULL
+                    THEN hookrelay.column_now(tbl, (p.t).account_attnum) END;
+    n_keys := cardinality((p.t).key_attnums);
+    EXECUTE format(
+        'WITH rows AS (
+             -- Numbered in key order (the index''s order, not jsonb''s) after the LIMIT.
+             SELECT x.*, row_number() OVER () AS n
+             FROM (SELECT to_jsonb(r) AS row_json, %1$s AS key FROM %2$s r WHERE %3$s
+                   ORDER BY %4$s LIMIT %5$s) x
+         ), written AS (
+             INSERT INTO hookrelay.events (event, model, object_id, object, account_id)
+             SELECT $1, $2,
+                    CASE WHEN $4 = 1 THEN rows.key ->> 0 ELSE rows.key::text END,
+                    rows.row_json - $3::text[], rows.row_json ->> $5
+             FROM rows ORDER BY rows.n
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM written),
+                (SELECT rows.key FROM rows ORDER BY rows.n DESC LIMIT 1)',
+        p.key_json, tbl, p.filter, p.key_order, batch)
+    INTO written, last
+    USING event, (p.t).model, excluded, n_keys, account;
+    UPDATE hookrelay.backfills x
+    SET last_key = coalesce(last, x.last_key), rows_done = x.rows_done + written,
+        updated_at = now(), finished_at = CASE WHEN written < batch THEN now() END
+    WHERE x.tbl = b.tbl AND x.event = b.event AND x.where_sql = b.where_sql
+    RETURNING x.rows_done, x.finished_at IS NOT NULL INTO rows_done, finished;
+END
+$$;

@@ -115,6 +115,171 @@ END
 $$;
 
 --
+-- Name: backfill_batch(regclass, text, text, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.backfill_batch(tbl regclass, event text, where_sql text DEFAULT ''::text, batch integer DEFAULT 1000, OUT written bigint, OUT rows_done bigint, OUT finished boolean) RETURNS record
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    b        hookrelay.backfills;
+    p        record;
+    excluded text[];
+    account  text;
+    n_keys   integer;
+    last     jsonb;
+BEGIN
+    where_sql := coalesce(where_sql, '');
+    IF event IS NULL OR length(event) NOT BETWEEN 1 AND 200 OR event ~ '[[:space:]]' THEN
+        RAISE EXCEPTION 'event name %: 1 to 200 characters without spaces', to_jsonb(event)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch IS NULL OR batch NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'batch must be 1 to 100000 rows, not %', batch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO hookrelay.backfills AS x (tbl, event, where_sql)
+    VALUES (backfill_batch.tbl, backfill_batch.event, backfill_batch.where_sql)
+    ON CONFLICT ON CONSTRAINT backfills_pkey DO UPDATE SET updated_at = now()
+    RETURNING * INTO b;
+    -- Locked: two runs of the same backfill take turns instead of writing rows twice.
+    SELECT * INTO b FROM hookrelay.backfills x
+    WHERE x.tbl = b.tbl AND x.event = b.event AND x.where_sql = b.where_sql FOR UPDATE;
+    IF b.finished_at IS NOT NULL THEN
+        written := 0; rows_done := b.rows_done; finished := true;
+        RETURN;
+    END IF;
+    p := hookrelay.backfill_parts(tbl, where_sql, b.last_key);
+    excluded := hookrelay.column_names(tbl, (p.t).exclude_attnums);
+    account := CASE WHEN (p.t).account_column IS NOT NULL
+                    THEN hookrelay.column_now(tbl, (p.t).account_attnum) END;
+    n_keys := cardinality((p.t).key_attnums);
+    EXECUTE format(
+        'WITH rows AS (
+             -- Numbered in key order (the index''s order, not jsonb''s) after the LIMIT.
+             SELECT x.*, row_number() OVER () AS n
+             FROM (SELECT to_jsonb(r) AS row_json, %1$s AS key FROM %2$s r WHERE %3$s
+                   ORDER BY %4$s LIMIT %5$s) x
+         ), written AS (
+             INSERT INTO hookrelay.events (event, model, object_id, object, account_id)
+             SELECT $1, $2,
+                    CASE WHEN $4 = 1 THEN rows.key ->> 0 ELSE rows.key::text END,
+                    rows.row_json - $3::text[], rows.row_json ->> $5
+             FROM rows ORDER BY rows.n
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM written),
+                (SELECT rows.key FROM rows ORDER BY rows.n DESC LIMIT 1)',
+        p.key_json, tbl, p.filter, p.key_order, batch)
+    INTO written, last
+    USING event, (p.t).model, excluded, n_keys, account;
+    UPDATE hookrelay.backfills x
+    SET last_key = coalesce(last, x.last_key), rows_done = x.rows_done + written,
+        updated_at = now(), finished_at = CASE WHEN written < batch THEN now() END
+    WHERE x.tbl = b.tbl AND x.event = b.event AND x.where_sql = b.where_sql
+    RETURNING x.rows_done, x.finished_at IS NOT NULL INTO rows_done, finished;
+END
+$_$;
+
+--
+-- Name: tracking; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.tracking (
+    tbl regclass NOT NULL,
+    model text NOT NULL,
+    events text[] NOT NULL,
+    exclude_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    account_column text,
+    key_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    tracked_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tracked_oid oid NOT NULL,
+    exclude_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    account_attnum smallint,
+    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    ignore_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    columns text[] DEFAULT '{}'::text[] NOT NULL,
+    column_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    condition text
+);
+
+--
+-- Name: TABLE tracking; Type: COMMENT; Schema: hookrelay; Owner: -
+--
+
+COMMENT ON TABLE hookrelay.tracking IS 'How each table is tracked; read it through the view hookrelay.tracked_tables';
+
+--
+-- Name: backfill_parts(regclass, text, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.backfill_parts(tbl regclass, where_sql text, after jsonb, OUT t hookrelay.tracking, OUT filter text, OUT key_order text, OUT key_json text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    keys  text[];
+    types text[];
+BEGIN
+    SELECT * INTO t FROM hookrelay.tracking tr WHERE tr.tbl = backfill_parts.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not tracked, so there is no shape for its events', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('track it first: SELECT hookrelay.track_table(%L) or hookrelay track %s', tbl::text, tbl::text);
+    END IF;
+    keys := hookrelay.column_names(tbl, t.key_attnums);
+    IF cardinality(keys) = 0 THEN
+        RAISE EXCEPTION '% has no primary key, which a backfill walks in batches', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'add a primary key, or write the events with hookrelay.emit';
+    END IF;
+    types := ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+                   FROM unnest(t.key_attnums) WITH ORDINALITY AS u(n, i)
+                   JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = u.n ORDER BY u.i);
+    key_order := (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(keys) AS k);
+    key_json := (SELECT format('jsonb_build_array(%s)', string_agg(format('r.%I', k), ', '))
+                 FROM unnest(keys) AS k);
+    -- The condition alone first, so PostgreSQL's message is about it (argument of WHERE…).
+    IF nullif(btrim(where_sql), '') IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT 1 FROM %s r WHERE (%s) LIMIT 0', tbl, where_sql);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'the backfill''s --where % is refused: %', to_jsonb(left(where_sql, 200)), SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('--where is a boolean SQL condition over the columns of %s, e.g. "created_at > now() - interval ''30 days''"', tbl);
+        END;
+    END IF;
+    filter := format('(%s) AND (%s)',
+        CASE WHEN after IS NULL THEN 'true'
+             ELSE format('(%s) > (%s)', key_order,
+                         (SELECT string_agg(format('(%L::jsonb ->> %s)::%s', after, i - 1, types[i]), ', ')
+                          FROM generate_series(1, cardinality(keys)) AS i)) END,
+        coalesce(nullif(btrim(where_sql), ''), 'true'));
+END
+$$;
+
+--
+-- Name: backfill_remaining(regclass, text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.backfill_remaining(tbl regclass, event text, where_sql text DEFAULT ''::text) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    p record;
+    n bigint;
+BEGIN
+    p := hookrelay.backfill_parts(tbl, where_sql,
+        (SELECT b.last_key FROM hookrelay.backfills b
+         WHERE b.tbl = backfill_remaining.tbl AND b.event = backfill_remaining.event
+           AND b.where_sql = coalesce(backfill_remaining.where_sql, '')));
+    EXECUTE format('SELECT count(*) FROM %s r WHERE %s', tbl, p.filter) INTO n;
+    RETURN n;
+END
+$$;
+
+--
 -- Name: blocked_endpoints(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -816,36 +981,6 @@ BEGIN
     RETURN granted;
 END
 $$;
-
---
--- Name: tracking; Type: TABLE; Schema: hookrelay; Owner: -
---
-
-CREATE TABLE hookrelay.tracking (
-    tbl regclass NOT NULL,
-    model text NOT NULL,
-    events text[] NOT NULL,
-    exclude_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    account_column text,
-    key_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    tracked_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    tracked_oid oid NOT NULL,
-    exclude_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    account_attnum smallint,
-    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    ignore_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    columns text[] DEFAULT '{}'::text[] NOT NULL,
-    column_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    condition text
-);
-
---
--- Name: TABLE tracking; Type: COMMENT; Schema: hookrelay; Owner: -
---
-
-COMMENT ON TABLE hookrelay.tracking IS 'How each table is tracked; read it through the view hookrelay.tracked_tables';
 
 --
 -- Name: install_tracking(hookrelay.tracking); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -1933,6 +2068,21 @@ ALTER TABLE hookrelay.attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
 );
 
 --
+-- Name: backfills; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.backfills (
+    tbl regclass NOT NULL,
+    event text NOT NULL,
+    where_sql text DEFAULT ''::text NOT NULL,
+    last_key jsonb,
+    rows_done bigint DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone
+);
+
+--
 -- Name: deliveries; Type: TABLE; Schema: hookrelay; Owner: -
 --
 
@@ -2207,6 +2357,13 @@ WITH (fillfactor='50');
 
 ALTER TABLE ONLY hookrelay.attempts
     ADD CONSTRAINT attempts_pkey PRIMARY KEY (id);
+
+--
+-- Name: backfills backfills_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.backfills
+    ADD CONSTRAINT backfills_pkey PRIMARY KEY (tbl, event, where_sql);
 
 --
 -- Name: deliveries deliveries_event_id_endpoint_id_key; Type: CONSTRAINT; Schema: hookrelay; Owner: -

@@ -27,6 +27,7 @@
 //! the receiver's side, checking a delivery's signature and timestamp.
 
 pub mod apply;
+pub mod backfill;
 pub mod claim;
 pub mod cli;
 pub mod config;

@@ -30,6 +30,7 @@ mod schema;
 mod secrets;
 mod seed_examples;
 mod shaping;
+mod shaping_backfill;
 mod shaping_conditions;
 mod shaping_filters;
 mod shaping_numbers;
