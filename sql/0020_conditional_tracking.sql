@@ -220,7 +220,6 @@ END
 $$;
 
 
-SELECT hookrelay.grant_roles();
 
 -- Backfill: one event per existing row of a tracked table, shaped as its triggers shape rows
 -- (excluded columns left out, object_id from the key, account from the account column, the
@@ -370,3 +369,22 @@ BEGIN
     RETURNING x.rows_done, x.finished_at IS NOT NULL INTO rows_done, finished;
 END
 $$;
+
+-- Operators may read backfill progress; grant_roles() (0019's) grants it too from now on.
+CREATE OR REPLACE FUNCTION hookrelay.grant_roles() RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    granted text[] := hookrelay.grant_roles_0008();
+BEGIN
+    IF 'hookrelay_operator' = ANY (granted) THEN
+        GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
+            TO hookrelay_operator;
+        GRANT EXECUTE ON FUNCTION
+            hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
+            TO hookrelay_operator;
+        GRANT SELECT ON hookrelay.backfills TO hookrelay_operator;
+    END IF;
+    RETURN granted;
+END
+$$;
+SELECT hookrelay.grant_roles();

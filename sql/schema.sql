@@ -885,6 +885,7 @@ BEGIN
         GRANT EXECUTE ON FUNCTION
             hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
             TO hookrelay_operator;
+        GRANT SELECT ON hookrelay.backfills TO hookrelay_operator;
     END IF;
     RETURN granted;
 END

@@ -184,3 +184,43 @@ async fn bad_replays_are_refused_and_write_nothing() {
     );
     assert!(!ok && stderr.contains("retention (01:00:00)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_operator_role_lists_endpoints_with_their_options_and_may_replay() {
+    let (db, _receiver) = history().await;
+    let operator = crate::roles::login(&db, "hookrelay_operator", "shaping", "op-password").await;
+    let client = crate::support::connect(&operator.url).await;
+    let row = client
+        .query_one(
+            "SELECT filter::text, number_format, skip_empty_changes FROM hookrelay.endpoints
+             WHERE name = 'old'",
+            &[],
+        )
+        .await
+        .expect("the new endpoint columns are readable");
+    assert_eq!(row.get::<_, String>(1), "json");
+    let n: i64 = client
+        .query_one(
+            "SELECT hookrelay.replay('old', now() - interval '1 hour', dry_run => true)",
+            &[],
+        )
+        .await
+        .expect("operators may replay")
+        .get(0);
+    assert_eq!(n, 5);
+    client
+        .query("SELECT * FROM hookrelay.backfills", &[])
+        .await
+        .expect("backfill progress is readable");
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["endpoint", "list"])
+        .env("HOOKRELAY_DATABASE_URL", &operator.url)
+        .env("HOOKRELAY_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
