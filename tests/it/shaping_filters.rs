@@ -206,6 +206,16 @@ async fn apply_files_set_filter_number_format_and_skip_empty_changes() {
     let out = hookrelay(&db, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("unchanged crm"), "{stdout}");
+    // The operator console shows them too.
+    let console = crate::console::serve(&db.url, None).await;
+    let page = crate::console::get(&console, "/endpoints/crm", &[]).await;
+    for shown in [
+        "($.&quot;object&quot;.&quot;total&quot; &gt; 100)",
+        "strings of their digits",
+        "<dt>Updates with no changes left</dt><dd>skipped</dd>",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
 }
 
 /// A filter every bench event passes, so it costs evaluation only (the same deliveries).
