@@ -115,6 +115,171 @@ END
 $$;
 
 --
+-- Name: backfill_batch(regclass, text, text, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.backfill_batch(tbl regclass, event text, where_sql text DEFAULT ''::text, batch integer DEFAULT 1000, OUT written bigint, OUT rows_done bigint, OUT finished boolean) RETURNS record
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    b        hookrelay.backfills;
+    p        record;
+    excluded text[];
+    account  text;
+    n_keys   integer;
+    last     jsonb;
+BEGIN
+    where_sql := coalesce(where_sql, '');
+    IF event IS NULL OR length(event) NOT BETWEEN 1 AND 200 OR event ~ '[[:space:]]' THEN
+        RAISE EXCEPTION 'event name %: 1 to 200 characters without spaces', to_jsonb(event)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch IS NULL OR batch NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'batch must be 1 to 100000 rows, not %', batch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO hookrelay.backfills AS x (tbl, event, where_sql)
+    VALUES (backfill_batch.tbl, backfill_batch.event, backfill_batch.where_sql)
+    ON CONFLICT ON CONSTRAINT backfills_pkey DO UPDATE SET updated_at = now()
+    RETURNING * INTO b;
+    -- Locked: two runs of the same backfill take turns instead of writing rows twice.
+    SELECT * INTO b FROM hookrelay.backfills x
+    WHERE x.tbl = b.tbl AND x.event = b.event AND x.where_sql = b.where_sql FOR UPDATE;
+    IF b.finished_at IS NOT NULL THEN
+        written := 0; rows_done := b.rows_done; finished := true;
+        RETURN;
+    END IF;
+    p := hookrelay.backfill_parts(tbl, where_sql, b.last_key);
+    excluded := hookrelay.column_names(tbl, (p.t).exclude_attnums);
+    account := CASE WHEN (p.t).account_column IS NOT NULL
+                    THEN hookrelay.column_now(tbl, (p.t).account_attnum) END;
+    n_keys := cardinality((p.t).key_attnums);
+    EXECUTE format(
+        'WITH rows AS (
+             -- Numbered in key order (the index''s order, not jsonb''s) after the LIMIT.
+             SELECT x.*, row_number() OVER () AS n
+             FROM (SELECT to_jsonb(r) AS row_json, %1$s AS key FROM %2$s r WHERE %3$s
+                   ORDER BY %4$s LIMIT %5$s) x
+         ), written AS (
+             INSERT INTO hookrelay.events (event, model, object_id, object, account_id)
+             SELECT $1, $2,
+                    CASE WHEN $4 = 1 THEN rows.key ->> 0 ELSE rows.key::text END,
+                    rows.row_json - $3::text[], rows.row_json ->> $5
+             FROM rows ORDER BY rows.n
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM written),
+                (SELECT rows.key FROM rows ORDER BY rows.n DESC LIMIT 1)',
+        p.key_json, tbl, p.filter, p.key_order, batch)
+    INTO written, last
+    USING event, (p.t).model, excluded, n_keys, account;
+    UPDATE hookrelay.backfills x
+    SET last_key = coalesce(last, x.last_key), rows_done = x.rows_done + written,
+        updated_at = now(), finished_at = CASE WHEN written < batch THEN now() END
+    WHERE x.tbl = b.tbl AND x.event = b.event AND x.where_sql = b.where_sql
+    RETURNING x.rows_done, x.finished_at IS NOT NULL INTO rows_done, finished;
+END
+$_$;
+
+--
+-- Name: tracking; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.tracking (
+    tbl regclass NOT NULL,
+    model text NOT NULL,
+    events text[] NOT NULL,
+    exclude_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    account_column text,
+    key_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    tracked_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tracked_oid oid NOT NULL,
+    exclude_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    account_attnum smallint,
+    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    ignore_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    columns text[] DEFAULT '{}'::text[] NOT NULL,
+    column_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
+    condition text
+);
+
+--
+-- Name: TABLE tracking; Type: COMMENT; Schema: hookrelay; Owner: -
+--
+
+COMMENT ON TABLE hookrelay.tracking IS 'How each table is tracked; read it through the view hookrelay.tracked_tables';
+
+--
+-- Name: backfill_parts(regclass, text, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.backfill_parts(tbl regclass, where_sql text, after jsonb, OUT t hookrelay.tracking, OUT filter text, OUT key_order text, OUT key_json text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    keys  text[];
+    types text[];
+BEGIN
+    SELECT * INTO t FROM hookrelay.tracking tr WHERE tr.tbl = backfill_parts.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not tracked, so there is no shape for its events', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('track it first: SELECT hookrelay.track_table(%L) or hookrelay track %s', tbl::text, tbl::text);
+    END IF;
+    keys := hookrelay.column_names(tbl, t.key_attnums);
+    IF cardinality(keys) = 0 THEN
+        RAISE EXCEPTION '% has no primary key, which a backfill walks in batches', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'add a primary key, or write the events with hookrelay.emit';
+    END IF;
+    types := ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+                   FROM unnest(t.key_attnums) WITH ORDINALITY AS u(n, i)
+                   JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = u.n ORDER BY u.i);
+    key_order := (SELECT string_agg(format('r.%I', k), ', ') FROM unnest(keys) AS k);
+    key_json := (SELECT format('jsonb_build_array(%s)', string_agg(format('r.%I', k), ', '))
+                 FROM unnest(keys) AS k);
+    -- The condition alone first, so PostgreSQL's message is about it (argument of WHERE…).
+    IF nullif(btrim(where_sql), '') IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT 1 FROM %s r WHERE (%s) LIMIT 0', tbl, where_sql);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'the backfill''s --where % is refused: %', to_jsonb(left(where_sql, 200)), SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('--where is a boolean SQL condition over the columns of %s, e.g. "created_at > now() - interval ''30 days''"', tbl);
+        END;
+    END IF;
+    filter := format('(%s) AND (%s)',
+        CASE WHEN after IS NULL THEN 'true'
+             ELSE format('(%s) > (%s)', key_order,
+                         (SELECT string_agg(format('(%L::jsonb ->> %s)::%s', after, i - 1, types[i]), ', ')
+                          FROM generate_series(1, cardinality(keys)) AS i)) END,
+        coalesce(nullif(btrim(where_sql), ''), 'true'));
+END
+$$;
+
+--
+-- Name: backfill_remaining(regclass, text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.backfill_remaining(tbl regclass, event text, where_sql text DEFAULT ''::text) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    p record;
+    n bigint;
+BEGIN
+    p := hookrelay.backfill_parts(tbl, where_sql,
+        (SELECT b.last_key FROM hookrelay.backfills b
+         WHERE b.tbl = backfill_remaining.tbl AND b.event = backfill_remaining.event
+           AND b.where_sql = coalesce(backfill_remaining.where_sql, '')));
+    EXECUTE format('SELECT count(*) FROM %s r WHERE %s', tbl, p.filter) INTO n;
+    RETURN n;
+END
+$$;
+
+--
 -- Name: blocked_endpoints(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -134,6 +299,55 @@ CREATE FUNCTION hookrelay.blocked_endpoints() RETURNS TABLE(endpoint_id bigint, 
     JOIN hookrelay.endpoints ep ON ep.id = t.endpoint_id
     WHERE t.tokens < 1 AND ep.rate_limit IS NOT NULL
       AND t.refilled_at + (1 - t.tokens) / ep.rate_limit * interval '1 second' > now()
+$$;
+
+--
+-- Name: changes_left_empty(jsonb, text, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.changes_left_empty(changes jsonb, model text, include_fields jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN false
+        WHEN jsonb_typeof(hookrelay.kept_fields(include_fields, model)) = 'array'
+        THEN NOT (changes ?| ARRAY(SELECT jsonb_array_elements_text(
+                                              hookrelay.kept_fields(include_fields, model))))
+        ELSE changes = '{}'
+    END
+$$;
+
+--
+-- Name: check_columns(regclass, text[], text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_columns(tbl regclass, columns text[], exclude_columns text[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF array_position(columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'columns must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(columns) AS c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'table % has no column % to watch', tbl, bad
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'column names are case-sensitive and given without quotes, as \d lists them';
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO bad
+    FROM unnest(columns) AS c WHERE c = ANY (exclude_columns);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is both excluded and watched (columns)', bad, tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'an excluded column is never sent, so a change to it alone sends nothing: leave it out of one list';
+    END IF;
+END
 $$;
 
 --
@@ -196,6 +410,30 @@ END
 $$;
 
 --
+-- Name: check_filter(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_filter(filter text) RETURNS jsonpath
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    path jsonpath;
+BEGIN
+    IF filter IS NULL OR btrim(filter) = '' THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        path := filter::jsonpath;
+    EXCEPTION WHEN syntax_error OR invalid_text_representation THEN
+        RAISE EXCEPTION 'filter % is not a valid jsonpath: %', to_jsonb(left(filter, 200)), SQLERRM
+            USING ERRCODE = 'check_violation', HINT = hookrelay.filter_hint();
+    END;
+    PERFORM hookrelay.check_predicate(path);
+    RETURN path;
+END
+$$;
+
+--
 -- Name: check_ignored(regclass, text[], text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -226,6 +464,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'exclude a column to never send it; ignore it to send it in object but not send an update that changes only it';
     END IF;
+END
+$$;
+
+--
+-- Name: check_predicate(jsonpath); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_predicate(path jsonpath) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    PERFORM jsonb_path_match(hookrelay.example_envelope(), path);
+EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION 'filter % is not a predicate (%)', to_jsonb(left(path::text, 200)), SQLERRM
+        USING ERRCODE = 'check_violation', HINT = hookrelay.filter_hint();
 END
 $$;
 
@@ -472,6 +725,35 @@ END
 $$;
 
 --
+-- Name: envelope(uuid, text, timestamp with time zone, text, text, text, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.envelope(id uuid, event text, created_at timestamp with time zone, account_id text, model text, object_id text, object jsonb, changes jsonb, actor jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT jsonb_build_object(
+        'id', 'evt_' || id::text,
+        'event', event,
+        'timestamp', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'account_id', account_id,
+        -- "store.Order" is app store, name Order: split at the last dot, both sides non-empty
+        -- (payload::ModelName::parse).
+        'model', CASE
+            WHEN model IS NULL THEN NULL
+            WHEN strpos(model, '.') > 0 AND split_part(model, '.', -1) <> ''
+                 AND length(model) - length(split_part(model, '.', -1)) > 1
+            THEN jsonb_build_object(
+                'app', left(model, length(model) - length(split_part(model, '.', -1)) - 1),
+                'name', split_part(model, '.', -1))
+            ELSE jsonb_build_object('app', NULL, 'name', model)
+        END,
+        'object_id', object_id,
+        'object', object,
+        'changes', changes,
+        'user', actor)
+$$;
+
+--
 -- Name: event_name_problem(text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -487,6 +769,32 @@ CREATE FUNCTION hookrelay.event_name_problem(event text) RETURNS text
                    hookrelay.shown_char(substring(event FROM '[^A-Za-z0-9._:/-]')))
     END
 $$;
+
+--
+-- Name: example_envelope(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.example_envelope() RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT '{"id": "evt_00000000-0000-0000-0000-000000000000", "event": "order.paid",
+             "timestamp": "2026-01-24T10:00:00.000000Z", "account_id": "acme",
+             "model": {"app": "store", "name": "Order"}, "object_id": "42",
+             "object": {"id": 42, "status": "PAID", "total": 150.00},
+             "changes": {"status": {"old": "PENDING", "new": "PAID"}},
+             "user": {"id": "1", "username": "admin"}}'::jsonb
+$$;
+
+--
+-- Name: filter_hint(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.filter_hint() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+    SELECT 'a filter is a jsonpath predicate over the envelope, for example '
+        || '$.object.total > 100 && $.account_id == "acme", or $.event like_regex "^order\\."'
+$_$;
 
 --
 -- Name: fingerprint(text); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -566,6 +874,28 @@ $$;
 --
 
 CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    granted text[] := hookrelay.grant_roles_0008();
+BEGIN
+    IF 'hookrelay_operator' = ANY (granted) THEN
+        GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
+            TO hookrelay_operator;
+        GRANT EXECUTE ON FUNCTION
+            hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
+            TO hookrelay_operator;
+        GRANT SELECT ON hookrelay.backfills TO hookrelay_operator;
+    END IF;
+    RETURN granted;
+END
+$$;
+
+--
+-- Name: grant_roles_0008(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.grant_roles_0008() RETURNS text[]
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -654,33 +984,6 @@ END
 $$;
 
 --
--- Name: tracking; Type: TABLE; Schema: hookrelay; Owner: -
---
-
-CREATE TABLE hookrelay.tracking (
-    tbl regclass NOT NULL,
-    model text NOT NULL,
-    events text[] NOT NULL,
-    exclude_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    account_column text,
-    key_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    tracked_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    tracked_oid oid NOT NULL,
-    exclude_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    account_attnum smallint,
-    key_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    ignore_columns text[] DEFAULT '{}'::text[] NOT NULL,
-    ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL
-);
-
---
--- Name: TABLE tracking; Type: COMMENT; Schema: hookrelay; Owner: -
---
-
-COMMENT ON TABLE hookrelay.tracking IS 'How each table is tracked; read it through the view hookrelay.tracked_tables';
-
---
 -- Name: install_tracking(hookrelay.tracking); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -701,18 +1004,16 @@ BEGIN
     call := format('hookrelay.tracked_row(%s)',
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
     IF 'created' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
-                       target, call);
+        EXECUTE format('CREATE TRIGGER hookrelay_created AFTER INSERT ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                       target, hookrelay.tracking_when(t, 'INSERT'), call);
     END IF;
     IF 'updated' = ANY (t.events) THEN
-        -- *<> compares the stored bytes, so it works for every column type (json and point have
-        -- no equality operator) and skips the function entirely for no-op updates.
-        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD *<> NEW AND current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
-                       target, call);
+        EXECUTE format('CREATE TRIGGER hookrelay_updated AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                       target, hookrelay.tracking_when(t, 'UPDATE'), call);
     END IF;
     IF 'deleted' = ANY (t.events) THEN
-        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION %s',
-                       target, call);
+        EXECUTE format('CREATE TRIGGER hookrelay_deleted AFTER DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                       target, hookrelay.tracking_when(t, 'DELETE'), call);
     END IF;
     IF 'truncated' = ANY (t.events) THEN
         EXECUTE format('CREATE TRIGGER hookrelay_truncated AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.tracked_truncate(%L, %L)',
@@ -761,6 +1062,19 @@ CREATE FUNCTION hookrelay.is_reserved_header(name text) RETURNS boolean
                            'te', 'trailer', 'expect', 'proxy-connection', 'user-agent')
         OR lower(name) LIKE 'x-webhook-%'
         OR lower(name) LIKE 'webhook-%'
+$$;
+
+--
+-- Name: kept_fields(jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.kept_fields(include_fields jsonb, model text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE jsonb_typeof(include_fields)
+        WHEN 'array' THEN include_fields
+        WHEN 'object' THEN coalesce(include_fields -> model, include_fields -> '*')
+    END
 $$;
 
 --
@@ -830,6 +1144,128 @@ CREATE FUNCTION hookrelay.redeliver_dead(endpoint_name text, since interval DEFA
         RETURNING 1
     )
     SELECT count(*) FROM scheduled
+$$;
+
+--
+-- Name: replay(text, timestamp with time zone, timestamp with time zone, text[], boolean, interval); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.replay(endpoint_name text, since timestamp with time zone, until timestamp with time zone DEFAULT now(), only_events text[] DEFAULT '{}'::text[], dry_run boolean DEFAULT false, retention interval DEFAULT NULL::interval) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    ep hookrelay.endpoints;
+    n  bigint;
+BEGIN
+    SELECT * INTO ep FROM hookrelay.endpoints e WHERE e.name = endpoint_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no endpoint named %', to_jsonb(endpoint_name)
+            USING ERRCODE = 'no_data_found',
+                  HINT = '`hookrelay endpoint list` (or SELECT name FROM hookrelay.endpoints) shows them';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since >= until THEN
+        RAISE EXCEPTION 'nothing to replay between % and %: since must be before until', since, until
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example --since 24h, or --since 2026-01-24T00:00:00Z --until 2026-01-25T00:00:00Z';
+    END IF;
+    IF retention IS NOT NULL AND since < now() - retention THEN
+        RAISE EXCEPTION 'events older than the retention (%) are not kept: replay from % or later',
+                        justify_interval(retention), to_char((now() - retention) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the worker deletes finished events after --retention (HOOKRELAY_RETENTION)';
+    END IF;
+    IF dry_run THEN
+        SELECT count(*) INTO n FROM hookrelay.replay_events(ep, since, until, only_events);
+        RETURN n;
+    END IF;
+    WITH chosen AS (
+        SELECT * FROM hookrelay.replay_events(ep, since, until, only_events)
+    ), due AS (
+        -- In event order: claims take due deliveries by next_attempt_at.
+        SELECT c.event_id, c.rank,
+               CASE WHEN ep.active THEN now() + c.rank * interval '1 microsecond'
+                    ELSE 'infinity' END AS at
+        FROM chosen c
+    ), again AS (
+        UPDATE hookrelay.deliveries d
+        SET state = 'pending', attempts_base = d.attempts, next_attempt_at = due.at,
+            delivered_at = NULL, updated_at = now()
+        FROM due
+        WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id
+          AND NOT (d.state = 'pending' AND d.locked_until > now())
+        RETURNING 1
+    ), added AS (
+        INSERT INTO hookrelay.deliveries (event_id, endpoint_id, next_attempt_at)
+        SELECT due.event_id, ep.id, due.at
+        FROM due
+        WHERE NOT EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                          WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id)
+        ORDER BY due.rank
+        ON CONFLICT (event_id, endpoint_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM again) + (SELECT count(*) FROM added) INTO n;
+    RETURN n;
+END
+$$;
+
+--
+-- Name: endpoints; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.endpoints (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    url text NOT NULL,
+    secret text NOT NULL,
+    account_id text,
+    events text[] DEFAULT '{}'::text[] NOT NULL,
+    models text[] DEFAULT '{}'::text[] NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    signature_scheme text DEFAULT 'hookrelay'::text NOT NULL,
+    max_attempts integer,
+    timeout_ms integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    include_fields jsonb,
+    redact_fields jsonb,
+    max_in_flight integer DEFAULT 8 NOT NULL,
+    rate_limit double precision,
+    disabled_reason text,
+    disabled_at timestamp with time zone,
+    filter jsonpath,
+    number_format text DEFAULT 'json'::text NOT NULL,
+    skip_empty_changes boolean DEFAULT false NOT NULL,
+    CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
+);
+
+--
+-- Name: replay_events(hookrelay.endpoints, timestamp with time zone, timestamp with time zone, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.replay_events(ep hookrelay.endpoints, since timestamp with time zone, until timestamp with time zone, only_events text[]) RETURNS TABLE(event_id uuid, rank bigint)
+    LANGUAGE sql STABLE
+    AS $$
+    -- Write order: ids order events only to the millisecond.
+    SELECT e.id, row_number() OVER (ORDER BY e.created_at, e.id)
+    FROM hookrelay.events e
+    WHERE e.created_at >= since AND e.created_at < until
+      AND e.fanned_out_at IS NOT NULL
+      AND (cardinality(only_events) = 0 OR e.event = ANY (only_events))
+      AND (cardinality(ep.events) = 0 OR e.event = ANY (ep.events))
+      AND (cardinality(ep.models) = 0 OR e.model = ANY (ep.models))
+      AND (ep.account_id IS NULL OR ep.account_id = e.account_id)
+      AND (ep.filter IS NULL
+           OR jsonb_path_match(hookrelay.envelope(e.id, e.event, e.created_at, e.account_id,
+                                                  e.model, e.object_id, e.object, e.changes,
+                                                  e.actor),
+                               ep.filter, '{}', true))
+      AND (NOT ep.skip_empty_changes
+           OR NOT hookrelay.changes_left_empty(e.changes, e.model, ep.include_fields))
 $$;
 
 --
@@ -962,17 +1398,22 @@ CREATE VIEW hookrelay.tracked_tables AS
         CASE
             WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.ignore_attnums)
             ELSE t.ignore_columns
-        END AS ignore_columns
+        END AS ignore_columns,
+        CASE
+            WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.column_attnums)
+            ELSE t.columns
+        END AS columns,
+    t.condition
    FROM hookrelay.tracking t
   WHERE (EXISTS ( SELECT 1
            FROM pg_class c
           WHERE (c.oid = (t.tbl)::oid)));
 
 --
--- Name: track_table(regclass, text[], text[], text, text, text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: track_table(regclass, text[], text[], text, text, text[], text[], text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[]) RETURNS hookrelay.tracked_tables
+CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[], columns text[] DEFAULT '{}'::text[], condition text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1002,6 +1443,8 @@ BEGIN
     events := coalesce(events, '{created,updated,deleted}');
     exclude_columns := coalesce(exclude_columns, '{}');
     ignore_columns := coalesce(ignore_columns, '{}');
+    columns := coalesce(columns, '{}');
+    condition := nullif(btrim(condition), '');
     key_columns := ARRAY(
         SELECT a.attname::text
         FROM pg_index i
@@ -1011,6 +1454,8 @@ BEGIN
         ORDER BY k.n);
     PERFORM hookrelay.check_tracking(tbl, events, exclude_columns, account_column, model, key_columns);
     PERFORM hookrelay.check_ignored(tbl, ignore_columns, exclude_columns);
+    PERFORM hookrelay.check_columns(tbl, columns, exclude_columns);
+    columns := ARRAY(SELECT DISTINCT c FROM unnest(columns) AS c ORDER BY c);
     exclude_columns := ARRAY(SELECT DISTINCT c FROM unnest(exclude_columns) AS c ORDER BY c);
     ignore_columns := ARRAY(SELECT DISTINCT c FROM unnest(ignore_columns) AS c ORDER BY c);
     settings := ROW(tbl, coalesce(model, rel.nspname || '.' || rel.relname),
@@ -1021,8 +1466,24 @@ BEGIN
                     CASE WHEN account_column IS NOT NULL
                          THEN (hookrelay.column_numbers(tbl, ARRAY[account_column]))[1] END,
                     hookrelay.column_numbers(tbl, key_columns),
-                    ignore_columns, hookrelay.column_numbers(tbl, ignore_columns));
-    PERFORM hookrelay.install_tracking(settings);
+                    ignore_columns, hookrelay.column_numbers(tbl, ignore_columns),
+                    columns, hookrelay.column_numbers(tbl, columns), condition);
+    BEGIN
+        PERFORM hookrelay.install_tracking(settings);
+    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+                   OR invalid_object_definition OR undefined_table OR feature_not_supported
+                   OR invalid_text_representation OR ambiguous_column THEN
+        IF condition IS NULL THEN
+            RAISE;
+        END IF;
+        -- PostgreSQL's own message, about the condition as given.
+        RAISE EXCEPTION 'condition % is refused: %', to_jsonb(left(condition, 200)), SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'a condition is a boolean SQL expression over NEW (created, updated) and OLD '
+                         '(updated, deleted), as in a trigger''s WHEN clause, e.g. NEW.status = ''PAID''; '
+                         'one naming OLD cannot apply to created events, nor one naming NEW to deleted: '
+                         'leave those out of events';
+    END;
 
     -- Rows of tables dropped since they were tracked (their triggers went with them).
     DELETE FROM hookrelay.tracking t
@@ -1200,6 +1661,36 @@ END
 $$;
 
 --
+-- Name: tracking_when(hookrelay.tracking, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracking_when(t hookrelay.tracking, op text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+    cols    text[] := CASE WHEN t.tbl::oid = t.tracked_oid
+                           THEN hookrelay.column_names(t.tbl, t.column_attnums) ELSE t.columns END;
+    clauses text[] := '{}';
+BEGIN
+    IF op = 'UPDATE' THEN
+        clauses := clauses || 'OLD *<> NEW'::text;
+        IF cardinality(cols) > 0 THEN
+            -- As text, like *<> a byte comparison that every type has (ROW(…) *<> ROW(…)
+            -- would compare field by field, with operators json and point lack).
+            clauses := clauses || ('(' || (
+                SELECT string_agg(format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', c), ' OR ')
+                FROM unnest(cols) AS c) || ')');
+        END IF;
+    END IF;
+    IF t.condition IS NOT NULL THEN
+        clauses := clauses || ('(' || t.condition || ')');
+    END IF;
+    clauses := clauses || 'current_setting(''hookrelay.suppress'', true) IS DISTINCT FROM ''on'''::text;
+    RETURN array_to_string(clauses, ' AND ');
+END
+$_$;
+
+--
 -- Name: untrack_table(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1345,6 +1836,26 @@ BEGIN
     RETURN NEW;
 END
 $_$;
+
+--
+-- Name: validate_endpoint_delivery_options(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint_delivery_options() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.filter IS NOT NULL THEN
+        PERFORM hookrelay.check_predicate(NEW.filter);
+    END IF;
+    IF NEW.number_format IS DISTINCT FROM 'json' AND NEW.number_format IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'number_format must be json or string, not %', to_jsonb(left(NEW.number_format, 100))
+            USING ERRCODE = 'check_violation',
+                  HINT = 'json sends numbers as JSON numbers with their exact digits; string sends each number in object and changes as a string of those digits';
+    END IF;
+    RETURN NEW;
+END
+$$;
 
 --
 -- Name: validate_endpoint_protection(); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -1558,6 +2069,21 @@ ALTER TABLE hookrelay.attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
 );
 
 --
+-- Name: backfills; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.backfills (
+    tbl regclass NOT NULL,
+    event text NOT NULL,
+    where_sql text DEFAULT ''::text NOT NULL,
+    last_key jsonb,
+    rows_done bigint DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone
+);
+
+--
 -- Name: deliveries; Type: TABLE; Schema: hookrelay; Owner: -
 --
 
@@ -1580,36 +2106,6 @@ CREATE TABLE hookrelay.deliveries (
     CONSTRAINT delivery_state_is_known CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'cancelled'::text])))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
-
---
--- Name: endpoints; Type: TABLE; Schema: hookrelay; Owner: -
---
-
-CREATE TABLE hookrelay.endpoints (
-    id bigint NOT NULL,
-    name text NOT NULL,
-    url text NOT NULL,
-    secret text NOT NULL,
-    account_id text,
-    events text[] DEFAULT '{}'::text[] NOT NULL,
-    models text[] DEFAULT '{}'::text[] NOT NULL,
-    active boolean DEFAULT true NOT NULL,
-    signature_scheme text DEFAULT 'hookrelay'::text NOT NULL,
-    max_attempts integer,
-    timeout_ms integer,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    previous_secret text,
-    previous_secret_expires_at timestamp with time zone,
-    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
-    include_fields jsonb,
-    redact_fields jsonb,
-    max_in_flight integer DEFAULT 8 NOT NULL,
-    rate_limit double precision,
-    disabled_reason text,
-    disabled_at timestamp with time zone,
-    CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
-);
 
 --
 -- Name: events; Type: TABLE; Schema: hookrelay; Owner: -
@@ -1864,6 +2360,13 @@ ALTER TABLE ONLY hookrelay.attempts
     ADD CONSTRAINT attempts_pkey PRIMARY KEY (id);
 
 --
+-- Name: backfills backfills_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.backfills
+    ADD CONSTRAINT backfills_pkey PRIMARY KEY (tbl, event, where_sql);
+
+--
 -- Name: deliveries deliveries_event_id_endpoint_id_key; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
@@ -2042,6 +2545,12 @@ CREATE TRIGGER endpoints_reenabled AFTER UPDATE OF active ON hookrelay.endpoints
 --
 
 CREATE TRIGGER endpoints_validate BEFORE INSERT OR UPDATE ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint();
+
+--
+-- Name: endpoints endpoints_validate_delivery_options; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate_delivery_options BEFORE INSERT OR UPDATE OF filter, number_format ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_delivery_options();
 
 --
 -- Name: endpoints endpoints_validate_protection; Type: TRIGGER; Schema: hookrelay; Owner: -

@@ -10,6 +10,9 @@
 //! include_models = ["store.Order", "store.Customer"]
 //! include_fields = { "store.Order" = ["id", "total", "status"] }
 //! redact_fields = { "store.Customer" = { email = "***@***.com" } }
+//! filter = '$.object.total > 100'          # a jsonpath predicate over the envelope
+//! number_format = "string"                 # or "json" (the default)
+//! skip_empty_changes = true
 //! ```
 //!
 //! Endpoints are matched by name: missing ones are created, differing ones updated, and with
@@ -71,6 +74,13 @@ pub struct EndpointSpec {
     pub max_in_flight: Option<i32>,
     /// Requests per second, across all workers (default: no limit).
     pub rate_limit: Option<f64>,
+    /// A jsonpath predicate over the envelope (default: every event).
+    pub filter: Option<String>,
+    /// `json` (default) or `string`.
+    pub number_format: Option<String>,
+    /// Skip updates whose `changes` `include_fields` leaves empty (default false).
+    #[serde(default)]
+    pub skip_empty_changes: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +208,9 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "redact_fields": spec.redact_fields,
         "max_in_flight": spec.max_in_flight.unwrap_or(endpoint::DEFAULT_MAX_IN_FLIGHT),
         "rate_limit": spec.rate_limit,
+        "filter": spec.filter,
+        "number_format": spec.number_format.as_deref().unwrap_or("json"),
+        "skip_empty_changes": spec.skip_empty_changes,
     });
     let Value::Object(mut map) = value else {
         unreachable!("a JSON object literal")
@@ -242,6 +255,15 @@ async fn apply_one(
             "leave secret and secret_env out of the file",
         )
         .map_err(|e| invalid(&spec.name, e.to_string()))?;
+    }
+    if let Some(filter) = &spec.filter {
+        // Checked with its own message and example; as stored (normalized by PostgreSQL) it
+        // is what the current row is compared with.
+        let row = tx
+            .query_one("SELECT hookrelay.check_filter($1)::text", &[filter])
+            .await
+            .map_err(|e| write_error(&spec.name, e))?;
+        want.insert("filter".into(), json!(row.get::<_, Option<String>>(0)));
     }
     let current = tx
         .query_opt(

@@ -20,7 +20,7 @@ use tokio_postgres::Row;
 
 use uuid::Uuid;
 
-use crate::payload::{Event, Shaping};
+use crate::payload::{Event, NumberFormat, Shaping};
 use crate::sign::{self, Scheme};
 
 /// The columns [`job_from_row`] reads, written once for both claims.
@@ -192,6 +192,7 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
             shaping: Shaping {
                 include_fields: row.try_get("include_fields")?,
                 redact_fields: row.try_get("redact_fields")?,
+                number_format: NumberFormat::from_column(row.try_get("number_format")?),
             },
         },
         unreadable,

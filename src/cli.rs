@@ -15,9 +15,11 @@ use crate::db;
 use crate::emit::{self, NewEvent};
 use crate::{demo, embedded, migrate};
 
+mod backfill;
 mod endpoint;
 mod operate;
 mod protect;
+mod replay;
 mod rotate;
 mod run;
 mod schema;
@@ -118,6 +120,10 @@ pub enum Command {
     Delivery(DeliveryCommand),
     /// Send deliveries again, with a fresh attempt budget.
     Redeliver(RedeliverArgs),
+    /// Write one event per existing row of a tracked table, in batches; resumable.
+    Backfill(backfill::BackfillArgs),
+    /// Send past events to one endpoint again, in event order (including ones it received).
+    Replay(replay::ReplayArgs),
     /// Serve the operator console, a web page: health, deliveries, redelivery.
     Console(crate::console::ConsoleArgs),
     /// Backlog and per-endpoint health.
@@ -247,6 +253,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         | Command::Delivery(_)
         | Command::Redeliver(_)
         | Command::Stats { .. } => operate::run(&cli).await,
+        Command::Replay(args) => replay::run(&cli, args).await,
+        Command::Backfill(args) => backfill::run(&cli, args).await,
         Command::Console(args) => {
             // Refused before a database is looked for: an exposed console never starts.
             crate::console::check_exposure(args.addr, args.token.as_deref())?;

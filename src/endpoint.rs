@@ -58,6 +58,12 @@ pub struct NewEndpoint {
     pub max_in_flight: Option<i32>,
     /// Requests per second, across all workers (`None`: no limit).
     pub rate_limit: Option<f64>,
+    /// A jsonpath predicate over the envelope: only events it holds for are delivered.
+    pub filter: Option<String>,
+    /// `json` or `string` (`None`: `json`).
+    pub number_format: Option<String>,
+    /// Send no update whose `changes` `include_fields` leaves empty.
+    pub skip_empty_changes: bool,
 }
 
 /// The `max_in_flight` of an endpoint that does not set one (the column's default).
@@ -93,6 +99,12 @@ pub struct EndpointInfo {
     /// Why the endpoint is disabled (by an operator, a `410 Gone`, or failing for days).
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// The content filter (a jsonpath predicate over the envelope); `None`: every event.
+    pub filter: Option<String>,
+    /// `json` or `string`: how numbers in `object` and `changes` are sent.
+    pub number_format: String,
+    /// Whether updates whose `changes` `include_fields` leaves empty are skipped.
+    pub skip_empty_changes: bool,
 }
 
 /// What operators see of an endpoint. Secrets and header values come as fingerprints from the
@@ -104,7 +116,8 @@ const COLUMNS: &str = "ep.id, ep.name, ep.url, ep.account_id, ep.events, ep.mode
                        f.previous_secret_fingerprint, f.header_fingerprints, \
                        CASE WHEN ep.previous_secret_expires_at > now() \
                            THEN ep.previous_secret_expires_at END AS previous_secret_expires_at, \
-                       ep.max_in_flight, ep.rate_limit, ep.disabled_reason, ep.disabled_at";
+                       ep.max_in_flight, ep.rate_limit, ep.disabled_reason, ep.disabled_at, \
+                       ep.filter::text AS filter, ep.number_format, ep.skip_empty_changes";
 
 /// The tables [`COLUMNS`] reads.
 const FROM: &str = "hookrelay.endpoints ep \
@@ -142,6 +155,9 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         rate_limit: row.try_get("rate_limit")?,
         disabled_reason: row.try_get("disabled_reason")?,
         disabled_at: row.try_get("disabled_at")?,
+        filter: row.try_get("filter")?,
+        number_format: row.try_get("number_format")?,
+        skip_empty_changes: row.try_get("skip_empty_changes")?,
     })
 }
 
@@ -197,8 +213,10 @@ pub async fn add(
         .unwrap_or_else(|| sign::generate_secret(new.scheme));
     let sql = "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
                signature_scheme, max_attempts, timeout_ms, headers, include_fields, \
-               redact_fields, max_in_flight, rate_limit) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+               redact_fields, max_in_flight, rate_limit, filter, number_format, \
+               skip_empty_changes) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                       hookrelay.check_filter($15), coalesce($16, 'json'), $17)";
     let headers = headers_json(new.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
     let written = client
         .execute(
@@ -218,6 +236,9 @@ pub async fn add(
                 &new.redact_fields,
                 &new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
                 &new.rate_limit,
+                &new.filter,
+                &new.number_format,
+                &new.skip_empty_changes,
             ],
         )
         .await;

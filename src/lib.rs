@@ -29,6 +29,7 @@
 //! from `crates/hookrelay-verify`).
 
 pub mod apply;
+pub mod backfill;
 pub mod claim;
 pub mod cli;
 pub mod config;

@@ -109,6 +109,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0018_console.sql",
         sql: include_str!("../sql/0018_console.sql"),
     },
+    Migration {
+        version: 19,
+        name: "0019_shaping.sql",
+        sql: include_str!("../sql/0019_shaping.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "0020_conditional_tracking.sql",
+        sql: include_str!("../sql/0020_conditional_tracking.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

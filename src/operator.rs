@@ -324,3 +324,40 @@ pub async fn redeliver_dead(
         .await?;
     Ok(row.get(0))
 }
+
+/// Which past events `hookrelay replay` sends again, and to which endpoint.
+#[derive(Debug, Clone)]
+pub struct Replay<'a> {
+    pub endpoint: &'a str,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// Only these event names (empty: every event the endpoint takes).
+    pub events: &'a [String],
+    /// Count, change nothing.
+    pub dry_run: bool,
+    /// The worker's retention: a `since` older than it is refused.
+    pub retention: Option<Duration>,
+}
+
+/// Schedules fresh deliveries of past events to one endpoint (`hookrelay.replay`), and
+/// returns how many (with `dry_run`: how many it would).
+pub async fn replay(
+    client: &impl GenericClient,
+    replay: &Replay<'_>,
+) -> Result<i64, OperatorError> {
+    let retention = replay.retention.map(|r| r.as_secs_f64());
+    let row = client
+        .query_one(
+            "SELECT hookrelay.replay($1, $2, $3, $4, $5, $6 * interval '1 second')",
+            &[
+                &replay.endpoint,
+                &replay.since,
+                &replay.until,
+                &replay.events,
+                &replay.dry_run,
+                &retention,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}

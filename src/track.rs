@@ -37,6 +37,10 @@ pub struct TrackRequest {
     pub model: Option<String>,
     /// Columns whose changes alone send no `updated` event (still sent in `object`).
     pub ignore_columns: Vec<String>,
+    /// Only an update that changes one of these columns is sent (empty: any column).
+    pub columns: Vec<String>,
+    /// A boolean SQL expression over `OLD`/`NEW`, as in a trigger's WHEN clause.
+    pub condition: Option<String>,
 }
 
 /// A tracked table, as `hookrelay.tracked_tables` records it.
@@ -50,6 +54,10 @@ pub struct Tracked {
     pub key_columns: Vec<String>,
     /// Columns whose changes alone send no `updated` event, by their current names.
     pub ignore_columns: Vec<String>,
+    /// Only updates changing one of these columns are sent, by their current names.
+    pub columns: Vec<String>,
+    /// The condition rows must meet, as given.
+    pub condition: Option<String>,
     /// What is wrong with the tracking (its columns changed in a way it cannot follow), if
     /// anything: hookrelay then refuses the table's writes or reads columns by name.
     pub problem: Option<String>,
@@ -58,7 +66,7 @@ pub struct Tracked {
 /// Column names are the current ones: the view resolves them from column numbers, so they
 /// follow renames.
 const COLUMNS: &str = "tbl::text AS tbl, model, events, exclude_columns, account_column, \
-                       key_columns, ignore_columns, problem";
+                       key_columns, ignore_columns, problem, columns, condition";
 
 fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
     Ok(Tracked {
@@ -70,6 +78,8 @@ fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
         key_columns: row.try_get("key_columns")?,
         ignore_columns: row.try_get("ignore_columns")?,
         problem: row.try_get("problem")?,
+        columns: row.try_get("columns")?,
+        condition: row.try_get("condition")?,
     })
 }
 
@@ -109,7 +119,7 @@ pub async fn track(
 ) -> Result<Tracked, TrackError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM hookrelay.track_table($1::text::regclass, $2, $3, $4, $5, \
-         ignore_columns => $6)"
+         ignore_columns => $6, columns => $7, condition => $8)"
     );
     let row = client
         .query_one(
@@ -121,6 +131,8 @@ pub async fn track(
                 &request.account_column,
                 &request.model,
                 &request.ignore_columns,
+                &request.columns,
+                &request.condition,
             ],
         )
         .await
@@ -164,6 +176,15 @@ pub fn describe(t: &Tracked) -> String {
             t.ignore_columns.join(", ")
         ));
     }
+    if !t.columns.is_empty() {
+        out.push_str(&format!(
+            "; updates sent only when {} changed",
+            t.columns.join(" or ")
+        ));
+    }
+    if let Some(condition) = &t.condition {
+        out.push_str(&format!("; only rows where {condition}"));
+    }
     if let Some(column) = &t.account_column {
         out.push_str(&format!("; account from {column}"));
     }
@@ -194,6 +215,8 @@ mod tests {
             account_column: None,
             key_columns: vec!["id".into()],
             ignore_columns: vec![],
+            columns: vec![],
+            condition: None,
             problem: None,
         }
     }
@@ -229,6 +252,19 @@ mod tests {
         };
         assert!(
             describe(&t).contains("; no update sent when only lock_version, updated_at changed;"),
+            "{}",
+            describe(&t)
+        );
+        let t = Tracked {
+            columns: vec!["status".into(), "total".into()],
+            condition: Some("NEW.status = 'PAID'".into()),
+            ..orders()
+        };
+        assert!(
+            describe(&t).contains(
+                "; updates sent only when status or total changed; only rows where \
+                 NEW.status = 'PAID';"
+            ),
             "{}",
             describe(&t)
         );

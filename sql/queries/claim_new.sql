@@ -19,7 +19,14 @@ WITH claimed AS (
     SET fanned_out_at = now()
     WHERE e.id = ANY (ARRAY(SELECT c.id FROM claimed c))
     RETURNING e.id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
-              e.account_id, e.created_at
+              e.account_id, e.created_at,
+              -- What content filters test (0019): built once per event, and only while some
+              -- active endpoint has a filter, so a setup without filters pays nothing.
+              CASE WHEN (SELECT bool_or(f.filter IS NOT NULL) FROM hookrelay.endpoints f
+                         WHERE f.active)
+                   THEN hookrelay.envelope(e.id, e.event, e.created_at, e.account_id, e.model,
+                                           e.object_id, e.object, e.changes, e.actor)
+              END AS envelope
 ), matched AS (
     SELECT m.id AS event_id, ep.id AS endpoint_id,
            row_number() OVER (PARTITION BY ep.id ORDER BY m.id) AS rank
@@ -29,6 +36,10 @@ WITH claimed AS (
      AND (cardinality(ep.events) = 0 OR m.event = ANY (ep.events))
      AND (cardinality(ep.models) = 0 OR m.model = ANY (ep.models))
      AND (ep.account_id IS NULL OR ep.account_id = m.account_id)
+     -- Per-endpoint options (0019), each tested only for endpoints that set it.
+     AND (ep.filter IS NULL OR jsonb_path_match(m.envelope, ep.filter, '{}', true))
+     AND (NOT ep.skip_empty_changes
+          OR NOT hookrelay.changes_left_empty(m.changes, m.model, ep.include_fields))
 ), wanted AS (
     SELECT x.endpoint_id, count(*)::integer AS n FROM matched x GROUP BY x.endpoint_id
 ), granted AS (

@@ -6,6 +6,7 @@
        e.account_id, e.created_at,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,
        ep.timeout_ms, ep.max_attempts, ep.headers, ep.include_fields, ep.redact_fields,
+       ep.number_format,
        -- A rotated-out secret signs beside the new one until its grace period ends, judged by
        -- the database clock so every worker agrees whatever its own clock says.
        CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END

@@ -102,6 +102,17 @@ pub struct EndpointAddArgs {
     /// Requests per second to this endpoint, across all workers (default: no limit).
     #[arg(long, value_name = "PER_SECOND", allow_negative_numbers = true)]
     pub rate_limit: Option<f64>,
+    /// Deliver only events this jsonpath predicate over the envelope holds for, e.g.
+    /// '$.object.total > 100 && $.account_id == "acme"'.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// How numbers in object and changes are sent: json (exact digits as JSON numbers) or
+    /// string (each number as a string of those digits, e.g. "150.00").
+    #[arg(long, value_parser = ["json", "string"])]
+    pub number_format: Option<String>,
+    /// Do not send updates whose changes --include-fields leaves empty.
+    #[arg(long)]
+    pub skip_empty_changes: bool,
 }
 
 /// Runs an endpoint command.
@@ -141,6 +152,9 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                     .context("--header")?,
                 max_in_flight: args.max_in_flight,
                 rate_limit: args.rate_limit,
+                filter: args.filter.clone(),
+                number_format: args.number_format.clone(),
+                skip_empty_changes: args.skip_empty_changes,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);

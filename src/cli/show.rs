@@ -120,6 +120,17 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
                 .as_ref()
                 .map_or("none".into(), |v| v.to_string()),
         ),
+        ("filter", e.filter.clone().unwrap_or_else(|| "none".into())),
+        ("number format", e.number_format.clone()),
+        (
+            "empty changes",
+            if e.skip_empty_changes {
+                "skipped"
+            } else {
+                "sent"
+            }
+            .into(),
+        ),
         ("max in flight", e.max_in_flight.to_string()),
         (
             "rate limit",

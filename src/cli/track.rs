@@ -23,6 +23,13 @@ pub struct TrackArgs {
     /// such as updated_at, lock_version); unlike --exclude they are still sent in `object`.
     #[arg(long, value_delimiter = ',')]
     pub ignore_columns: Vec<String>,
+    /// Send an update only when one of these columns changed, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Emit only for rows where this SQL condition over OLD/NEW holds, as in a trigger's WHEN
+    /// clause, e.g. "NEW.status = 'PAID'".
+    #[arg(long)]
+    pub condition: Option<String>,
     /// Column whose value becomes the event's account_id.
     #[arg(long)]
     pub account_column: Option<String>,
@@ -30,7 +37,7 @@ pub struct TrackArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// List the tracked tables instead.
-    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "ignore_columns", "account_column", "model"])]
+    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "ignore_columns", "account_column", "model", "columns", "condition"])]
     pub list: bool,
 }
 
@@ -54,6 +61,8 @@ pub(super) async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
         account_column: args.account_column.clone(),
         model: args.model.clone(),
         ignore_columns: args.ignore_columns.clone(),
+        columns: args.columns.clone(),
+        condition: args.condition.clone(),
     };
     let tracked = track::track(&client, &request).await?;
     println!("tracking {}", track::describe(&tracked));

@@ -8,7 +8,7 @@ use maud::{html, Markup};
 use super::layout::{self, Nav, Outcome, PageError, PageResult};
 use super::Console;
 use crate::operator::{self, AttemptRow, DeliveryDetail};
-use crate::payload::{self, Event, Shaping};
+use crate::payload::{self, Event, NumberFormat, Shaping};
 
 const DELIVERY_EVENT: &str = include_str!("../../sql/queries/console/delivery_event.sql");
 
@@ -31,6 +31,7 @@ async fn payload_of(client: &tokio_postgres::Client, id: i64) -> Result<Option<S
     let shaping = Shaping {
         include_fields: row.try_get("include_fields")?,
         redact_fields: row.try_get("redact_fields")?,
+        number_format: NumberFormat::from_column(row.try_get("number_format")?),
     };
     // Exactly the bytes the worker signs and sends (not re-formatted: that would reorder keys).
     let body = payload::body_for(&event, &shaping);

@@ -202,6 +202,9 @@ fn settings(info: &EndpointInfo) -> Markup {
             dt { "Account" } dd { (info.account_id.as_deref().unwrap_or("every account")) }
             dt { "Fields kept" } dd.mono { (json_or(&info.include_fields, "every field")) }
             dt { "Fields redacted" } dd.mono { (json_or(&info.redact_fields, "none")) }
+            dt { "Filter" } dd.mono { (info.filter.as_deref().unwrap_or("every event")) }
+            dt { "Numbers sent as" } dd { (if info.number_format == "string" { "strings of their digits" } else { "JSON numbers" }) }
+            dt { "Updates with no changes left" } dd { (if info.skip_empty_changes { "skipped" } else { "sent" }) }
             dt { "Static headers" } dd.mono {
                 @if info.headers.is_empty() { "none" }
                 @for (name, fp) in &info.headers { (name) ": " (fp) br; }
