@@ -629,7 +629,8 @@ BEGIN
         SELECT t.tgname FROM pg_trigger t
         WHERE t.tgrelid = tbl AND t.tgparentid = 0
           AND t.tgfoid IN ('hookrelay.tracked_row()'::regprocedure,
-                           'hookrelay.tracked_truncate()'::regprocedure)
+                           'hookrelay.tracked_truncate()'::regprocedure,
+                           'hookrelay.tracked_condition()'::regprocedure)
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
         dropped := dropped + 1;
@@ -995,6 +996,9 @@ DECLARE
     call   text;
     args   text[];
 BEGIN
+    IF t.tbl::oid = t.tracked_oid THEN
+        t.condition := coalesce(hookrelay.tracked_condition_now(t.tbl), t.condition);
+    END IF;
     PERFORM hookrelay.drop_tracking_triggers(t.tbl);
     args := ARRAY[t.model, t.tracked_oid::text, t.exclude_columns::text, t.key_columns::text,
                   coalesce(t.account_column, ''), t.ignore_columns::text]
@@ -1021,6 +1025,11 @@ BEGIN
     ELSIF 'deleted' = ANY (t.events) THEN
         EXECUTE format('CREATE TRIGGER hookrelay_truncated BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.tracked_truncate(%L, %L)',
                        target, t.model, 'refuse');
+    END IF;
+    IF t.condition IS NOT NULL THEN
+        EXECUTE format('CREATE TRIGGER hookrelay_condition AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION hookrelay.tracked_condition()',
+                       target, t.condition);
+        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER hookrelay_condition', target);
     END IF;
 END
 $$;
@@ -1350,6 +1359,20 @@ CREATE FUNCTION hookrelay.suppressed() RETURNS boolean
 $$;
 
 --
+-- Name: tracked_condition_now(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracked_condition_now(tbl regclass) RETURNS text
+    LANGUAGE sql STABLE
+    AS $_$
+    SELECT substring(pg_get_triggerdef(t.oid)
+                     FROM ' FOR EACH ROW WHEN \((.*)\) EXECUTE FUNCTION hookrelay\.tracked_condition\(\)$')
+    FROM pg_trigger t
+    WHERE t.tgrelid = tbl AND t.tgparentid = 0 AND t.tgname = 'hookrelay_condition'
+      AND t.tgfoid = 'hookrelay.tracked_condition()'::regprocedure
+$_$;
+
+--
 -- Name: tracking_problem(hookrelay.tracking); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1403,7 +1426,10 @@ CREATE VIEW hookrelay.tracked_tables AS
             WHEN ((t.tbl)::oid = t.tracked_oid) THEN hookrelay.column_names(t.tbl, t.column_attnums)
             ELSE t.columns
         END AS columns,
-    t.condition
+        CASE
+            WHEN ((t.tbl)::oid = t.tracked_oid) THEN COALESCE(hookrelay.tracked_condition_now(t.tbl), t.condition)
+            ELSE t.condition
+        END AS condition
    FROM hookrelay.tracking t
   WHERE (EXISTS ( SELECT 1
            FROM pg_class c
@@ -1468,6 +1494,7 @@ BEGIN
                     hookrelay.column_numbers(tbl, key_columns),
                     ignore_columns, hookrelay.column_numbers(tbl, ignore_columns),
                     columns, hookrelay.column_numbers(tbl, columns), condition);
+    PERFORM hookrelay.drop_tracking_triggers(tbl);
     BEGIN
         PERFORM hookrelay.install_tracking(settings);
     EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
@@ -1484,6 +1511,8 @@ BEGIN
                          'one naming OLD cannot apply to created events, nor one naming NEW to deleted: '
                          'leave those out of events';
     END;
+
+    settings.condition := hookrelay.tracked_condition_now(tbl);
 
     -- Rows of tables dropped since they were tracked (their triggers went with them).
     DELETE FROM hookrelay.tracking t
@@ -1513,6 +1542,18 @@ BEGIN
                                                   + interval '2 minutes'))::bigint
                              FROM hookrelay.workers w
                              WHERE w.waiting), 0));
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: tracked_condition(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.tracked_condition() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
     RETURN NULL;
 END
 $$;

@@ -119,6 +119,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0020_conditional_tracking.sql",
         sql: include_str!("../sql/0020_conditional_tracking.sql"),
     },
+    Migration {
+        version: 21,
+        name: "0021_condition_names.sql",
+        sql: include_str!("../sql/0021_condition_names.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

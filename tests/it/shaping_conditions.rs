@@ -117,11 +117,61 @@ async fn a_condition_decides_which_rows_emit_and_follows_renames() {
             "updated id=1"
         ]
     );
+    // Shown, and reused, with the column's new name.
+    let shown = "(new.state = 'PAID'::text)";
     let (_, stdout, _) = run(&db, &["track", "--list"]);
     assert!(
-        stdout.contains("only rows where NEW.status = 'PAID'"),
+        stdout.contains(&format!("only rows where {shown}")),
         "{stdout}"
     );
+    assert_eq!(condition(&db).await, shown);
+    // Reinstalled from what is stored (as migrations reinstall), and re-tracked with
+    // the condition as shown: both still hold, by the new name.
+    db.client
+        .batch_execute(
+            "SELECT hookrelay.install_tracking(t) FROM hookrelay.tracking t;
+             INSERT INTO orders VALUES (5, 'PENDING', 1), (6, 'PAID', 2);",
+        )
+        .await
+        .unwrap();
+    let (ok, _, stderr) = run(
+        &db,
+        &[
+            "track",
+            "orders",
+            "--events",
+            "created,updated",
+            "--condition",
+            shown,
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(condition(&db).await, shown);
+    db.client
+        .batch_execute("INSERT INTO orders VALUES (7, 'PENDING', 1), (8, 'PAID', 2)")
+        .await
+        .unwrap();
+    drain(&db).await;
+    assert_eq!(
+        summary(&receiver, "id"),
+        [
+            "created id=2",
+            "created id=4",
+            "created id=6",
+            "created id=8",
+            "updated id=1",
+            "updated id=1"
+        ]
+    );
+}
+
+/// The condition `tracked_tables` shows for the one tracked table.
+async fn condition(db: &TestDb) -> String {
+    db.client
+        .query_one("SELECT condition FROM hookrelay.tracked_tables", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test]
