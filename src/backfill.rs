@@ -3,8 +3,6 @@
 //! database keeps each backfill's progress with the events it writes, so running the same
 //! backfill again resumes it.
 
-use std::time::Duration;
-
 use tokio_postgres::error::SqlState;
 use tokio_postgres::GenericClient;
 
@@ -81,43 +79,4 @@ pub async fn batch(client: &impl GenericClient, b: &Backfill) -> Result<Step, Ba
         rows_done: row.get(1),
         finished: row.get(2),
     })
-}
-
-/// The progress line a terminal shows: rows done of the total, the rate, and the time left.
-pub fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
-    let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-    let percent = if total > 0 {
-        (done as f64 * 100.0 / total as f64).min(100.0)
-    } else {
-        100.0
-    };
-    let eta = if rate > 0.0 {
-        let left = total.saturating_sub(done) as f64 / rate;
-        humantime::format_duration(Duration::from_secs(left.ceil() as u64)).to_string()
-    } else {
-        "?".into()
-    };
-    format!("{done}/{total} rows ({percent:.0}%), {rate:.0} rows/s, {eta} left")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_shows_rows_rate_and_time_left() {
-        assert_eq!(
-            progress_line(50_000, 200_000, Duration::from_secs(10)),
-            "50000/200000 rows (25%), 5000 rows/s, 30s left"
-        );
-        assert_eq!(
-            progress_line(0, 10, Duration::ZERO),
-            "0/10 rows (0%), 0 rows/s, ? left"
-        );
-        assert_eq!(
-            progress_line(5, 0, Duration::from_secs(1)),
-            "5/0 rows (100%), 5 rows/s, 0s left"
-        );
-    }
 }

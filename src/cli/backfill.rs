@@ -1,10 +1,8 @@
 //! `hookrelay backfill TABLE`: one event per existing row of a tracked table, resumable.
 
-use std::io::{IsTerminal, Write};
-use std::time::Instant;
-
 use anyhow::Result;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use super::{Cli, Target};
 use crate::backfill::{self, Backfill};
@@ -52,24 +50,18 @@ pub(super) async fn run(cli: &Cli, args: &BackfillArgs) -> Result<()> {
         spec.table, spec.event, spec.batch
     );
     let stop = super::shutdown_token();
-    let terminal = std::io::stderr().is_terminal();
-    let started = Instant::now();
+    let bar = progress_bar(total as u64);
     let mut done: i64 = 0;
     let step = loop {
         let step = backfill::batch(&client, &spec).await?;
         done += step.written;
-        if terminal {
-            let line = backfill::progress_line(done as u64, total as u64, started.elapsed());
-            eprint!("\r{line}\x1b[K");
-            let _ = std::io::stderr().flush();
-        }
+        bar.inc(step.written as u64);
         if step.finished || stop.is_cancelled() {
             break step;
         }
     };
-    if terminal {
-        eprintln!();
-    }
+    // Left on the terminal, as the last state seen; the lines below say what happened.
+    bar.abandon();
     if step.finished {
         println!(
             "backfill of {} done: {done} events written now, {} in all",
@@ -83,4 +75,25 @@ pub(super) async fn run(cli: &Cli, args: &BackfillArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The progress bar: rows done of the total, the rate and the time left. indicatif draws it
+/// only when stderr is a terminal, so piped and logged runs get just the plain lines.
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    // A template error is ours, not the user's: fall back to indicatif's plain bar.
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {pos}/{len} rows ({percent}%), {rate}, {eta} left",
+    )
+    .map(|s| {
+        s.with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} rows/s", state.per_sec());
+            },
+        )
+    })
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
