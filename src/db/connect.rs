@@ -50,8 +50,14 @@ pub fn limit(config: &Config) -> Duration {
 /// Connects and starts a session within [`limit`], on a socket that fails a request left
 /// unanswered past the session's statement timeout (see [`socket`]).
 pub async fn open(config: &Config) -> Result<Opened, DbError> {
+    open_within(config, socket::limit_for(config)).await
+}
+
+/// [`open`] with the answer deadline given instead of derived from the configuration's
+/// options (behind a pooler they carry no session settings).
+async fn open_within(config: &Config, answer_limit: Option<Duration>) -> Result<Opened, DbError> {
     let limit = limit(config);
-    match tokio::time::timeout(limit, first_to_answer(config)).await {
+    match tokio::time::timeout(limit, first_within(config, answer_limit)).await {
         Ok(opened) => Ok(opened?),
         Err(_) => Err(DbError::ConnectTimeout(limit)),
     }
@@ -59,12 +65,6 @@ pub async fn open(config: &Config) -> Result<Opened, DbError> {
 
 /// Tries the URL's hosts in order and keeps the first that connects and, when the URL asks
 /// with `target_session_attrs`, takes writes (or refuses them).
-async fn first_to_answer(config: &Config) -> Result<Opened, tokio_postgres::Error> {
-    first_within(config, socket::limit_for(config)).await
-}
-
-/// [`first_to_answer`] with the answer deadline given: behind a pooler the session settings
-/// it derives from are not in the startup options.
 async fn first_within(
     config: &Config,
     answer_limit: Option<Duration>,
@@ -110,23 +110,15 @@ async fn first_within(
 /// Connects within [`limit`] and drives the connection in the background, showing the server's
 /// notices; the client is ready for statements.
 pub async fn connect(config: &Config) -> Result<Client, DbError> {
-    let (client, connection) = open(config).await?;
-    drive(connection, |_| true);
-    Ok(client)
+    connect_within(config, socket::limit_for(config)).await
 }
 
-/// [`connect`] with the answer deadline given instead of derived from the configuration's
-/// options (behind a pooler they carry no session settings).
+/// [`connect`] with the answer deadline given (see [`open_within`]).
 pub async fn connect_within(
     config: &Config,
     answer_limit: Option<Duration>,
 ) -> Result<Client, DbError> {
-    let limit = limit(config);
-    let (client, connection) =
-        match tokio::time::timeout(limit, first_within(config, answer_limit)).await {
-            Ok(opened) => opened?,
-            Err(_) => return Err(DbError::ConnectTimeout(limit)),
-        };
+    let (client, connection) = open_within(config, answer_limit).await?;
     drive(connection, |_| true);
     Ok(client)
 }

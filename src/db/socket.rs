@@ -48,8 +48,11 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub struct Watched {
     io: Pin<Box<dyn Io>>,
     limit: Option<Duration>,
-    /// Running from the first write after the last read: the answer is due before it ends.
+    /// The timer for the answer: made once, reset at the first write after the last read
+    /// (every round trip), so the hot path allocates nothing.
     due: Option<Pin<Box<Sleep>>>,
+    /// Whether an answer is awaited, i.e. `due` is running.
+    awaiting: bool,
 }
 
 impl Watched {
@@ -58,7 +61,8 @@ impl Watched {
         Watched {
             io: Box::pin(io),
             limit,
-            due: None,
+            due: limit.map(|limit| Box::pin(tokio::time::sleep(limit))),
+            awaiting: false,
         }
     }
 }
@@ -73,10 +77,11 @@ impl AsyncRead for Watched {
         match self.io.as_mut().poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    self.due = None;
+                    self.awaiting = false;
                 }
                 Poll::Ready(Ok(()))
             }
+            Poll::Pending if !self.awaiting => Poll::Pending,
             Poll::Pending => match self.due.as_mut().map(|due| due.as_mut().poll(cx)) {
                 Some(Poll::Ready(())) => {
                     let limit = self.limit.unwrap_or_default();
@@ -105,13 +110,14 @@ impl AsyncWrite for Watched {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let written = self.io.as_mut().poll_write(cx, data);
-        if let (Poll::Ready(Ok(n)), Some(limit), None) = (&written, self.limit, &self.due) {
-            if *n > 0 {
-                let mut due = Box::pin(tokio::time::sleep(limit));
+        let wrote = matches!(written, Poll::Ready(Ok(n)) if n > 0);
+        if wrote && !self.awaiting {
+            if let (Some(limit), Some(due)) = (self.limit, self.due.as_mut()) {
+                due.as_mut().reset(tokio::time::Instant::now() + limit);
                 // Polled once so that its expiry wakes the connection's task: the read that
                 // would poll it may already have been polled (and parked) before this write.
                 let _ = due.as_mut().poll(cx);
-                self.due = Some(due);
+                self.awaiting = true;
             }
         }
         written
