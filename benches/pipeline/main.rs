@@ -4,9 +4,11 @@
 //! It starts its own PostgreSQL (PostgreSQL's default durability: fsync and synchronous
 //! commit on) or uses `DATABASE_URL`, a hyper sink on 127.0.0.1, and the worker as its own
 //! process (the `hookrelay` binary built with the bench). Scenarios:
-//! burn-down, HTTP ceiling, latency, producer cost, cost growth with history, footprint.
+//! burn-down, defaults (one endpoint, every setting at its default), HTTP ceiling, latency,
+//! producer cost, cost growth with history, footprint.
 
 mod burn;
+mod defaults;
 mod growth;
 mod latency;
 mod producer;
@@ -276,6 +278,9 @@ fn main() {
         let mut figures = Vec::new();
         if wanted("burn-down") {
             figures.extend(burn::run(&bench).await);
+        }
+        if wanted("defaults") {
+            figures.extend(defaults::run(&bench).await);
         }
         if wanted("latency") {
             figures.extend(latency::run(&bench).await);
