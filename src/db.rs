@@ -11,8 +11,10 @@ pub mod connect;
 pub mod pooler;
 pub mod problem;
 pub mod socket;
+pub mod task;
 pub use connect::{connect, DEFAULT_CONNECT_TIMEOUT};
 pub use problem::{classify, classify_code, Alarm, Failure, Problem, Proof};
+pub use task::{DbTask, Fault, Flow, Health, Retry, Step};
 
 /// Errors from connecting to the database.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! connection reconnects with backoff and is checked every 10 s, and each (re)connection wakes
 //! the worker once in case something was committed while it was down.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Config;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{classify, connect, explain, DbError, Failure, Problem, Proof};
+use crate::db::task::Session;
+use crate::db::{
+    classify, connect, explain, DbError, DbTask, Fault, Flow, Health, Problem, Proof, Step,
+};
 use crate::metrics::Metrics;
-use crate::retry::Backoff;
 
 /// The channel inserts notify on.
 pub const CHANNEL: &str = "hookrelay_events";
@@ -38,9 +40,8 @@ pub enum ListenError {
     Unresponsive,
 }
 
-impl ListenError {
-    /// The kind of database trouble behind this error.
-    pub fn problem(&self) -> Problem {
+impl Fault for ListenError {
+    fn problem(&self) -> Problem {
         match self {
             ListenError::Db(e) => classify(e),
             ListenError::Connect(e) => e.problem(),
@@ -52,21 +53,32 @@ impl ListenError {
 /// A handle on the listening task.
 pub struct Listener {
     wake: Arc<Notify>,
-    /// Whether a notification arrived since the last wake-up was taken (a wake-up without one
-    /// comes from the connection being (re)established).
-    noted: Arc<AtomicBool>,
+    /// Notifications heard since the listener started (the worker's notify-or-poll decision
+    /// counts them, see `worker::pacer`).
+    heard: Arc<AtomicU64>,
+    /// `heard` when the last wake-up was taken: a wake-up without a notification since comes
+    /// from the connection being (re)established.
+    taken: AtomicU64,
     connected: watch::Receiver<bool>,
     handle: JoinHandle<()>,
 }
 
 impl Listener {
     /// Completes when a notification arrived (or the connection was re-established) since the
-    /// last call; several notifications in between complete it once. Returns whether a
-    /// notification was behind it: after a (re)connection there is none, only a reason to look
-    /// for events that committed while nobody listened.
-    pub async fn notified(&self) -> bool {
+    /// last call; several notifications in between complete it once. Returns the count of
+    /// notifications heard so far when a notification was behind it, `None` after a
+    /// (re)connection with none: only a reason to look for events that committed while nobody
+    /// listened.
+    pub async fn notified(&self) -> Option<u64> {
         self.wake.notified().await;
-        self.noted.swap(false, Ordering::SeqCst)
+        let heard = self.heard();
+        let before = self.taken.swap(heard, Ordering::SeqCst);
+        (heard > before).then_some(heard)
+    }
+
+    /// Notifications heard since the listener started.
+    pub fn heard(&self) -> u64 {
+        self.heard.load(Ordering::SeqCst)
     }
 
     /// Whether the LISTEN is currently in place.
@@ -80,24 +92,31 @@ impl Listener {
     }
 }
 
-/// Starts listening on its own connection until `token` is cancelled.
-pub fn spawn(config: Option<Config>, metrics: Arc<Metrics>, token: CancellationToken) -> Listener {
+/// Starts listening on its own connection until `token` is cancelled; connection failures are
+/// reported to `health`.
+pub fn spawn(
+    config: Option<Config>,
+    metrics: Arc<Metrics>,
+    health: &Health,
+    token: CancellationToken,
+) -> Listener {
     let wake = Arc::new(Notify::new());
-    let noted = Arc::new(AtomicBool::new(false));
+    let heard = Arc::new(AtomicU64::new(0));
     let (connected_tx, connected) = watch::channel(false);
     let task = Task {
         config,
         wake: wake.clone(),
-        noted: noted.clone(),
+        heard: heard.clone(),
         connected: connected_tx,
         metrics,
         token,
     };
     Listener {
         wake,
-        noted,
+        heard,
+        taken: AtomicU64::new(0),
         connected,
-        handle: tokio::spawn(task.run()),
+        handle: tokio::spawn(task.run(DbTask::new("listener", health))),
     }
 }
 
@@ -105,7 +124,7 @@ struct Task {
     /// `None`: nothing to listen on (transaction pooling without a direct URL).
     config: Option<Config>,
     wake: Arc<Notify>,
-    noted: Arc<AtomicBool>,
+    heard: Arc<AtomicU64>,
     connected: watch::Sender<bool>,
     metrics: Arc<Metrics>,
     token: CancellationToken,
@@ -117,7 +136,7 @@ impl Task {
         self.metrics.listener_connected.set(i64::from(up));
     }
 
-    async fn run(self) {
+    async fn run(self, mut outage: DbTask) {
         let Some(config) = self.config.clone() else {
             tracing::warn!(
                 "polling for new events every --poll-interval instead of listening: \
@@ -128,39 +147,44 @@ impl Task {
             self.token.cancelled().await;
             return;
         };
-        let mut backoff = Backoff::default();
-        while !self.token.is_cancelled() {
-            let mut opened = None;
-            let result = self.listen_once(&config, &mut backoff, &mut opened).await;
-            self.set_connected(false);
-            let Err(e) = result else { break };
-            let wait = backoff.next_delay();
-            tracing::debug!(error = %e, "listener connection lost; reconnecting");
-            let failure = Failure {
-                task: "listener",
-                problem: e.problem(),
-                error: &e,
-                retry_in: Some(wait),
-                opened,
-            };
-            self.metrics.database_error(failure, None);
-            tokio::select! {
-                _ = self.token.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+        let token = self.token.clone();
+        let mut listening = Listening {
+            task: &self,
+            config: &config,
+        };
+        outage.run(&token, &mut listening).await;
     }
+}
 
-    /// Listens on one connection until it fails; `opened` is set once it is made.
+/// Listening on one connection after another: ends (`Done`) only when stopped; a lost
+/// connection is reported and made again.
+struct Listening<'a> {
+    task: &'a Task,
+    config: &'a Config,
+}
+
+impl Step for Listening<'_> {
+    type Error = ListenError;
+
+    async fn step(&mut self, session: &mut Session<'_>) -> Result<Flow, ListenError> {
+        let result = self.task.listen_once(self.config, session).await;
+        self.task.set_connected(false);
+        if let Err(e) = &result {
+            tracing::debug!(error = %e, "listener connection lost; reconnecting");
+        }
+        result.map(|()| Flow::Done)
+    }
+}
+
+impl Task {
+    /// Listens on one connection until it fails (or the token is cancelled: `Ok`).
     async fn listen_once(
         &self,
         config: &Config,
-        backoff: &mut Backoff,
-        opened: &mut Option<Instant>,
+        session: &mut Session<'_>,
     ) -> Result<(), ListenError> {
         let (client, connection) = connect::open(config).await?;
-        let since = Instant::now();
-        *opened = Some(since);
+        session.opened(Instant::now());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let driver = connect::drive(connection, move |message| {
             tx.send(message.map(drop)).is_ok()
@@ -168,8 +192,7 @@ impl Task {
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
             self.set_connected(true);
-            self.metrics.database.recovered(Proof::Reached, since);
-            backoff.reset(Duration::from_millis(100));
+            session.proved(Proof::Reached);
             tracing::debug!("listening for new events");
             self.wake.notify_one();
             let mut health = tokio::time::interval(HEALTH_CHECK);
@@ -180,7 +203,7 @@ impl Task {
                     message = rx.recv() => match message {
                         Some(Ok(())) => {
                             self.metrics.notifications.inc();
-                            self.noted.store(true, Ordering::SeqCst);
+                            self.heard.fetch_add(1, Ordering::SeqCst);
                             self.wake.notify_one();
                         }
                         Some(Err(e)) => return Err(ListenError::Db(e)),

@@ -26,7 +26,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{Alarm, Failure};
 pub use format::Format;
 use scraped::Scraped;
 
@@ -55,10 +54,9 @@ pub struct Metrics {
     pub claimed: Family<Kind, Counter>,
     /// Notifications received on the LISTEN connection.
     pub notifications: Counter,
-    /// Database errors met by the worker loop, recorder, listener and sweeper.
+    /// Database errors met by the worker loop, recorder, listener and sweeper (counted by
+    /// their [`Health`](crate::db::Health), which reports them).
     pub db_errors: Counter,
-    /// The database problem being reported, so each is logged once (see [`Alarm`]).
-    pub database: Alarm,
     /// Requests in flight or waiting for a slot.
     pub in_flight: Gauge,
     /// 1 while the LISTEN connection is up.
@@ -78,7 +76,6 @@ impl Default for Metrics {
             claimed: Family::default(),
             notifications: Counter::default(),
             db_errors: Counter::default(),
-            database: Alarm::default(),
             in_flight: Gauge::default(),
             listener_connected: Gauge::default(),
             pruned: Family::default(),
@@ -137,17 +134,6 @@ impl Metrics {
     pub fn attempt(&self, outcome: &'static str, duration: Duration) {
         self.deliveries.get_or_create(&Outcome { outcome }).inc();
         self.attempt_duration.observe(duration.as_secs_f64());
-    }
-
-    /// Counts a database error of `task` and reports it once per problem (see [`Alarm`]);
-    /// on a read-only database, closes `pool`'s idle sessions so new ones see the change.
-    pub fn database_error(&self, failure: Failure<'_>, pool: Option<&Pool>) {
-        self.db_errors.inc();
-        let problem = failure.problem;
-        self.database.failed(failure);
-        if let Some(pool) = pool {
-            crate::db::forget_idle_sessions(pool, problem);
-        }
     }
 
     /// Counts a claim statement and what it took.

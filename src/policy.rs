@@ -12,7 +12,6 @@
 //! The same loop flags endpoints whose deliveries are parked without their `waiting` flag (a
 //! result recorded as the endpoint was being enabled can do that), so claims find them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -20,8 +19,8 @@ use deadpool_postgres::Pool;
 use crate::db::pooler;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{DbError, Failure};
-use crate::metrics::Metrics;
+use crate::db::task::Session;
+use crate::db::{DbError, DbTask, Flow, Health, Retry, Step};
 
 const DISABLE_FAILING: &str = "SELECT name, disabled_reason \
      FROM hookrelay.disable_failing_endpoints($1::bigint * interval '1 millisecond', $2::integer)";
@@ -66,60 +65,65 @@ pub async fn flag_waiting(pool: &Pool) -> Result<i64, DbError> {
 }
 
 /// Checks every [`AutoDisable::interval`] (every minute without auto-disable) until `token`
-/// is cancelled.
+/// is cancelled; a failed check is reported to `health` and made again at the next period.
 pub async fn run(
     pool: Pool,
     policy: Option<AutoDisable>,
-    metrics: Arc<Metrics>,
+    health: Health,
     token: CancellationToken,
 ) {
     let every = policy.as_ref().map_or(IDLE_CHECK, AutoDisable::interval);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match flag_waiting(&pool).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                endpoints = n,
-                "found parked deliveries of enabled endpoints"
-            ),
-            Err(e) => {
-                tracing::debug!(error = %e, "could not check for parked deliveries; will retry");
-                let failure = Failure {
-                    task: "policy",
-                    problem: e.problem(),
-                    error: &e,
-                    retry_in: None,
-                    opened: None,
-                };
-                metrics.database_error(failure, Some(&pool));
-            }
-        }
-        let Some(policy) = &policy else { continue };
-        match disable_failing(&pool, policy).await {
-            Ok(disabled) => {
-                for (name, reason) in disabled {
-                    tracing::warn!(endpoint = %name, %reason,
-                        "endpoint disabled; fix the receiver, then: hookrelay endpoint enable {name}");
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "could not check for failing endpoints; will retry");
-                let failure = Failure {
-                    task: "policy",
-                    problem: e.problem(),
-                    error: &e,
-                    retry_in: None,
-                    opened: None,
-                };
-                metrics.database_error(failure, Some(&pool));
-            }
+    let mut outage = DbTask::new("policy", &health)
+        .forgetting(&pool)
+        .retrying(Retry::Period(every));
+    let mut checks = Checks {
+        pool,
+        policy,
+        every,
+    };
+    outage.run(&token, &mut checks).await;
+}
+
+/// The policy task: one check per step.
+struct Checks {
+    pool: Pool,
+    policy: Option<AutoDisable>,
+    every: Duration,
+}
+
+impl Step for Checks {
+    type Error = DbError;
+
+    async fn step(&mut self, _: &mut Session<'_>) -> Result<Flow, DbError> {
+        check(&self.pool, self.policy.as_ref()).await?;
+        Ok(Flow::After(self.every))
+    }
+}
+
+/// One check: parked deliveries flagged, then failing endpoints disabled.
+async fn check(pool: &Pool, policy: Option<&AutoDisable>) -> Result<(), DbError> {
+    match flag_waiting(pool).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            endpoints = n,
+            "found parked deliveries of enabled endpoints"
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not check for parked deliveries; will retry");
+            return Err(e);
         }
     }
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let disabled = disable_failing(pool, policy).await.inspect_err(|e| {
+        tracing::debug!(error = %e, "could not check for failing endpoints; will retry");
+    })?;
+    for (name, reason) in disabled {
+        tracing::warn!(endpoint = %name, %reason,
+            "endpoint disabled; fix the receiver, then: hookrelay endpoint enable {name}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,16 +14,18 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use deadpool_postgres::{Client, Pool};
 
 use crate::db::pooler;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::db::{DbError, Failure, Proof};
+use crate::db::task::Session;
+use crate::db::{DbError, DbTask, Flow, Health, Proof, Step};
 use crate::deliver::{Attempt, ErrorCode};
-use crate::metrics::Metrics;
-use crate::retry::{Backoff, Outcome};
+use crate::retry::Outcome;
 
 const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
 const RELEASE_LEASES: &str = include_str!("../sql/queries/release_leases.sql");
@@ -82,17 +84,19 @@ pub struct Recorder {
 }
 
 /// Starts the recorder task. It ends once every sender is dropped and all it was given is
-/// written.
+/// written; database failures are reported to `health` and the batch is kept and written
+/// again after a backoff delay.
 pub fn spawn(
     pool: Pool,
     worker: String,
     capacity: usize,
-    metrics: Arc<Metrics>,
+    health: &Health,
     held: Arc<Held>,
 ) -> Recorder {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let written = Arc::new(Notify::new());
-    let task = tokio::spawn(run(pool, rx, worker, metrics, written.clone(), held));
+    let outage = DbTask::new("recorder", health).forgetting(&pool);
+    let task = tokio::spawn(run(pool, rx, worker, outage, written.clone(), held));
     Recorder { tx, task, written }
 }
 
@@ -100,46 +104,47 @@ async fn run(
     pool: Pool,
     mut rx: mpsc::Receiver<Finished>,
     worker: String,
-    metrics: Arc<Metrics>,
+    mut outage: DbTask,
     written: Arc<Notify>,
     held: Arc<Held>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut backoff = Backoff::default();
+    // Results are never dropped: the retries are not stopped by anything but success.
+    let never = CancellationToken::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        loop {
-            let mut opened = None;
-            let written = async {
-                let mut client = pool.get().await?;
-                opened = Some(deadpool_postgres::Object::metrics(&client).created);
-                write(&mut client, &batch, &worker).await
-            };
-            match written.await {
-                Ok(()) => {
-                    if let Some(opened) = opened {
-                        metrics.database.recovered(Proof::Wrote, opened);
-                    }
-                    break;
-                }
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    tracing::debug!(error = %e, results = batch.len(),
-                        "could not record delivery results; keeping them and retrying");
-                    let failure = Failure {
-                        task: "recorder",
-                        problem: e.problem(),
-                        error: &e,
-                        retry_in: Some(wait),
-                        opened,
-                    };
-                    metrics.database_error(failure, Some(&pool));
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        backoff.reset(Duration::from_millis(100));
+        let mut writing = Writing {
+            pool: &pool,
+            batch: &batch,
+            worker: &worker,
+        };
+        outage.run(&never, &mut writing).await;
         held.remove(batch.drain(..).map(|f| f.delivery_id));
         written.notify_one();
+    }
+}
+
+/// Writing one batch, until it is written.
+struct Writing<'a> {
+    pool: &'a Pool,
+    batch: &'a [Finished],
+    worker: &'a str,
+}
+
+impl Step for Writing<'_> {
+    type Error = DbError;
+
+    async fn step(&mut self, session: &mut Session<'_>) -> Result<Flow, DbError> {
+        let written = async {
+            let mut client = self.pool.get().await?;
+            session.opened(deadpool_postgres::Object::metrics(&client).created);
+            write(&mut client, self.batch, self.worker).await
+        };
+        written.await.inspect_err(|e| {
+            tracing::debug!(error = %e, results = self.batch.len(),
+                "could not record delivery results; keeping them and retrying");
+        })?;
+        session.proved(Proof::Wrote);
+        Ok(Flow::Done)
     }
 }
 

@@ -16,7 +16,8 @@ use crate::db::pooler;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::{DbError, Failure};
+use crate::db::task::Session;
+use crate::db::{DbError, DbTask, Flow, Health, Retry, Step};
 use crate::metrics::{Kind, Metrics};
 
 const PRUNE_EVENTS: &str = include_str!("../sql/queries/prune_events.sql");
@@ -110,32 +111,47 @@ pub async fn pass(
     Ok(removed)
 }
 
-/// Runs a pass every `retention.interval` until `token` is cancelled.
+/// Runs a pass every `retention.interval` until `token` is cancelled; a failed pass is
+/// reported to `health` and tried again at the next interval.
 pub async fn run(
     pool: Pool,
     retention: Retention,
     metrics: Arc<Metrics>,
+    health: Health,
     token: CancellationToken,
 ) {
-    loop {
-        match pass(&pool, &retention, &metrics, &token).await {
+    let mut outage = DbTask::new("retention", &health)
+        .forgetting(&pool)
+        .retrying(Retry::Period(retention.interval));
+    let mut sweeper = Sweeper {
+        pool,
+        retention,
+        metrics,
+        token: token.clone(),
+    };
+    outage.run(&token, &mut sweeper).await;
+}
+
+/// The retention task: one pass per step.
+struct Sweeper {
+    pool: Pool,
+    retention: Retention,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+}
+
+impl Step for Sweeper {
+    type Error = DbError;
+
+    async fn step(&mut self, _: &mut Session<'_>) -> Result<Flow, DbError> {
+        match pass(&self.pool, &self.retention, &self.metrics, &self.token).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "retention removed finished events"),
             Err(e) => {
                 tracing::debug!(error = %e, "retention pass failed; trying again next interval");
-                let failure = Failure {
-                    task: "retention",
-                    problem: e.problem(),
-                    error: &e,
-                    retry_in: None,
-                    opened: None,
-                };
-                metrics.database_error(failure, Some(&pool));
+                return Err(e);
             }
         }
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(retention.interval) => {}
-        }
+        Ok(Flow::After(self.retention.interval))
     }
 }

@@ -1,7 +1,8 @@
 //! What a database error means for the operator, and reporting it once.
 //!
 //! Every task that talks to the database (the worker loop, the recorder, the listener,
-//! retention, the endpoint policy) retries with backoff when a statement fails. Logging each
+//! retention, the endpoint policy) runs as a [`DbTask`](super::DbTask), which retries when a
+//! statement fails. Logging each
 //! retry would bury the cause under dozens of lines per outage, so errors are classified into a
 //! [`Problem`] that names the cause and the fix, and an [`Alarm`] shared by those tasks logs a
 //! problem once when it starts (later failures of the same kind at debug level) and once when

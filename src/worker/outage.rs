@@ -1,12 +1,8 @@
-//! When the database fails under the loop: report the problem (once, see
-//! [`Alarm`](crate::db::Alarm)) and wait before serving again, still feeding the watchdog.
+//! What a worker error means for the operator: the kind of database trouble behind it, so
+//! that [`DbTask`](crate::db::DbTask) reports each outage once and retries.
 
-use tokio_util::sync::CancellationToken;
-
-use super::{notify, tick, Worker, WorkerError};
-use crate::db::{Failure, Problem};
-use crate::retry::Backoff;
-use sd_notify::NotifyState;
+use super::WorkerError;
+use crate::db::{Fault, Problem};
 
 impl WorkerError {
     /// The kind of database trouble behind this error ([`Problem::Other`] when it is not a
@@ -20,34 +16,8 @@ impl WorkerError {
     }
 }
 
-impl Worker {
-    /// Reports `error` and waits the next backoff delay (or until stopped). Claimed work is
-    /// not dropped: requests in flight go on, and their results wait in the recorder.
-    pub(super) async fn back_off(
-        &mut self,
-        error: WorkerError,
-        backoff: &mut Backoff,
-        token: &CancellationToken,
-    ) {
-        self.waiting = false;
-        let wait = backoff.next_delay();
-        let failure = Failure {
-            task: "worker",
-            problem: error.problem(),
-            error: &error,
-            retry_in: Some(wait),
-            opened: self.session_opened.take(),
-        };
-        self.metrics.database_error(failure, Some(&self.db.pool));
-        let pause = tokio::time::sleep(wait);
-        tokio::pin!(pause);
-        loop {
-            // Still alive while the database is away: keep the watchdog fed.
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = &mut pause => break,
-                _ = tick(&mut self.watchdog) => notify(&[NotifyState::Watchdog]),
-            }
-        }
+impl Fault for WorkerError {
+    fn problem(&self) -> Problem {
+        WorkerError::problem(self)
     }
 }

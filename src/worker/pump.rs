@@ -1,181 +1,137 @@
 //! One pump of the worker loop: claim new events and due deliveries in batches, dispatch them
-//! to request tasks, and go idle (asking to be notified) when nothing more is waiting.
-
-use std::time::Duration;
+//! to request tasks, and go idle (asking to be notified) when nothing more is waiting. What
+//! comes after each claim is the [`Pacer`](super::pacer::Pacer)'s decision; this file only
+//! runs the statements it asks for.
 
 use deadpool_postgres::Client;
 use tokio::time::Instant;
 
-use super::idle::FAST_POLL;
+use super::pacer::{Next, Wake};
 use super::task::Task;
-use super::{Wake, Worker, WorkerError};
+use super::{Worker, WorkerError};
 use crate::claim::{self, Job, Lease, Scan};
 
-/// While a backlog drains, fan-out claims look from the start only every this many poll
-/// intervals.
-const FULL_SCAN_BACKLOG_FACTOR: u32 = 10;
-
-/// Shortest pause between two pumps that found nothing, so a due delivery that another worker
-/// holds locked cannot make this one spin.
-const MIN_REPOLL: Duration = Duration::from_millis(20);
-
 impl Worker {
-    /// Where the next fan-out claim starts: a little before the last event claimed.
-    pub(super) fn resume(&self) -> Scan {
-        self.cursor.map_or(Scan::FromStart, |last| {
-            Scan::After(claim::resume_point(last, claim::RESUME_SLACK))
-        })
-    }
-
-    /// When to look for work next without being woken.
-    pub(super) fn next_wake(&self) -> Instant {
-        if self.polling.is_some() {
-            return self.last_pump + FAST_POLL;
-        }
-        let mut at = self.last_pump + self.config.poll_interval;
-        if let Some(due) = self.db_due_at {
-            at = at.min(due);
-        }
-        if let Some(hint) = *self.retry_hint.lock().expect("retry hint lock") {
-            at = at.min(hint);
-        }
-        at.max(self.last_pump + MIN_REPOLL)
-    }
-
     /// Claims and dispatches until nothing more is waiting or the queue is full.
     ///
     /// Up to `concurrency` requests run while as many claimed deliveries wait for a slot, so
-    /// the next claim overlaps the requests in flight; a claim is made only when that queue
-    /// has room for a whole batch, so claims stay large under load.
+    /// the next claim overlaps the requests in flight.
     pub(super) async fn pump(&mut self, client: &Client, wake: Wake) -> Result<(), WorkerError> {
-        self.last_pump = Instant::now();
-        {
-            let mut hint = self.retry_hint.lock().expect("retry hint lock");
-            if hint.is_some_and(|at| at <= self.last_pump) {
-                *hint = None;
-            }
-        }
-        // A notified worker is no longer idle: stop inserts from notifying until it is again.
-        // (A wake-up from the listener (re)connecting is a tick: the worker stays marked idle,
-        // so a commit meanwhile still notifies it; taken as a notification right after start,
-        // it had made the first inserts miss the idle worker.)
-        let mut go_busy = wake == Wake::Notified && self.waiting;
-        if go_busy {
-            self.watch_notification_burst();
-        }
+        let now = Instant::now();
+        let mut go_busy = self.pacer.begin(wake, self.stages.listener.heard(), now);
         let worker_id = self.config.worker_id.clone();
         let lease = Lease {
             duration: self.config.lease,
             worker: &worker_id,
         };
-        let mut found = false;
-        // Now and then from the start, for events that committed late with a lower id: every
-        // poll interval, or every ten while a backlog drains (a scan from the start walks the
-        // dead index entries of everything claimed since the last vacuum).
-        let every = if self.backlog {
-            self.config.poll_interval * FULL_SCAN_BACKLOG_FACTOR
-        } else {
-            self.config.poll_interval
-        };
-        let mut from = if self.last_full_scan.elapsed() >= every {
-            self.last_full_scan = Instant::now();
-            Scan::FromStart
-        } else {
-            self.resume()
-        };
+        let backlog = self.pacer.backlog();
+        let mut from = self.cursor.start(backlog, self.config.poll_interval, now);
+        let mut events = 1;
         loop {
-            let concurrency = self.config.concurrency;
-            let room = (2 * concurrency).saturating_sub(self.tasks.len());
-            if room < concurrency {
-                // The queue is full: busy, whatever woke us.
-                self.backlog = true;
-                if self.waiting {
-                    self.set_busy(client, true).await?;
-                    self.waiting = false;
+            let next = match self.pacer.room(self.flight.len()) {
+                Err(next) => next,
+                Ok(room) => {
+                    let limit = self.config.batch_size.min(room);
+                    events = self.cursor.events_for(limit);
+                    let round = self.claim(client, &lease, (events, limit), from, go_busy);
+                    let next = round.await?;
+                    from = self.cursor.resume();
+                    next
                 }
-                return Ok(());
-            }
-            let limit = self.config.batch_size.min(room);
-            let events = ((limit as f64 / self.fan_out).floor() as usize).max(1);
-            let (busy, fresh, due) = tokio::join!(
-                self.set_busy(client, go_busy),
-                claim::claim_new(client, events, from, &lease),
-                claim::claim_due(client, limit, &lease),
-            );
-            busy?;
-            let (fresh, due) = (fresh?, due?);
-            if self.replan.count(fresh.taken + due.taken) {
-                self.replan(client).await?;
-            }
-            self.metrics.claim("new", fresh.jobs.len());
-            self.metrics.claim("due", due.jobs.len());
-            if go_busy {
-                self.waiting = false;
-            }
-            self.cursor = self.cursor.max(fresh.last_event);
-            from = self.resume();
-            if fresh.taken > 0 {
-                let ratio = fresh.jobs.len() as f64 / fresh.taken as f64;
-                self.fan_out = (0.7 * self.fan_out + 0.3 * ratio).max(0.1);
-            }
-            found |= fresh.taken > 0 || due.taken > 0;
-            let full = fresh.taken >= events || due.taken >= limit;
-            self.dispatch(fresh.jobs.into_iter().chain(due.jobs));
-            if full {
-                self.backlog = true;
-                go_busy = self.waiting;
-                continue;
-            }
-            self.backlog = false;
-            if self.keep_polling(found) || !self.listener.is_connected() {
-                return Ok(());
-            }
-            // Idle: ask to be notified, and in the same round trip look once more for events
-            // committed before the flag was visible (their inserts saw no waiting worker).
-            if self.waiting {
-                (self.db_due_at, self.capped) = self.set_idle(client).await?;
-                return Ok(());
-            }
-            self.notes_at_idle = self.metrics.notifications.get();
-            let (idle, recheck) = tokio::join!(
-                self.set_idle(client),
-                claim::claim_new(client, events, from, &lease),
-            );
-            (self.db_due_at, self.capped) = idle?;
-            self.waiting = true;
-            let recheck = recheck?;
-            self.cursor = self.cursor.max(recheck.last_event);
-            self.metrics.claim("new", recheck.jobs.len());
-            let full = recheck.taken >= events;
-            self.dispatch(recheck.jobs);
-            if !full {
-                return Ok(());
-            }
-            go_busy = true;
+            };
+            go_busy = match next {
+                Next::Claim { go_busy } => go_busy,
+                Next::Wait { go_busy } => return Ok(self.set_busy(client, go_busy).await?),
+                Next::Refresh => {
+                    let (due, capped) = self.set_idle(client).await?;
+                    self.pacer.idle(due, capped);
+                    return Ok(());
+                }
+                Next::GoIdle => match self.go_idle(client, &lease, events, from).await? {
+                    Some(Next::Claim { go_busy }) => go_busy,
+                    _ => return Ok(()),
+                },
+            };
         }
     }
 
+    /// One round trip: `events` new events and `limit` due deliveries claimed (and, with
+    /// `go_busy`, the worker marked busy), dispatched, and the pacer's decision on what next.
+    async fn claim(
+        &mut self,
+        client: &Client,
+        lease: &Lease<'_>,
+        (events, limit): (usize, usize),
+        from: Scan,
+        go_busy: bool,
+    ) -> Result<Next, WorkerError> {
+        let (busy, fresh, due) = tokio::join!(
+            self.set_busy(client, go_busy),
+            claim::claim_new(client, events, from, lease),
+            claim::claim_due(client, limit, lease),
+        );
+        busy?;
+        let (fresh, due) = (fresh?, due?);
+        if self.cursor.count(fresh.taken + due.taken) {
+            self.replan(client).await?;
+        }
+        self.stages.metrics.claim("new", fresh.jobs.len());
+        self.stages.metrics.claim("due", due.jobs.len());
+        self.cursor
+            .fanned_out(fresh.taken, fresh.jobs.len(), fresh.last_event);
+        let found = fresh.taken > 0 || due.taken > 0;
+        let full = fresh.taken >= events || due.taken >= limit;
+        self.dispatch(fresh.jobs.into_iter().chain(due.jobs));
+        let listening = self.stages.listener.is_connected();
+        Ok(self
+            .pacer
+            .claimed(full, found, go_busy, listening, Instant::now()))
+    }
+
+    /// Idle: ask to be notified, and in the same round trip look once more for events
+    /// committed before the flag was visible (their inserts saw no waiting worker). Returns
+    /// what next if that look came back full.
+    async fn go_idle(
+        &mut self,
+        client: &Client,
+        lease: &Lease<'_>,
+        events: usize,
+        from: Scan,
+    ) -> Result<Option<Next>, WorkerError> {
+        self.pacer.going_idle(self.stages.listener.heard());
+        let (idle, recheck) = tokio::join!(
+            self.set_idle(client),
+            claim::claim_new(client, events, from, lease),
+        );
+        let (due, capped) = idle?;
+        self.pacer.idle(due, capped);
+        let recheck = recheck?;
+        self.cursor.fanned_out(0, 0, recheck.last_event);
+        self.stages.metrics.claim("new", recheck.jobs.len());
+        let full = recheck.taken >= events;
+        self.dispatch(recheck.jobs);
+        Ok(self.pacer.rechecked(full))
+    }
+
+    /// Starts a request task for each job.
     pub(super) fn dispatch(&mut self, jobs: impl IntoIterator<Item = Job>) {
         for job in jobs {
-            let ids = (job.delivery_id, job.attempt);
             let task = Task {
-                sender: self.sender.clone(),
-                recorder: self.recorder.clone(),
-                semaphore: self.semaphore.clone(),
-                retry_hint: self.retry_hint.clone(),
+                sender: self.stages.sender.clone(),
+                recorder: self.stages.recorder.clone(),
+                semaphore: self.flight.slots(),
                 schedule: self.config.retry_schedule.clone(),
-                metrics: self.metrics.clone(),
-                alerts: self.alerts.clone(),
+                metrics: self.stages.metrics.clone(),
+                alerts: self.stages.alerts.clone(),
                 max_attempts: job
                     .target
                     .max_attempts
                     .unwrap_or(self.config.default_max_attempts()),
                 timeout: self.config.request_timeout_for(job.target.timeout),
             };
-            self.held.insert(job.delivery_id);
-            let handle = self.tasks.spawn(task.run(job));
-            self.in_flight.insert(handle.id(), ids);
+            self.flight
+                .spawn((job.delivery_id, job.attempt), task.run(job));
         }
-        self.metrics.in_flight.set(self.tasks.len() as i64);
+        self.stages.metrics.in_flight.set(self.flight.len() as i64);
     }
 }

@@ -49,7 +49,7 @@ impl Worker {
     /// doubling).
     pub(super) async fn replan(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
         client.batch_execute("DISCARD PLANS").await?;
-        self.db.pool.retain(|_, _| false);
+        self.stages.db.pool.retain(|_, _| false);
         tracing::debug!("the worker's statements will be planned again: the tables have grown");
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Summary, TaskEnd, Worker, WorkerError};
+use super::flight::{Ended, TaskEnd};
+use super::{Summary, Worker, WorkerError};
 
 const WORKER_UNREGISTER: &str = include_str!("../../sql/queries/worker_unregister.sql");
 use crate::db::pooler;
@@ -21,35 +22,26 @@ impl Worker {
     ) -> Result<Summary, WorkerError> {
         // Deliveries still waiting for a slot never started: close the semaphore so their tasks
         // return at once and their leases are given back below.
-        self.semaphore.close();
+        self.flight.close();
         let deadline = Instant::now() + self.config.shutdown_timeout;
         let mut unsent = Vec::new();
-        while !self.tasks.is_empty() {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
-                Ok(Some(Ok((
-                    id,
-                    TaskEnd::Unsent {
-                        delivery_id,
-                        attempt,
-                    },
-                )))) => {
-                    self.in_flight.remove(&id);
-                    unsent.push((delivery_id, attempt));
+        while !self.flight.is_empty() {
+            match tokio::time::timeout_at(deadline, self.flight.join_next()).await {
+                Ok(Ended::Done(TaskEnd::Unsent(claim))) => unsent.push(claim),
+                Ok(ended) => {
+                    self.ended(ended);
                 }
-                Ok(Some(done)) => self.finished(done),
-                Ok(None) => break,
                 Err(_) => {
                     tracing::warn!(
-                        requests = self.tasks.len(),
+                        requests = self.flight.len(),
                         "requests still running at the shutdown timeout; abandoning them"
                     );
-                    self.tasks.abort_all();
-                    unsent.extend(self.in_flight.drain().map(|(_, ids)| ids));
+                    unsent.extend(self.flight.abort_all());
                     break;
                 }
             }
         }
-        drop(self.recorder);
+        drop(self.stages.recorder);
         if tokio::time::timeout_at(deadline + Duration::from_secs(5), recorder_task)
             .await
             .is_err()
@@ -59,7 +51,7 @@ impl Worker {
         // Both are courtesies (leases expire, the row's wait ends by itself): a database that
         // does not answer promptly must not hold the stop up to the statement deadline.
         if !unsent.is_empty() {
-            let release = record::release(&self.db.pool, &unsent, &self.config.worker_id);
+            let release = record::release(&self.stages.db.pool, &unsent, &self.config.worker_id);
             match tokio::time::timeout(COURTESY, release).await {
                 Ok(Ok(n)) => self.summary.released = n,
                 Ok(Err(e)) => {
@@ -69,23 +61,23 @@ impl Worker {
             }
         }
         if self.orphans {
-            let pool = &self.db.pool;
+            let pool = &self.stages.db.pool;
             let release = async {
                 let client = pool.get().await?;
-                record::release_orphans(&client, &self.config.worker_id, &self.held).await
+                record::release_orphans(&client, &self.config.worker_id, self.flight.held()).await
             };
             if let Ok(Ok(n)) = tokio::time::timeout(COURTESY, release).await {
                 self.summary.released += n;
             }
         }
         let unregister = async {
-            let client = self.db.pool.get().await.ok()?;
+            let client = self.stages.db.pool.get().await.ok()?;
             pooler::execute(&client, WORKER_UNREGISTER, &[&self.config.worker_id])
                 .await
                 .ok()
         };
         let _ = tokio::time::timeout(COURTESY, unregister).await;
-        self.listener.join().await;
+        self.stages.listener.join().await;
         tracing::info!(
             attempts = self.summary.attempts,
             released = self.summary.released,

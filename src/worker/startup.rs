@@ -8,12 +8,10 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{notify, tick, WorkerError};
-use crate::db::{self, Db, DbError, Failure, Problem, Proof};
-use crate::metrics::Metrics;
+use super::{watchdog, WorkerError};
+use crate::db::task::Session;
+use crate::db::{self, Db, DbError, DbTask, Flow, Health, Problem, Proof, Step};
 use crate::migrate::{self, MigrateError};
-use crate::retry::Backoff;
-use sd_notify::NotifyState;
 
 /// What the worker does with the schema before it starts.
 #[derive(Debug, Clone)]
@@ -40,41 +38,43 @@ fn passes(problem: Problem) -> bool {
 pub(super) async fn prepare(
     schema: &Schema,
     db: &Db,
-    metrics: &Metrics,
+    health: &Health,
     token: &CancellationToken,
 ) -> Result<bool, WorkerError> {
-    let mut backoff = Backoff::default();
-    let mut watchdog = sd_notify::watchdog_enabled().map(|p| tokio::time::interval(p / 2));
-    loop {
-        let started = std::time::Instant::now();
-        let error = match once(schema, db).await {
-            Ok(()) => {
-                metrics.database.recovered(Proof::Wrote, started);
-                return Ok(true);
-            }
-            Err(e) if passes(e.problem()) => e,
-            Err(e) => return Err(e),
-        };
-        let wait = backoff.next_delay();
-        metrics.database_error(
-            Failure {
-                task: "startup",
-                problem: error.problem(),
-                error: &error,
-                retry_in: Some(wait),
-                opened: None,
-            },
-            Some(&db.pool),
-        );
-        let pause = tokio::time::sleep(wait);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return Ok(false),
-                _ = &mut pause => break,
-                _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
-            }
+    let mut outage = DbTask::new("startup", health)
+        .forgetting(&db.pool)
+        .beating(watchdog());
+    let mut preparing = Preparing {
+        schema,
+        db,
+        fatal: None,
+    };
+    let ready = outage.run(token, &mut preparing).await;
+    match preparing.fatal {
+        Some(e) => Err(e),
+        None => Ok(ready),
+    }
+}
+
+/// Preparing the schema until it is ready, or a problem that waiting cannot fix ends the
+/// retries (kept in `fatal`).
+struct Preparing<'a> {
+    schema: &'a Schema,
+    db: &'a Db,
+    fatal: Option<WorkerError>,
+}
+
+impl Step for Preparing<'_> {
+    type Error = WorkerError;
+
+    async fn step(&mut self, session: &mut Session<'_>) -> Result<Flow, WorkerError> {
+        session.opened(std::time::Instant::now());
+        match once(self.schema, self.db).await {
+            Ok(()) => session.proved(Proof::Wrote),
+            Err(e) if passes(e.problem()) => return Err(e),
+            Err(e) => self.fatal = Some(e),
         }
+        Ok(Flow::Done)
     }
 }
 

@@ -1,14 +1,14 @@
 //! One delivery attempt, run as its own task: wait for a slot, send, decide what follows, and
 //! hand the result to the recorder.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::alerts::Alerts;
-use super::TaskEnd;
+use super::flight::TaskEnd;
 use crate::claim::Job;
 use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender};
 use crate::metrics::Metrics;
@@ -20,7 +20,6 @@ pub(super) struct Task {
     pub(super) sender: Sender,
     pub(super) recorder: mpsc::Sender<Finished>,
     pub(super) semaphore: Arc<Semaphore>,
-    pub(super) retry_hint: Arc<Mutex<Option<Instant>>>,
     pub(super) schedule: RetrySchedule,
     pub(super) metrics: Arc<Metrics>,
     pub(super) alerts: Arc<Alerts>,
@@ -31,10 +30,7 @@ pub(super) struct Task {
 impl Task {
     pub(super) async fn run(self, mut job: Job) -> TaskEnd {
         let Ok(permit) = self.semaphore.clone().acquire_owned().await else {
-            return TaskEnd::Unsent {
-                delivery_id: job.delivery_id,
-                attempt: job.attempt,
-            };
+            return TaskEnd::Unsent((job.delivery_id, job.attempt));
         };
         let (result, outcome) = if let Some(problem) = job.unreadable.take() {
             let result = Attempt {
@@ -76,13 +72,11 @@ impl Task {
         if outcome == Outcome::Dead {
             self.alerts.dead(&job, &result);
         }
-        if let Outcome::Retry { after } = outcome {
-            let at = Instant::now() + after;
-            let mut hint = self.retry_hint.lock().expect("retry hint lock");
-            if hint.is_none_or(|h| at < h) {
-                *hint = Some(at);
-            }
-        }
+        // The loop wakes for the retry (it may come before the next poll).
+        let retry_at = match outcome {
+            Outcome::Retry { after } => Some(Instant::now() + after),
+            _ => None,
+        };
         let finished = Finished {
             delivery_id: job.delivery_id,
             endpoint_id: job.target.id,
@@ -92,7 +86,7 @@ impl Task {
         };
         // The recorder outlives every task; if it is gone the lease simply expires.
         let _ = self.recorder.send(finished).await;
-        TaskEnd::Sent
+        TaskEnd::Sent { retry_at }
     }
 }
 

@@ -1,0 +1,455 @@
+//! When the worker claims: pure decisions over what happened, with the clock passed in, so
+//! each is unit-tested without PostgreSQL.
+//!
+//! The loop hands the [`Pacer`] each [`Event`] (a notification, the poll deadline, a request
+//! ending, a batch of results recorded) and claims when it answers with a [`Wake`]. A pump then
+//! asks [`Pacer::room`] before each claim and [`Pacer::claimed`] after it, which answer with a
+//! [`Next`]: claim again, wait, or go idle (ask to be notified) first. Idle workers make inserts
+//! notify them, which costs every notifying commit a database-wide lock, so [`Burst`] switches
+//! to polling while commits come faster than a worker can go idle and be woken.
+//!
+//! While an endpoint is at its `max_in_flight`, each recorded batch (whose leases were the
+//! endpoint's slots) wakes the loop to claim.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Notifications for a single wake-up that switch the worker from waiting to polling.
+pub(super) const BURST_NOTIFICATIONS: u64 = 3;
+
+/// Poll interval while polling instead of waiting for notifications.
+pub(super) const FAST_POLL: Duration = Duration::from_millis(5);
+
+/// How long polling goes on after the last claim that found work.
+pub(super) const LINGER: Duration = Duration::from_millis(250);
+
+/// Shortest pause between two pumps that found nothing, so a due delivery that another worker
+/// holds locked cannot make this one spin.
+const MIN_REPOLL: Duration = Duration::from_millis(20);
+
+/// What woke the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wake {
+    /// A notification: some insert saw this worker idle.
+    Notified,
+    /// The poll deadline, or the listener (re)connecting: look for work.
+    Tick,
+    /// Slots freed: a request ended while claims were held back, or results were recorded
+    /// while an endpoint was at its cap.
+    Capacity,
+}
+
+/// What happened while the loop waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Event {
+    /// The listener woke us: `Some(heard)`, the notifications it has heard so far, or `None`
+    /// when it (re)connected without one.
+    Heard(Option<u64>),
+    /// The deadline of [`Pacer::next_wake`] passed.
+    Deadline,
+    /// A request task ended, `running` still running or waiting for a slot; `retry_at`: when
+    /// its delivery is due again, if it will be retried.
+    Ended {
+        running: usize,
+        retry_at: Option<Instant>,
+    },
+    /// The recorder wrote a batch of results: their leases are cleared.
+    Recorded,
+}
+
+/// After a claim (or before one), what the pump does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Claim again; `go_busy`: in the same round trip, stop inserts from notifying us.
+    Claim { go_busy: bool },
+    /// Stop claiming and wait; `go_busy`: tell the database first that we are busy.
+    Wait { go_busy: bool },
+    /// Already idle: only refresh when work is next due and whether an endpoint is capped.
+    Refresh,
+    /// Ask to be notified, and look once more for events committed before that was visible.
+    GoIdle,
+}
+
+/// Notify or poll: polling starts when one wake-up follows many notifications, and lasts
+/// until claims have found nothing for [`LINGER`].
+#[derive(Debug, Default)]
+pub(super) struct Burst {
+    /// Polling since this instant (the last claim that found work); `None`: notified.
+    polling: Option<Instant>,
+    /// The listener's count of notifications when the worker last went idle.
+    heard_at_idle: u64,
+}
+
+impl Burst {
+    /// The worker goes idle with the listener having heard `heard` notifications.
+    pub(super) fn idle(&mut self, heard: u64) {
+        self.heard_at_idle = heard;
+    }
+
+    /// Woken by a notification while idle, `heard` in all: true when this starts polling.
+    pub(super) fn woken(&mut self, heard: u64, now: Instant) -> bool {
+        let burst = heard.saturating_sub(self.heard_at_idle);
+        if burst < BURST_NOTIFICATIONS || self.polling.is_some() {
+            return false;
+        }
+        self.polling = Some(now);
+        true
+    }
+
+    /// In polling mode, whether to stay in it after a pump that `found` work or not.
+    pub(super) fn keep_polling(&mut self, found: bool, now: Instant) -> bool {
+        let Some(quiet_since) = self.polling else {
+            return false;
+        };
+        if found {
+            self.polling = Some(now);
+            return true;
+        }
+        if now.duration_since(quiet_since) < LINGER {
+            return true;
+        }
+        self.polling = None;
+        false
+    }
+
+    /// Whether the worker polls instead of waiting for notifications.
+    pub(super) fn polling(&self) -> bool {
+        self.polling.is_some()
+    }
+}
+
+/// The loop's pacing state.
+#[derive(Debug)]
+pub(super) struct Pacer {
+    /// Requests run at once (the queue holds as many again).
+    concurrency: usize,
+    poll: Duration,
+    /// Whether our row in `hookrelay.workers` says we are idle and want notifications.
+    waiting: bool,
+    /// Whether the last claim came back full (more work is waiting).
+    backlog: bool,
+    /// Whether some endpoint was at its max_in_flight at the last idle check.
+    capped: bool,
+    /// Whether the current pump's claims found work.
+    found: bool,
+    /// When the earliest pending delivery is due, as of the last idle check.
+    db_due_at: Option<Instant>,
+    /// The earliest retry scheduled by a finished request and not claimed yet.
+    retry_at: Option<Instant>,
+    last_pump: Instant,
+    burst: Burst,
+}
+
+impl Pacer {
+    pub(super) fn new(concurrency: usize, poll: Duration, now: Instant) -> Pacer {
+        Pacer {
+            concurrency,
+            poll,
+            waiting: false,
+            backlog: false,
+            capped: false,
+            found: false,
+            db_due_at: None,
+            retry_at: None,
+            last_pump: now,
+            burst: Burst::default(),
+        }
+    }
+
+    /// Whether to claim now, after `event`.
+    pub(super) fn on(&mut self, event: Event) -> Option<Wake> {
+        match event {
+            Event::Heard(Some(_)) => Some(Wake::Notified),
+            Event::Heard(None) | Event::Deadline => Some(Wake::Tick),
+            Event::Ended { running, retry_at } => {
+                if let Some(at) = retry_at {
+                    self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
+                }
+                (self.backlog && running <= self.concurrency).then_some(Wake::Capacity)
+            }
+            Event::Recorded => self.capped.then_some(Wake::Capacity),
+        }
+    }
+
+    /// Whether the last claim came back full.
+    pub(super) fn backlog(&self) -> bool {
+        self.backlog
+    }
+
+    /// Whether a recorded batch can matter (some endpoint is at its cap).
+    pub(super) fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// When to look for work next without being woken.
+    pub(super) fn next_wake(&self) -> Instant {
+        if self.burst.polling() {
+            return self.last_pump + FAST_POLL;
+        }
+        let mut at = self.last_pump + self.poll;
+        for due in [self.db_due_at, self.retry_at].into_iter().flatten() {
+            at = at.min(due);
+        }
+        at.max(self.last_pump + MIN_REPOLL)
+    }
+
+    /// A pump starts after `wake`; `heard`: the listener's count. Returns whether its first
+    /// claim should tell the database we are busy (a notified worker is no longer idle).
+    pub(super) fn begin(&mut self, wake: Wake, heard: u64, now: Instant) -> bool {
+        self.last_pump = now;
+        self.found = false;
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+        }
+        // A wake-up from the listener (re)connecting is a tick: the worker stays marked idle,
+        // so a commit meanwhile still notifies it.
+        let go_busy = wake == Wake::Notified && self.waiting;
+        if go_busy && self.burst.woken(heard, now) {
+            tracing::debug!("commits are frequent: polling instead of waiting to be notified");
+        }
+        go_busy
+    }
+
+    /// Before a claim, with `queued` requests running or waiting for a slot: how many
+    /// deliveries to claim, or `Err` with what to do instead. A claim is made only when the
+    /// queue has room for a whole batch, so claims stay large under load.
+    pub(super) fn room(&mut self, queued: usize) -> Result<usize, Next> {
+        let room = (2 * self.concurrency).saturating_sub(queued);
+        if room >= self.concurrency {
+            return Ok(room);
+        }
+        // The queue is full: busy, whatever woke us.
+        self.backlog = true;
+        Err(Next::Wait {
+            go_busy: std::mem::take(&mut self.waiting),
+        })
+    }
+
+    /// After a claim that came back `full` (or not) and `found` work (or not); `go_busy`: it
+    /// told the database we are busy; `listening`: notifications can reach us.
+    pub(super) fn claimed(
+        &mut self,
+        full: bool,
+        found: bool,
+        go_busy: bool,
+        listening: bool,
+        now: Instant,
+    ) -> Next {
+        if go_busy {
+            self.waiting = false;
+        }
+        self.found |= found;
+        if full {
+            self.backlog = true;
+            return Next::Claim {
+                go_busy: self.waiting,
+            };
+        }
+        self.backlog = false;
+        if self.burst.keep_polling(self.found, now) || !listening {
+            return Next::Wait { go_busy: false };
+        }
+        if self.waiting {
+            Next::Refresh
+        } else {
+            Next::GoIdle
+        }
+    }
+
+    /// The worker is going idle, the listener having heard `heard` notifications.
+    pub(super) fn going_idle(&mut self, heard: u64) {
+        self.burst.idle(heard);
+    }
+
+    /// The idle check answered: the earliest due work and whether an endpoint is capped.
+    pub(super) fn idle(&mut self, due: Option<Instant>, capped: bool) {
+        self.waiting = true;
+        self.db_due_at = due;
+        self.capped = capped;
+    }
+
+    /// After the look for events committed while going idle: claim on if it came back full.
+    pub(super) fn rechecked(&mut self, full: bool) -> Option<Next> {
+        full.then_some(Next::Claim { go_busy: true })
+    }
+
+    /// The session was lost: our row's idle flag cannot be relied on.
+    pub(super) fn lost_session(&mut self) {
+        self.waiting = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONCURRENCY: usize = 4;
+    const POLL: Duration = Duration::from_secs(1);
+
+    fn pacer() -> (Pacer, Instant) {
+        let now = Instant::now();
+        (Pacer::new(CONCURRENCY, POLL, now), now)
+    }
+
+    /// A pacer that has gone idle with the listener at `heard`.
+    fn idle(heard: u64, capped: bool) -> (Pacer, Instant) {
+        let (mut p, now) = pacer();
+        p.begin(Wake::Tick, 0, now);
+        assert_eq!(p.claimed(false, false, false, true, now), Next::GoIdle);
+        p.going_idle(heard);
+        p.idle(None, capped);
+        (p, now)
+    }
+
+    #[test]
+    fn notifications_and_deadlines_wake_and_a_reconnection_is_a_tick() {
+        let (mut p, _) = pacer();
+        assert_eq!(p.on(Event::Heard(Some(1))), Some(Wake::Notified));
+        assert_eq!(p.on(Event::Heard(None)), Some(Wake::Tick));
+        assert_eq!(p.on(Event::Deadline), Some(Wake::Tick));
+    }
+
+    #[test]
+    fn a_finished_request_wakes_only_a_backlogged_worker_once_the_queue_has_room() {
+        let (mut p, now) = pacer();
+        let ended = |running| Event::Ended {
+            running,
+            retry_at: None,
+        };
+        assert_eq!(p.on(ended(0)), None, "no backlog: nothing to claim");
+        p.begin(Wake::Tick, 0, now);
+        assert_eq!(
+            p.claimed(true, true, false, true, now),
+            Next::Claim { go_busy: false }
+        );
+        assert_eq!(
+            p.on(ended(CONCURRENCY + 1)),
+            None,
+            "the queue is still full"
+        );
+        assert_eq!(p.on(ended(CONCURRENCY)), Some(Wake::Capacity));
+    }
+
+    #[test]
+    fn recorded_results_wake_the_worker_only_while_an_endpoint_is_capped() {
+        let (mut p, _) = idle(0, false);
+        assert!(!p.capped());
+        assert_eq!(p.on(Event::Recorded), None);
+        let (mut p, _) = idle(0, true);
+        assert!(p.capped());
+        assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
+    }
+
+    #[test]
+    fn an_uncapped_pump_that_found_a_little_goes_idle() {
+        let (mut p, now) = pacer();
+        p.begin(Wake::Tick, 0, now);
+        assert_eq!(p.claimed(false, true, false, true, now), Next::GoIdle);
+    }
+
+    #[test]
+    fn a_full_claim_claims_again_and_a_notified_worker_goes_busy_once() {
+        let (mut p, now) = idle(0, false);
+        let go_busy = p.begin(Wake::Notified, 1, now);
+        assert!(
+            go_busy,
+            "a notified idle worker stops inserts from notifying"
+        );
+        assert_eq!(
+            p.claimed(true, true, go_busy, true, now),
+            Next::Claim { go_busy: false }
+        );
+        // Woken by a tick while idle, a full claim goes busy on the next claim.
+        let (mut p, now) = idle(0, false);
+        let go_busy = p.begin(Wake::Tick, 0, now);
+        assert!(!go_busy);
+        assert_eq!(
+            p.claimed(true, true, go_busy, true, now),
+            Next::Claim { go_busy: true }
+        );
+    }
+
+    #[test]
+    fn a_full_queue_stops_claiming_and_goes_busy_if_idle() {
+        let (mut p, _) = idle(0, false);
+        assert_eq!(p.room(2 * CONCURRENCY), Err(Next::Wait { go_busy: true }));
+        assert_eq!(p.room(2 * CONCURRENCY), Err(Next::Wait { go_busy: false }));
+        assert_eq!(p.room(CONCURRENCY), Ok(CONCURRENCY));
+        assert_eq!(p.room(0), Ok(2 * CONCURRENCY));
+        // Backlogged now: a request ending with room in the queue wakes the loop.
+        assert_eq!(
+            p.on(Event::Ended {
+                running: CONCURRENCY,
+                retry_at: None
+            }),
+            Some(Wake::Capacity)
+        );
+    }
+
+    #[test]
+    fn after_going_idle_a_full_recheck_claims_on_busy() {
+        let (mut p, _) = pacer();
+        assert_eq!(p.rechecked(true), Some(Next::Claim { go_busy: true }));
+        assert_eq!(p.rechecked(false), None);
+    }
+
+    #[test]
+    fn without_a_listener_the_worker_never_asks_to_be_notified() {
+        let (mut p, now) = pacer();
+        p.begin(Wake::Tick, 0, now);
+        assert_eq!(
+            p.claimed(false, false, false, false, now),
+            Next::Wait { go_busy: false }
+        );
+    }
+
+    #[test]
+    fn the_next_wake_is_the_earliest_of_poll_due_work_and_retries_but_never_a_spin() {
+        let (mut p, now) = pacer();
+        assert_eq!(p.next_wake(), now + POLL);
+        p.idle(Some(now + Duration::from_millis(300)), false);
+        assert_eq!(p.next_wake(), now + Duration::from_millis(300));
+        p.on(Event::Ended {
+            running: 0,
+            retry_at: Some(now + Duration::from_millis(100)),
+        });
+        assert_eq!(p.next_wake(), now + Duration::from_millis(100));
+        p.idle(Some(now), false);
+        assert_eq!(
+            p.next_wake(),
+            now + MIN_REPOLL,
+            "due now: not sooner than MIN_REPOLL"
+        );
+        // A retry that came due is forgotten at the next pump.
+        let later = now + Duration::from_millis(150);
+        p.idle(None, false);
+        p.begin(Wake::Tick, 0, later);
+        assert_eq!(p.next_wake(), later + POLL);
+    }
+
+    #[test]
+    fn a_burst_of_notifications_switches_to_polling_until_quiet_for_the_linger() {
+        let (mut p, now) = idle(10, false);
+        p.begin(Wake::Notified, 10 + BURST_NOTIFICATIONS - 1, now);
+        assert_eq!(p.next_wake(), now + POLL, "below the burst: still notified");
+        let (mut p, now) = idle(10, false);
+        p.begin(Wake::Notified, 10 + BURST_NOTIFICATIONS, now);
+        assert_eq!(p.next_wake(), now + FAST_POLL, "a burst: polling");
+        assert_eq!(
+            p.claimed(false, true, true, true, now),
+            Next::Wait { go_busy: false }
+        );
+        let quiet = now + LINGER / 2;
+        p.begin(Wake::Tick, 0, quiet);
+        assert_eq!(
+            p.claimed(false, false, false, true, quiet),
+            Next::Wait { go_busy: false },
+            "found nothing, but within the linger: still polling"
+        );
+        let over = now + LINGER;
+        p.begin(Wake::Tick, 0, over);
+        assert_eq!(p.claimed(false, false, false, true, over), Next::GoIdle);
+        assert_eq!(p.next_wake(), over + POLL);
+    }
+}
