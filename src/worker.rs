@@ -395,13 +395,13 @@ impl Worker {
     /// Waits until the pacer says to claim (`None`: stopped).
     async fn wait(&mut self, token: &CancellationToken, session: &mut Session<'_>) -> Option<Wake> {
         loop {
-            let capped = self.pacer.capped();
+            let refill = self.pacer.refill();
             let deadline = self.pacer.next_wake();
             let event = tokio::select! {
                 _ = token.cancelled() => return None,
                 ended = self.flight.join_next(), if !self.flight.is_empty() => self.ended(ended),
                 heard = self.stages.listener.notified() => Event::Heard(heard),
-                _ = self.stages.recorded.notified(), if capped => Event::Recorded,
+                _ = self.stages.recorded.notified(), if refill => Event::Recorded,
                 _ = tokio::time::sleep_until(deadline) => Event::Deadline,
                 _ = session.heartbeat() => continue,
             };

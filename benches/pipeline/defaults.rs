@@ -27,9 +27,12 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
         .batch_execute(&format!(
             "INSERT INTO hookrelay.events (event, model, object)
              SELECT 'order.paid', 'store.Order', jsonb_build_object('id', i::text)
-             FROM generate_series(1, {EVENTS}) i;
-             VACUUM ANALYZE hookrelay.events"
+             FROM generate_series(1, {EVENTS}) i"
         ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE hookrelay.events")
         .await
         .unwrap();
     b.sink.reset();

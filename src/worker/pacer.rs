@@ -8,8 +8,13 @@
 //! notify them, which costs every notifying commit a database-wide lock, so [`Burst`] switches
 //! to polling while commits come faster than a worker can go idle and be woken.
 //!
-//! While an endpoint is at its `max_in_flight`, each recorded batch (whose leases were the
-//! endpoint's slots) wakes the loop to claim.
+//! A freed slot is refilled as soon as its result is written. The slots an endpoint's
+//! `max_in_flight` counts are leases, which the recorder clears: so while deliveries are parked
+//! waiting for slots (the idle check says some endpoint is at its cap or can take more now),
+//! each recorded batch wakes the loop to claim, and an idle worker whose pump found work waits
+//! for that work's results instead of checking again. Nothing spins: each such wake-up follows
+//! a batch of this worker's own results. (Before, a drained endpoint's slots were refilled by
+//! the next poll, at least 20 ms later: 756 deliveries/s at the default cap of 8.)
 
 use std::time::Duration;
 
@@ -65,7 +70,7 @@ pub(super) enum Next {
     Claim { go_busy: bool },
     /// Stop claiming and wait; `go_busy`: tell the database first that we are busy.
     Wait { go_busy: bool },
-    /// Already idle: only refresh when work is next due and whether an endpoint is capped.
+    /// Already idle: only refresh when work is next due and whether deliveries wait for slots.
     Refresh,
     /// Ask to be notified, and look once more for events committed before that was visible.
     GoIdle,
@@ -129,8 +134,9 @@ pub(super) struct Pacer {
     waiting: bool,
     /// Whether the last claim came back full (more work is waiting).
     backlog: bool,
-    /// Whether some endpoint was at its max_in_flight at the last idle check.
-    capped: bool,
+    /// Whether deliveries waited for slots at the last idle check: some endpoint with parked
+    /// deliveries was at its max_in_flight, or could take more at once.
+    refill: bool,
     /// Whether the current pump's claims found work.
     found: bool,
     /// When the earliest pending delivery is due, as of the last idle check.
@@ -148,7 +154,7 @@ impl Pacer {
             poll,
             waiting: false,
             backlog: false,
-            capped: false,
+            refill: false,
             found: false,
             db_due_at: None,
             retry_at: None,
@@ -168,7 +174,7 @@ impl Pacer {
                 }
                 (self.backlog && running <= self.concurrency).then_some(Wake::Capacity)
             }
-            Event::Recorded => self.capped.then_some(Wake::Capacity),
+            Event::Recorded => self.refill.then_some(Wake::Capacity),
         }
     }
 
@@ -178,8 +184,8 @@ impl Pacer {
     }
 
     /// Whether a recorded batch can matter (some endpoint is at its cap).
-    pub(super) fn capped(&self) -> bool {
-        self.capped
+    pub(super) fn refill(&self) -> bool {
+        self.refill
     }
 
     /// When to look for work next without being woken.
@@ -250,6 +256,12 @@ impl Pacer {
         if self.burst.keep_polling(self.found, now) || !listening {
             return Next::Wait { go_busy: false };
         }
+        // Parked deliveries wait for the slots this pump's work holds: its results, once
+        // recorded, wake us to claim them. Checking again meanwhile would cost a round trip per
+        // refill. (A worker not yet idle goes idle first, so inserts notify it.)
+        if self.waiting && self.found && self.refill {
+            return Next::Wait { go_busy: false };
+        }
         if self.waiting {
             Next::Refresh
         } else {
@@ -262,11 +274,13 @@ impl Pacer {
         self.burst.idle(heard);
     }
 
-    /// The idle check answered: the earliest due work and whether an endpoint is capped.
-    pub(super) fn idle(&mut self, due: Option<Instant>, capped: bool) {
+    /// The idle check answered at `now`: the earliest due work (parked deliveries that can
+    /// be claimed at once are due now), and whether an endpoint with parked deliveries is
+    /// `capped`.
+    pub(super) fn idle(&mut self, due: Option<Instant>, capped: bool, now: Instant) {
         self.waiting = true;
         self.db_due_at = due;
-        self.capped = capped;
+        self.refill = capped || due.is_some_and(|at| at <= now);
     }
 
     /// After the look for events committed while going idle: claim on if it came back full.
@@ -298,7 +312,7 @@ mod tests {
         p.begin(Wake::Tick, 0, now);
         assert_eq!(p.claimed(false, false, false, true, now), Next::GoIdle);
         p.going_idle(heard);
-        p.idle(None, capped);
+        p.idle(None, capped, now);
         (p, now)
     }
 
@@ -332,13 +346,45 @@ mod tests {
     }
 
     #[test]
-    fn recorded_results_wake_the_worker_only_while_an_endpoint_is_capped() {
-        let (mut p, _) = idle(0, false);
-        assert!(!p.capped());
+    fn recorded_results_wake_the_worker_only_while_deliveries_wait_for_slots() {
+        let (mut p, now) = idle(0, false);
+        assert!(!p.refill());
         assert_eq!(p.on(Event::Recorded), None);
         let (mut p, _) = idle(0, true);
-        assert!(p.capped());
+        assert!(p.refill(), "an endpoint at its cap");
         assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
+        p.idle(Some(now), false, now);
+        assert!(p.refill(), "an endpoint that can take more now");
+        p.idle(Some(now + POLL), false, now);
+        assert!(!p.refill(), "only a retry due later");
+        assert_eq!(p.on(Event::Recorded), None);
+    }
+
+    #[test]
+    fn an_idle_pump_that_refilled_freed_slots_waits_for_their_results_not_a_check() {
+        let (mut p, now) = idle(0, true);
+        assert!(!p.begin(Wake::Capacity, 0, now));
+        // The freed slots were refilled: not full, but work was found.
+        assert_eq!(
+            p.claimed(false, true, false, true, now),
+            Next::Wait { go_busy: false }
+        );
+        assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
+        // Once a claim finds nothing, the idle check runs again (and says whether still capped).
+        assert!(!p.begin(Wake::Capacity, 0, now));
+        assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
+        p.idle(None, false, now);
+        assert_eq!(p.on(Event::Recorded), None);
+        // Without deliveries waiting for slots, work found is followed by the idle check.
+        p.begin(Wake::Tick, 0, now);
+        assert_eq!(p.claimed(false, true, false, true, now), Next::Refresh);
+    }
+
+    #[test]
+    fn a_worker_not_yet_idle_goes_idle_even_when_deliveries_wait_for_slots() {
+        let (mut p, now) = idle(0, true);
+        let go_busy = p.begin(Wake::Notified, 1, now);
+        assert_eq!(p.claimed(false, true, go_busy, true, now), Next::GoIdle);
     }
 
     #[test]
@@ -408,14 +454,14 @@ mod tests {
     fn the_next_wake_is_the_earliest_of_poll_due_work_and_retries_but_never_a_spin() {
         let (mut p, now) = pacer();
         assert_eq!(p.next_wake(), now + POLL);
-        p.idle(Some(now + Duration::from_millis(300)), false);
+        p.idle(Some(now + Duration::from_millis(300)), false, now);
         assert_eq!(p.next_wake(), now + Duration::from_millis(300));
         p.on(Event::Ended {
             running: 0,
             retry_at: Some(now + Duration::from_millis(100)),
         });
         assert_eq!(p.next_wake(), now + Duration::from_millis(100));
-        p.idle(Some(now), false);
+        p.idle(Some(now), false, now);
         assert_eq!(
             p.next_wake(),
             now + MIN_REPOLL,
@@ -423,7 +469,7 @@ mod tests {
         );
         // A retry that came due is forgotten at the next pump.
         let later = now + Duration::from_millis(150);
-        p.idle(None, false);
+        p.idle(None, false, now);
         p.begin(Wake::Tick, 0, later);
         assert_eq!(p.next_wake(), later + POLL);
     }

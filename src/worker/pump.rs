@@ -44,7 +44,7 @@ impl Worker {
                 Next::Wait { go_busy } => return Ok(self.set_busy(client, go_busy).await?),
                 Next::Refresh => {
                     let (due, capped) = self.set_idle(client).await?;
-                    self.pacer.idle(due, capped);
+                    self.pacer.idle(due, capped, Instant::now());
                     return Ok(());
                 }
                 Next::GoIdle => match self.go_idle(client, &lease, events, from).await? {
@@ -104,7 +104,7 @@ impl Worker {
             claim::claim_new(client, events, from, lease),
         );
         let (due, capped) = idle?;
-        self.pacer.idle(due, capped);
+        self.pacer.idle(due, capped, Instant::now());
         let recheck = recheck?;
         self.cursor.fanned_out(0, 0, recheck.last_event);
         self.stages.metrics.claim("new", recheck.jobs.len());
