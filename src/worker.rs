@@ -45,6 +45,7 @@ use crate::policy::{self, AutoDisable};
 use crate::record::{self, Finished};
 use crate::retry::Backoff;
 use crate::sweep;
+use crate::trace::Telemetry;
 use sd_notify::NotifyState;
 
 const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
@@ -60,6 +61,8 @@ pub enum WorkerError {
     Db(#[from] DbError),
     #[error(transparent)]
     Schema(#[from] crate::migrate::MigrateError),
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     #[error("cannot serve metrics on {addr}: {source}; choose another --metrics-addr")]
     MetricsAddr {
         addr: std::net::SocketAddr,
@@ -120,7 +123,8 @@ pub async fn run_with_schema(
         idle_per_host: config.concurrency,
         allow: config.allow_networks.clone(),
         max_payload_bytes: config.max_payload_bytes,
-    })?;
+    })?
+    .with_telemetry(Telemetry::start(config.otlp_endpoint.as_deref())?);
     if !config.allow_networks.networks().is_empty() {
         let opened: Vec<String> = config
             .allow_networks
@@ -246,7 +250,11 @@ pub async fn run_with_schema(
     notify(&[NotifyState::Stopping]);
     let _ = sweeper.await;
     let _ = disabler.await;
-    worker.shut_down(recorder.task).await
+    let telemetry = worker.sender.telemetry().clone();
+    let summary = worker.shut_down(recorder.task).await;
+    // After the last attempt ended: its span is among those sent.
+    telemetry.shutdown().await;
+    summary
 }
 
 struct Worker {

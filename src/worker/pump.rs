@@ -97,6 +97,7 @@ impl Worker {
             }
             let limit = self.config.batch_size.min(room);
             let events = ((limit as f64 / self.fan_out).floor() as usize).max(1);
+            let claim_started = std::time::SystemTime::now();
             let (busy, fresh, due) = tokio::join!(
                 self.set_busy(client, go_busy),
                 claim::claim_new(client, events, from, &lease),
@@ -104,6 +105,8 @@ impl Worker {
             );
             busy?;
             let (fresh, due) = (fresh?, due?);
+            let telemetry = self.sender.telemetry();
+            telemetry.claimed(claim_started, fresh.taken, &fresh.jobs);
             if self.replan.count(fresh.taken + due.taken) {
                 self.replan(client).await?;
             }
@@ -137,6 +140,7 @@ impl Worker {
                 return Ok(());
             }
             self.notes_at_idle = self.metrics.notifications.get();
+            let claim_started = std::time::SystemTime::now();
             let (idle, recheck) = tokio::join!(
                 self.set_idle(client),
                 claim::claim_new(client, events, from, &lease),
@@ -144,6 +148,8 @@ impl Worker {
             (self.db_due_at, self.capped) = idle?;
             self.waiting = true;
             let recheck = recheck?;
+            let telemetry = self.sender.telemetry();
+            telemetry.claimed(claim_started, recheck.taken, &recheck.jobs);
             self.cursor = self.cursor.max(recheck.last_event);
             self.metrics.claim("new", recheck.jobs.len());
             let full = recheck.taken >= events;

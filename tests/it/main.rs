@@ -42,5 +42,6 @@ mod snippets;
 mod static_headers;
 mod support;
 mod systemd;
+mod trace;
 mod tracking;
 mod wakeup;
