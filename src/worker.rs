@@ -142,7 +142,7 @@ pub async fn run_with_schema(
                 "receivers may be on these non-public networks (--allow-network)");
         }
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.metrics_per_endpoint));
     // Served before the schema check, which waits for an unreachable database: health is
     // answered meanwhile. Announced after it, so a schema that needs migrating is the one line
     // a newcomer sees.

@@ -76,7 +76,8 @@ impl Task {
         };
         // The slot is free as soon as the request is: recording is bounded by its channel.
         drop(permit);
-        self.metrics.attempt(outcome.as_str(), result.duration);
+        self.metrics
+            .attempt(&job.target.name, outcome.as_str(), result.duration);
         if outcome == Outcome::Dead {
             self.alerts.dead(&job, &result);
         }

@@ -16,6 +16,7 @@ mod first_day;
 mod guides;
 mod input_checks;
 mod metrics;
+mod metrics_per_endpoint;
 mod model_events;
 mod operations;
 mod operator_cli;
