@@ -2,7 +2,6 @@
 //! and the Grafana dashboard in docs/ uses only metrics that are exported.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use crate::metrics::{promtool_check, sample, scrape_until};
 use crate::support::{free_addr, Receiver, Reply, TestDb};
