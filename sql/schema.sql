@@ -538,6 +538,27 @@ END
 $_$;
 
 --
+-- Name: checked_trace(text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.checked_trace(setting text, raw text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    valid text;
+BEGIN
+    IF raw = current_setting('hookrelay.dropped_' || setting, true) THEN
+        RETURN NULL;
+    END IF;
+    valid := CASE setting WHEN 'traceparent' THEN hookrelay.trace_parent(raw)
+                          ELSE hookrelay.trace_state(raw) END;
+    PERFORM set_config(CASE WHEN valid IS NULL THEN 'hookrelay.dropped_' ELSE 'hookrelay.checked_' END
+                       || setting, raw, true);
+    RETURN valid;
+END
+$$;
+
+--
 -- Name: column_names(regclass, smallint[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -596,7 +617,13 @@ $$;
 CREATE FUNCTION hookrelay.current_traceparent() RETURNS text
     LANGUAGE sql STABLE
     AS $$
-    SELECT hookrelay.trace_parent(current_setting('hookrelay.traceparent', true))
+    SELECT CASE
+        WHEN coalesce(current_setting('hookrelay.traceparent', true), '') = '' THEN NULL
+        WHEN current_setting('hookrelay.traceparent', true)
+             = current_setting('hookrelay.checked_traceparent', true)
+        THEN current_setting('hookrelay.traceparent', true)
+        ELSE hookrelay.checked_trace('traceparent', current_setting('hookrelay.traceparent', true))
+    END
 $$;
 
 --
@@ -606,7 +633,13 @@ $$;
 CREATE FUNCTION hookrelay.current_tracestate() RETURNS text
     LANGUAGE sql STABLE
     AS $$
-    SELECT hookrelay.trace_state(current_setting('hookrelay.tracestate', true))
+    SELECT CASE
+        WHEN coalesce(current_setting('hookrelay.tracestate', true), '') = '' THEN NULL
+        WHEN current_setting('hookrelay.tracestate', true)
+             = current_setting('hookrelay.checked_tracestate', true)
+        THEN current_setting('hookrelay.tracestate', true)
+        ELSE hookrelay.checked_trace('tracestate', current_setting('hookrelay.tracestate', true))
+    END
 $$;
 
 --
@@ -987,7 +1020,8 @@ BEGIN
     FOREACH role_name IN ARRAY granted LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION hookrelay.current_traceparent(), '
                        'hookrelay.current_tracestate(), hookrelay.trace_parent(text), '
-                       'hookrelay.trace_state(text), hookrelay.trace_dropped(text, text) TO %I',
+                       'hookrelay.trace_state(text), hookrelay.trace_dropped(text, text), '
+                       'hookrelay.checked_trace(text, text) TO %I',
                        role_name);
     END LOOP;
     IF 'hookrelay_app' = ANY (granted) THEN
@@ -1554,12 +1588,15 @@ $_$;
 CREATE FUNCTION hookrelay.trace_state(raw text) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $_$
-            SELECT CASE
-                WHEN raw IS NULL OR raw = '' THEN NULL
-                WHEN length(raw) <= 512 AND raw ~ E'^[a-z0-9][a-z0-9_*/-]{0,255}(?:@[a-z][a-z0-9_*/-]{0,13})?=[\\x20-\\x2b\\x2d-\\x3c\\x3e-\\x7e]{0,255}[\\x21-\\x2b\\x2d-\\x3c\\x3e-\\x7e](?:[ \\t]*,[ \\t]*[a-z0-9][a-z0-9_*/-]{0,255}(?:@[a-z][a-z0-9_*/-]{0,13})?=[\\x20-\\x2b\\x2d-\\x3c\\x3e-\\x7e]{0,255}[\\x21-\\x2b\\x2d-\\x3c\\x3e-\\x7e]){0,31}$' THEN raw
-                ELSE hookrelay.trace_dropped('tracestate', raw)
-            END
-        $_$;
+    SELECT CASE
+        WHEN raw IS NULL OR raw = '' THEN NULL
+        WHEN length(raw) <= 512 AND raw !~ '[^\x20-\x7e]'
+             AND length(raw) - length(replace(raw, ',', '')) < 32
+             AND raw ~ '^[a-z0-9][a-z0-9_*/@-]*=[^,=]*[^ ,=]([ \t]*,[ \t]*[a-z0-9][a-z0-9_*/@-]*=[^,=]*[^ ,=])*$'
+        THEN raw
+        ELSE hookrelay.trace_dropped('tracestate', raw)
+    END
+$_$;
 
 --
 -- Name: tracked_condition_now(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -

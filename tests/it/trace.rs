@@ -101,13 +101,28 @@ async fn malformed_trace_context_is_dropped_with_a_warning_and_the_event_still_w
         (Some(PARENT.into()), None),
         "a bad tracestate does not cost the good traceparent"
     );
+    // Checked once per transaction, not per event: 50 rows, one warning.
+    client
+        .batch_execute(
+            "BEGIN; SET LOCAL hookrelay.traceparent = 'not-a-traceparent';
+             SELECT hookrelay.emit('bulk', '{}') FROM generate_series(1, 50); COMMIT;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM hookrelay.events WHERE event = 'bulk' AND traceparent IS NULL"
+        )
+        .await,
+        50
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let notices = notices.lock().unwrap().clone();
     let parents = notices
         .iter()
         .filter(|n| n.contains("hookrelay.traceparent is not a valid W3C trace context"))
         .count();
-    assert_eq!(parents, bad_parents.len(), "{notices:#?}");
+    assert_eq!(parents, bad_parents.len() + 1, "{notices:#?}");
     assert!(
         notices
             .iter()
