@@ -22,7 +22,7 @@ use crate::guard::{AllowList, Blocked, GuardedResolver};
 use crate::payload;
 use crate::retry::human_duration;
 use crate::sign;
-use crate::trace::{Telemetry, TraceHeaders};
+use crate::trace::Telemetry;
 
 /// Stable error codes, stored as text in `hookrelay.attempts.error_code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +235,7 @@ impl Sender {
         let mut headers = static_headers(&job.target.headers)?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(trace) = &job.trace_headers {
-            trace_headers(&mut headers, trace);
+            trace.insert_into(&mut headers);
         }
         for (name, value) in signed {
             let value = HeaderValue::from_str(&value).map_err(|_| AttemptError {
@@ -346,20 +346,6 @@ pub fn is_reserved_header(name: &str) -> bool {
     let lower = name.trim().to_ascii_lowercase();
     RESERVED_HEADERS.contains(&lower.as_str())
         || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-}
-
-/// `traceparent` and `tracestate`. The database checked both as W3C values (printable ASCII),
-/// so a value HTTP refuses only comes from a row written around its checks: it is left out.
-fn trace_headers(headers: &mut HeaderMap, trace: &TraceHeaders) {
-    let pairs = [
-        ("traceparent", Some(&trace.traceparent)),
-        ("tracestate", trace.tracestate.as_ref()),
-    ];
-    for (name, value) in pairs {
-        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    }
 }
 
 /// An endpoint's static headers as a header map. Reserved names are skipped even though the

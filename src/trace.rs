@@ -18,6 +18,7 @@ use opentelemetry_sdk::trace::{
     SdkTracer, SdkTracerProvider, Span,
 };
 use opentelemetry_sdk::Resource;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::claim::Job;
 use crate::deliver::Attempt;
@@ -47,6 +48,23 @@ pub struct EventTrace {
 pub struct TraceHeaders {
     pub traceparent: String,
     pub tracestate: Option<String>,
+}
+
+impl TraceHeaders {
+    /// Adds `traceparent` and `tracestate` to a request's headers. The database checked both
+    /// as W3C values (printable ASCII), so a value HTTP refuses only comes from a row written
+    /// around its checks: it is left out.
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        let pairs = [
+            ("traceparent", Some(&self.traceparent)),
+            ("tracestate", self.tracestate.as_ref()),
+        ];
+        for (name, value) in pairs {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
 }
 
 /// A parsed `traceparent`: version 00, ids not all zero. The database admits nothing else;
