@@ -538,6 +538,27 @@ END
 $_$;
 
 --
+-- Name: checked_trace(text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.checked_trace(setting text, raw text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    valid text;
+BEGIN
+    IF raw = current_setting('hookrelay.dropped_' || setting, true) THEN
+        RETURN NULL;
+    END IF;
+    valid := CASE setting WHEN 'traceparent' THEN hookrelay.trace_parent(raw)
+                          ELSE hookrelay.trace_state(raw) END;
+    PERFORM set_config(CASE WHEN valid IS NULL THEN 'hookrelay.dropped_' ELSE 'hookrelay.checked_' END
+                       || setting, raw, true);
+    RETURN valid;
+END
+$$;
+
+--
 -- Name: column_names(regclass, smallint[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -587,6 +608,68 @@ CREATE FUNCTION hookrelay.current_actor() RETURNS jsonb
             THEN hookrelay.parse_actor(btrim(current_setting('hookrelay.actor', true)))
         ELSE jsonb_build_object('id', btrim(current_setting('hookrelay.actor', true)))
     END
+$$;
+
+--
+-- Name: current_traceparent(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.current_traceparent() RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN coalesce(current_setting('hookrelay.traceparent', true), '') = '' THEN NULL
+        WHEN current_setting('hookrelay.traceparent', true)
+             = current_setting('hookrelay.checked_traceparent', true)
+        THEN current_setting('hookrelay.traceparent', true)
+        ELSE hookrelay.checked_trace('traceparent', current_setting('hookrelay.traceparent', true))
+    END
+$$;
+
+--
+-- Name: current_tracestate(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.current_tracestate() RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN coalesce(current_setting('hookrelay.tracestate', true), '') = '' THEN NULL
+        WHEN current_setting('hookrelay.tracestate', true)
+             = current_setting('hookrelay.checked_tracestate', true)
+        THEN current_setting('hookrelay.tracestate', true)
+        ELSE hookrelay.checked_trace('tracestate', current_setting('hookrelay.tracestate', true))
+    END
+$$;
+
+--
+-- Name: delivery_dead_event(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.delivery_dead_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog'
+    AS $$
+DECLARE
+    ep hookrelay.endpoints;
+    ev text;
+BEGIN
+    SELECT * INTO ep FROM hookrelay.endpoints WHERE id = NEW.endpoint_id;
+    IF NOT FOUND OR NOT ep.emit_dead THEN
+        RETURN NULL;
+    END IF;
+    SELECT e.event INTO ev FROM hookrelay.events e WHERE e.id = NEW.event_id;
+    IF ev LIKE 'hookrelay.%' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM hookrelay.ops_event('hookrelay.delivery.dead', 'hookrelay.delivery', NEW.id::text,
+        jsonb_build_object('endpoint', ep.name, 'delivery_id', NEW.id,
+                           'event_id', 'evt_' || NEW.event_id::text, 'event', ev,
+                           'attempts', NEW.attempts, 'last_status', NEW.last_status,
+                           'last_error_code', NEW.last_error_code),
+        ep.account_id);
+    RETURN NULL;
+END
 $$;
 
 --
@@ -640,21 +723,33 @@ END
 $$;
 
 --
--- Name: emit(text, jsonb, text, text, jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: emit(text, jsonb, text, text, jsonb, text, text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, model text DEFAULT NULL::text, object_id text DEFAULT NULL::text, changes jsonb DEFAULT NULL::jsonb, account_id text DEFAULT NULL::text) RETURNS uuid
+CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, model text DEFAULT NULL::text, object_id text DEFAULT NULL::text, changes jsonb DEFAULT NULL::jsonb, account_id text DEFAULT NULL::text, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
 DECLARE
     new_id uuid;
 BEGIN
-    INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id)
-    VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
-            coalesce(emit.object_id,
-                     CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
-            emit.changes, emit.account_id)
-    RETURNING id INTO new_id;
+    IF emit.traceparent IS NULL AND emit.tracestate IS NULL THEN
+        INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id)
+        VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
+                coalesce(emit.object_id,
+                         CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
+                emit.changes, emit.account_id)
+        RETURNING id INTO new_id;
+    ELSE
+        INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
+                                      traceparent, tracestate)
+        VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
+                coalesce(emit.object_id,
+                         CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
+                emit.changes, emit.account_id,
+                coalesce(hookrelay.trace_parent(emit.traceparent), hookrelay.current_traceparent()),
+                coalesce(hookrelay.trace_state(emit.tracestate), hookrelay.current_tracestate()))
+        RETURNING id INTO new_id;
+    END IF;
     RETURN new_id;
 END
 $$;
@@ -674,6 +769,23 @@ BEGIN
         UPDATE hookrelay.deliveries SET next_attempt_at = 'infinity', updated_at = now()
         WHERE endpoint_id = NEW.id AND state = 'pending';
     END IF;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: endpoint_disabled_event(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.endpoint_disabled_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog'
+    AS $$
+BEGIN
+    PERFORM hookrelay.ops_event('hookrelay.endpoint.disabled', 'hookrelay.endpoint', NEW.name,
+        jsonb_build_object('endpoint', NEW.name, 'reason', NEW.disabled_reason,
+                           'disabled_at', NEW.disabled_at),
+        NEW.account_id);
     RETURN NULL;
 END
 $$;
@@ -707,6 +819,30 @@ BEGIN
     WHERE d.endpoint_id = ANY (endpoint_ids) AND d.state = 'pending';
     GET DIAGNOSTICS cancelled = ROW_COUNT;
     RETURN cancelled;
+END
+$$;
+
+--
+-- Name: endpoint_recovered_event(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.endpoint_recovered_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog'
+    AS $$
+DECLARE
+    ep hookrelay.endpoints;
+BEGIN
+    SELECT * INTO ep FROM hookrelay.endpoints WHERE id = NEW.endpoint_id;
+    IF NOT FOUND OR hookrelay.is_ops_endpoint(ep.events) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM hookrelay.ops_event('hookrelay.endpoint.recovered', 'hookrelay.endpoint', ep.name,
+        jsonb_build_object('endpoint', ep.name, 'failures', OLD.consecutive_failures,
+                           'failing_since', OLD.failing_since,
+                           'recovered_at', NEW.last_success_at),
+        ep.account_id);
+    RETURN NULL;
 END
 $$;
 
@@ -878,15 +1014,21 @@ CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    granted text[] := hookrelay.grant_roles_0008();
+    granted text[] := hookrelay.grant_roles_0021();
+    role_name text;
 BEGIN
+    FOREACH role_name IN ARRAY granted LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION hookrelay.current_traceparent(), '
+                       'hookrelay.current_tracestate(), hookrelay.trace_parent(text), '
+                       'hookrelay.trace_state(text), hookrelay.trace_dropped(text, text), '
+                       'hookrelay.checked_trace(text, text) TO %I',
+                       role_name);
+    END LOOP;
+    IF 'hookrelay_app' = ANY (granted) THEN
+        GRANT INSERT (traceparent, tracestate) ON hookrelay.events TO hookrelay_app;
+    END IF;
     IF 'hookrelay_operator' = ANY (granted) THEN
-        GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
-            TO hookrelay_operator;
-        GRANT EXECUTE ON FUNCTION
-            hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
-            TO hookrelay_operator;
-        GRANT SELECT ON hookrelay.backfills TO hookrelay_operator;
+        GRANT SELECT (trace_context, emit_dead) ON hookrelay.endpoints TO hookrelay_operator;
     END IF;
     RETURN granted;
 END
@@ -934,7 +1076,7 @@ BEGIN
         GRANT SELECT (id) ON hookrelay.events TO hookrelay_app;
         -- The wake-up trigger looks for idle workers; nothing else of theirs.
         GRANT SELECT (waiting, heartbeat_at) ON hookrelay.workers TO hookrelay_app;
-        GRANT EXECUTE ON FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text)
+        GRANT EXECUTE ON FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text, text, text)
             TO hookrelay_app;
     END IF;
 
@@ -979,6 +1121,28 @@ BEGIN
                                   hookrelay.redeliver(bigint),
                                   hookrelay.redeliver_dead(text, interval)
             TO hookrelay_operator;
+    END IF;
+    RETURN granted;
+END
+$$;
+
+--
+-- Name: grant_roles_0021(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.grant_roles_0021() RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    granted text[] := hookrelay.grant_roles_0008();
+BEGIN
+    IF 'hookrelay_operator' = ANY (granted) THEN
+        GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
+            TO hookrelay_operator;
+        GRANT EXECUTE ON FUNCTION
+            hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
+            TO hookrelay_operator;
+        GRANT SELECT ON hookrelay.backfills TO hookrelay_operator;
     END IF;
     RETURN granted;
 END
@@ -1060,6 +1224,16 @@ CREATE FUNCTION hookrelay.is_field_list(fields jsonb) RETURNS boolean
 $$;
 
 --
+-- Name: is_ops_endpoint(text[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.is_ops_endpoint(events text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM unnest(events) e WHERE e LIKE 'hookrelay.%')
+$$;
+
+--
 -- Name: is_reserved_header(text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1068,7 +1242,8 @@ CREATE FUNCTION hookrelay.is_reserved_header(name text) RETURNS boolean
     AS $$
     SELECT lower(name) IN ('content-type', 'content-length', 'content-encoding',
                            'transfer-encoding', 'host', 'connection', 'keep-alive', 'upgrade',
-                           'te', 'trailer', 'expect', 'proxy-connection', 'user-agent')
+                           'te', 'trailer', 'expect', 'proxy-connection', 'user-agent',
+                           'traceparent', 'tracestate')
         OR lower(name) LIKE 'x-webhook-%'
         OR lower(name) LIKE 'webhook-%'
 $$;
@@ -1084,6 +1259,20 @@ CREATE FUNCTION hookrelay.kept_fields(include_fields jsonb, model text) RETURNS 
         WHEN 'array' THEN include_fields
         WHEN 'object' THEN coalesce(include_fields -> model, include_fields -> '*')
     END
+$$;
+
+--
+-- Name: ops_event(text, text, text, jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.ops_event(event text, model text, object_id text, object jsonb, account_id text) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog'
+    AS $$
+    INSERT INTO hookrelay.events (event, model, object_id, object, account_id, actor,
+                                  traceparent, tracestate)
+    VALUES (ops_event.event, ops_event.model, ops_event.object_id, ops_event.object,
+            ops_event.account_id, NULL, NULL, NULL)
 $$;
 
 --
@@ -1249,6 +1438,8 @@ CREATE TABLE hookrelay.endpoints (
     filter jsonpath,
     number_format text DEFAULT 'json'::text NOT NULL,
     skip_empty_changes boolean DEFAULT false NOT NULL,
+    trace_context boolean DEFAULT true NOT NULL,
+    emit_dead boolean DEFAULT false NOT NULL,
     CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
 );
 
@@ -1357,6 +1548,55 @@ CREATE FUNCTION hookrelay.suppressed() RETURNS boolean
         WHEN '' THEN false WHEN 'off' THEN false WHEN 'on' THEN true
         ELSE hookrelay.suppress_value(current_setting('hookrelay.suppress', true)) END
 $$;
+
+--
+-- Name: trace_dropped(text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.trace_dropped(setting text, raw text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    RAISE WARNING 'hookrelay.% is not a valid W3C trace context value (%); the event is written without it',
+        setting, hookrelay.shown(raw, 80)
+        USING HINT = CASE setting
+            WHEN 'traceparent' THEN 'use 00-<32 lowercase hex trace id>-<16 lowercase hex parent id>-<2 hex flags>, ids not all zero, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+            ELSE 'use comma-separated key=value members (at most 32, 512 characters), e.g. vendor=opaque-value' END;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: trace_parent(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.trace_parent(raw text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $_$
+    SELECT CASE
+        WHEN raw IS NULL OR raw = '' THEN NULL
+        WHEN raw ~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+             AND raw !~ '^00-0{32}-' AND raw !~ '-0{16}-..$' THEN raw
+        ELSE hookrelay.trace_dropped('traceparent', raw)
+    END
+$_$;
+
+--
+-- Name: trace_state(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.trace_state(raw text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $_$
+    SELECT CASE
+        WHEN raw IS NULL OR raw = '' THEN NULL
+        WHEN length(raw) <= 512 AND raw !~ '[^\x20-\x7e]'
+             AND length(raw) - length(replace(raw, ',', '')) < 32
+             AND raw ~ '^[a-z0-9][a-z0-9_*/@-]*=[^,=]*[^ ,=]([ \t]*,[ \t]*[a-z0-9][a-z0-9_*/@-]*=[^,=]*[^ ,=])*$'
+        THEN raw
+        ELSE hookrelay.trace_dropped('tracestate', raw)
+    END
+$_$;
 
 --
 -- Name: tracked_condition_now(regclass); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -2162,7 +2402,9 @@ CREATE TABLE hookrelay.events (
     actor jsonb DEFAULT hookrelay.current_actor(),
     account_id text,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    fanned_out_at timestamp with time zone
+    fanned_out_at timestamp with time zone,
+    traceparent text DEFAULT hookrelay.current_traceparent(),
+    tracestate text DEFAULT hookrelay.current_tracestate()
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
 
@@ -2558,16 +2800,34 @@ CREATE UNIQUE INDEX endpoints_name_ignoring_case ON hookrelay.endpoints USING bt
 CREATE INDEX events_to_fan_out ON hookrelay.events USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
 
 --
+-- Name: deliveries deliveries_dead_event; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER deliveries_dead_event AFTER UPDATE OF state ON hookrelay.deliveries FOR EACH ROW WHEN (((new.state = 'dead'::text) AND (old.state <> 'dead'::text))) EXECUTE FUNCTION hookrelay.delivery_dead_event();
+
+--
 -- Name: deliveries deliveries_forget_attempts; Type: TRIGGER; Schema: hookrelay; Owner: -
 --
 
 CREATE TRIGGER deliveries_forget_attempts AFTER DELETE ON hookrelay.deliveries REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_attempts_of_deliveries();
 
 --
+-- Name: endpoint_state endpoint_state_recovered_event; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoint_state_recovered_event AFTER UPDATE ON hookrelay.endpoint_state FOR EACH ROW WHEN (((old.failing_since IS NOT NULL) AND (old.consecutive_failures >= 3) AND (new.last_success_at IS DISTINCT FROM old.last_success_at))) EXECUTE FUNCTION hookrelay.endpoint_recovered_event();
+
+--
 -- Name: endpoints endpoints_active_changed; Type: TRIGGER; Schema: hookrelay; Owner: -
 --
 
 CREATE TRIGGER endpoints_active_changed AFTER UPDATE OF active ON hookrelay.endpoints FOR EACH ROW WHEN ((old.active IS DISTINCT FROM new.active)) EXECUTE FUNCTION hookrelay.endpoint_active_changed();
+
+--
+-- Name: endpoints endpoints_disabled_event; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_disabled_event AFTER UPDATE OF active ON hookrelay.endpoints FOR EACH ROW WHEN ((old.active AND (NOT new.active) AND (new.disabled_at IS DISTINCT FROM old.disabled_at))) EXECUTE FUNCTION hookrelay.endpoint_disabled_event();
 
 --
 -- Name: endpoints endpoints_forget_deliveries; Type: TRIGGER; Schema: hookrelay; Owner: -

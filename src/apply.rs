@@ -13,6 +13,8 @@
 //! filter = '$.object.total > 100'          # a jsonpath predicate over the envelope
 //! number_format = "string"                 # or "json" (the default)
 //! skip_empty_changes = true
+//! trace_context = false                    # no traceparent/tracestate headers (default true)
+//! emit_dead = true                         # hookrelay.delivery.dead events (default false)
 //! ```
 //!
 //! Endpoints are matched by name: missing ones are created, differing ones updated, and with
@@ -81,6 +83,11 @@ pub struct EndpointSpec {
     /// Skip updates whose `changes` `include_fields` leaves empty (default false).
     #[serde(default)]
     pub skip_empty_changes: bool,
+    /// Send `traceparent` and `tracestate` with each attempt (default true).
+    pub trace_context: Option<bool>,
+    /// Write a `hookrelay.delivery.dead` event when a delivery to it dies (default false).
+    #[serde(default)]
+    pub emit_dead: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +218,8 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "filter": spec.filter,
         "number_format": spec.number_format.as_deref().unwrap_or("json"),
         "skip_empty_changes": spec.skip_empty_changes,
+        "trace_context": spec.trace_context.unwrap_or(true),
+        "emit_dead": spec.emit_dead,
     });
     let Value::Object(mut map) = value else {
         unreachable!("a JSON object literal")

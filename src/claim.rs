@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::payload::{Event, NumberFormat, Shaping};
 use crate::sign::{self, Scheme};
+use crate::trace::{EventTrace, TraceHeaders};
 
 /// The columns [`job_from_row`] reads, written once for both claims.
 const JOB_COLUMNS: &str = include_str!("../sql/queries/job_columns.sql");
@@ -55,6 +56,8 @@ pub struct Target {
     pub headers: Vec<(String, String)>,
     /// The endpoint's `include_fields` and `redact_fields`.
     pub shaping: Shaping,
+    /// Whether attempts send `traceparent` and `tracestate` (the endpoint's `trace_context`).
+    pub trace_context: bool,
 }
 
 impl Target {
@@ -112,6 +115,10 @@ pub struct Job {
     /// Why this delivery cannot be sent at all (its event's JSON could not be read, e.g.
     /// nested too deeply): it ends `dead` without a request, instead of failing its batch.
     pub unreadable: Option<String>,
+    /// The trace context the event was written with.
+    pub trace: EventTrace,
+    /// The trace headers this attempt sends, set as its span starts.
+    pub trace_headers: Option<TraceHeaders>,
 }
 
 /// What one claim statement took.
@@ -194,8 +201,14 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
                 redact_fields: row.try_get("redact_fields")?,
                 number_format: NumberFormat::from_column(row.try_get("number_format")?),
             },
+            trace_context: row.try_get("trace_context")?,
         },
         unreadable,
+        trace: EventTrace {
+            traceparent: row.try_get("traceparent")?,
+            tracestate: row.try_get("tracestate")?,
+        },
+        trace_headers: None,
     })
 }
 
@@ -316,6 +329,7 @@ mod tests {
                 &serde_json::json!({"Authorization": "Bearer t0k3n", "X-N": 5}),
             ),
             shaping: Shaping::default(),
+            trace_context: true,
         }
     }
 

@@ -72,6 +72,11 @@ pub struct WorkerConfig {
     pub disable_after: Duration,
     /// ... and only once it has failed at least this many times in a row.
     pub disable_after_failures: u32,
+    /// Where spans go over OTLP/HTTP (`--otlp-endpoint`); `None`: where the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables say, or nowhere.
+    pub otlp_endpoint: Option<String>,
+    /// Per-endpoint metrics, labelled by endpoint name (`--metrics-per-endpoint`).
+    pub metrics_per_endpoint: bool,
 }
 
 impl Default for WorkerConfig {
@@ -96,6 +101,8 @@ impl Default for WorkerConfig {
             max_payload_bytes: setting::MAX_PAYLOAD_BYTES.default_value(whole),
             disable_after: setting::DISABLE_AFTER.default_value(duration),
             disable_after_failures: setting::DISABLE_AFTER_FAILURES.default_value(whole),
+            otlp_endpoint: None,
+            metrics_per_endpoint: setting::METRICS_PER_ENDPOINT.default_value(str::parse),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::guard::{AllowList, Blocked, GuardedResolver};
 use crate::payload;
 use crate::retry::human_duration;
 use crate::sign;
+use crate::trace::Telemetry;
 
 /// Stable error codes, stored as text in `hookrelay.attempts.error_code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,7 @@ pub enum DeliverError {
 pub struct Sender {
     client: reqwest::Client,
     config: SenderConfig,
+    telemetry: Telemetry,
 }
 
 impl Sender {
@@ -150,7 +152,22 @@ impl Sender {
             .no_proxy()
             .dns_resolver(GuardedResolver::new(config.allow.clone()))
             .build()?;
-        Ok(Sender { client, config })
+        Ok(Sender {
+            client,
+            config,
+            telemetry: Telemetry::default(),
+        })
+    }
+
+    /// The same sender, exporting attempt spans to `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Where this sender's spans go.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Makes one attempt of `job`. Never fails: every problem is an [`Attempt`] error.
@@ -217,6 +234,9 @@ impl Sender {
             })?;
         let mut headers = static_headers(&job.target.headers)?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(trace) = &job.trace_headers {
+            trace.insert_into(&mut headers);
+        }
         for (name, value) in signed {
             let value = HeaderValue::from_str(&value).map_err(|_| AttemptError {
                 code: ErrorCode::InvalidRequest,
@@ -298,7 +318,7 @@ impl Sender {
 /// Header names hookrelay sets itself or that frame the request, in lower case. The SQL
 /// function `hookrelay.is_reserved_header` holds the same list; a test reads it back from the
 /// database and compares.
-pub const RESERVED_HEADERS: [&str; 13] = [
+pub const RESERVED_HEADERS: [&str; 15] = [
     "content-type",
     "content-length",
     "content-encoding",
@@ -312,6 +332,8 @@ pub const RESERVED_HEADERS: [&str; 13] = [
     "expect",
     "proxy-connection",
     "user-agent",
+    "traceparent",
+    "tracestate",
 ];
 
 /// Prefixes of the signature and id headers the signing schemes send, in lower case.

@@ -64,6 +64,10 @@ pub struct NewEndpoint {
     pub number_format: Option<String>,
     /// Send no update whose `changes` `include_fields` leaves empty.
     pub skip_empty_changes: bool,
+    /// Send `traceparent` and `tracestate` with each attempt.
+    pub trace_context: bool,
+    /// Write a `hookrelay.delivery.dead` event when one of its deliveries dies.
+    pub emit_dead: bool,
 }
 
 /// The `max_in_flight` of an endpoint that does not set one (the column's default).
@@ -105,6 +109,10 @@ pub struct EndpointInfo {
     pub number_format: String,
     /// Whether updates whose `changes` `include_fields` leaves empty are skipped.
     pub skip_empty_changes: bool,
+    /// Whether attempts send `traceparent` and `tracestate`.
+    pub trace_context: bool,
+    /// Whether a dead delivery writes a `hookrelay.delivery.dead` event.
+    pub emit_dead: bool,
 }
 
 /// What operators see of an endpoint. Secrets and header values come as fingerprints from the
@@ -117,7 +125,8 @@ const COLUMNS: &str = "ep.id, ep.name, ep.url, ep.account_id, ep.events, ep.mode
                        CASE WHEN ep.previous_secret_expires_at > now() \
                            THEN ep.previous_secret_expires_at END AS previous_secret_expires_at, \
                        ep.max_in_flight, ep.rate_limit, ep.disabled_reason, ep.disabled_at, \
-                       ep.filter::text AS filter, ep.number_format, ep.skip_empty_changes";
+                       ep.filter::text AS filter, ep.number_format, ep.skip_empty_changes, \
+                       ep.trace_context, ep.emit_dead";
 
 /// The tables [`COLUMNS`] reads.
 const FROM: &str = "hookrelay.endpoints ep \
@@ -158,6 +167,8 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         filter: row.try_get("filter")?,
         number_format: row.try_get("number_format")?,
         skip_empty_changes: row.try_get("skip_empty_changes")?,
+        trace_context: row.try_get("trace_context")?,
+        emit_dead: row.try_get("emit_dead")?,
     })
 }
 
@@ -214,9 +225,9 @@ pub async fn add(
     let sql = "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
                signature_scheme, max_attempts, timeout_ms, headers, include_fields, \
                redact_fields, max_in_flight, rate_limit, filter, number_format, \
-               skip_empty_changes) \
+               skip_empty_changes, trace_context, emit_dead) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                       hookrelay.check_filter($15), coalesce($16, 'json'), $17)";
+                       hookrelay.check_filter($15), coalesce($16, 'json'), $17, $18, $19)";
     let headers = headers_json(new.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
     let written = client
         .execute(
@@ -239,6 +250,8 @@ pub async fn add(
                 &new.filter,
                 &new.number_format,
                 &new.skip_empty_changes,
+                &new.trace_context,
+                &new.emit_dead,
             ],
         )
         .await;

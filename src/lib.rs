@@ -17,6 +17,8 @@
 //! - [`sweep`]: retention, pruning finished history in small batches.
 //! - [`policy`]: auto-disable of endpoints that keep failing.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`trace`]: the trace context an event was written with, sent with each attempt, and the
+//!   worker's OpenTelemetry spans (OTLP/HTTP).
 //!
 //! Around it: [`config`] and [`settings`] (worker settings and the configuration file), [`logs`] (log
 //! output, which never shows statement parameters), [`db`] (connection pools and database URLs), [`embedded`] (the private
@@ -54,6 +56,7 @@ pub mod retry;
 pub mod settings;
 pub use hookrelay_verify::sign;
 pub mod sweep;
+pub mod trace;
 pub mod track;
 pub use hookrelay_verify::verify;
 pub mod worker;

@@ -7,6 +7,7 @@
 //! between scrapes.
 
 pub mod format;
+pub mod per_endpoint;
 pub mod scraped;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 pub use format::Format;
+use per_endpoint::PerEndpoint;
 use scraped::Scraped;
 
 /// Labels for counters split by kind or outcome.
@@ -63,11 +65,20 @@ pub struct Metrics {
     pub listener_connected: Gauge,
     /// Rows removed by retention, by kind.
     pub pruned: Family<Kind, Counter>,
+    /// Series by endpoint name, with `--metrics-per-endpoint`.
+    pub per_endpoint: Option<PerEndpoint>,
     scraped: Arc<Scraped>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(false)
+    }
+}
+
+impl Metrics {
+    /// Every metric; with `per_endpoint`, also the series labelled by endpoint name.
+    pub fn new(per_endpoint: bool) -> Self {
         let mut m = Metrics {
             registry: Registry::with_prefix("hookrelay"),
             deliveries: Family::default(),
@@ -79,7 +90,8 @@ impl Default for Metrics {
             in_flight: Gauge::default(),
             listener_connected: Gauge::default(),
             pruned: Family::default(),
-            scraped: Arc::default(),
+            per_endpoint: None,
+            scraped: Arc::new(Scraped::new(per_endpoint)),
         };
         let r = &mut m.registry;
         r.register(
@@ -125,15 +137,19 @@ impl Default for Metrics {
             m.pruned.clone(),
         );
         r.register_collector(Box::new(m.scraped.clone()));
+        if per_endpoint {
+            m.per_endpoint = Some(PerEndpoint::register(r));
+        }
         m
     }
-}
 
-impl Metrics {
-    /// Counts a finished attempt.
-    pub fn attempt(&self, outcome: &'static str, duration: Duration) {
+    /// Counts a finished attempt to the endpoint named `endpoint`.
+    pub fn attempt(&self, endpoint: &str, outcome: &'static str, duration: Duration) {
         self.deliveries.get_or_create(&Outcome { outcome }).inc();
         self.attempt_duration.observe(duration.as_secs_f64());
+        if let Some(per) = &self.per_endpoint {
+            per.attempt(endpoint, outcome, duration.as_secs_f64());
+        }
     }
 
     /// Counts a claim statement and what it took.

@@ -51,6 +51,7 @@ use crate::metrics::{Metrics, Probe};
 use crate::policy::{self, AutoDisable};
 use crate::record::{self, Finished};
 use crate::sweep;
+use crate::trace::Telemetry;
 use cursor::ClaimCursor;
 use flight::{Ended, InFlight, TaskEnd};
 use pacer::{Event, Pacer, Wake};
@@ -61,6 +62,8 @@ const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql")
 /// Errors that stop the worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -113,9 +116,10 @@ pub async fn run_with_schema(
         idle_per_host: config.concurrency,
         allow: config.allow_networks.clone(),
         max_payload_bytes: config.max_payload_bytes,
-    })?;
+    })?
+    .with_telemetry(Telemetry::start(config.otlp_endpoint.as_deref())?);
     announce_networks(&config);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.metrics_per_endpoint));
     let health = Health::counting(metrics.db_errors.clone());
     // Served before the schema check, which waits for an unreachable database: health is
     // answered meanwhile. Announced after it, so a schema that needs migrating is the one line
@@ -202,7 +206,11 @@ impl Parts {
         let [recorder, sweeper, disabler] = background;
         let _ = sweeper.await;
         let _ = disabler.await;
-        worker.shut_down(recorder).await
+        let telemetry = worker.stages.sender.telemetry().clone();
+        let summary = worker.shut_down(recorder).await;
+        // After the last attempt ended: its span is among those sent.
+        telemetry.shutdown().await;
+        summary
     }
 
     /// Starts the listener, recorder, retention and policy tasks; returns the stages, the

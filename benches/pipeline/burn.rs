@@ -133,8 +133,11 @@ fn sample_job(i: u64, url: &str) -> Job {
             previous_secret: None,
             headers: Default::default(),
             shaping: Default::default(),
+            trace_context: true,
         },
         unreadable: None,
+        trace: Default::default(),
+        trace_headers: None,
     }
 }
 

@@ -19,7 +19,7 @@ WITH claimed AS (
     SET fanned_out_at = now()
     WHERE e.id = ANY (ARRAY(SELECT c.id FROM claimed c))
     RETURNING e.id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
-              e.account_id, e.created_at,
+              e.account_id, e.created_at, e.traceparent, e.tracestate,
               -- What content filters test (0019): built once per event, and only while some
               -- active endpoint has a filter, so a setup without filters pays nothing.
               CASE WHEN (SELECT bool_or(f.filter IS NOT NULL) FROM hookrelay.endpoints f
@@ -33,7 +33,11 @@ WITH claimed AS (
     FROM marked m
     JOIN hookrelay.endpoints ep
       ON ep.active
-     AND (cardinality(ep.events) = 0 OR m.event = ANY (ep.events))
+     -- Operational events (0023) go only to endpoints that name them, never to the one
+     -- they are about.
+     AND ((cardinality(ep.events) = 0 AND left(m.event, 10) <> 'hookrelay.')
+          OR m.event = ANY (ep.events))
+     AND (left(m.event, 10) <> 'hookrelay.' OR m.object ->> 'endpoint' IS DISTINCT FROM ep.name)
      AND (cardinality(ep.models) = 0 OR m.model = ANY (ep.models))
      AND (ep.account_id IS NULL OR ep.account_id = m.account_id)
      -- Per-endpoint options (0019), each tested only for endpoints that set it.

@@ -113,6 +113,13 @@ pub struct EndpointAddArgs {
     /// Do not send updates whose changes --include-fields leaves empty.
     #[arg(long)]
     pub skip_empty_changes: bool,
+    /// Send no traceparent/tracestate headers (by default each attempt carries the trace
+    /// context the event was written with).
+    #[arg(long)]
+    pub no_trace_context: bool,
+    /// Write a hookrelay.delivery.dead event when a delivery to this endpoint dies.
+    #[arg(long)]
+    pub emit_dead: bool,
 }
 
 /// Runs an endpoint command.
@@ -155,6 +162,8 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                 filter: args.filter.clone(),
                 number_format: args.number_format.clone(),
                 skip_empty_changes: args.skip_empty_changes,
+                trace_context: !args.no_trace_context,
+                emit_dead: args.emit_dead,
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);

@@ -85,6 +85,14 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz, or "off".
     #[arg(long = s::METRICS_ADDR.flag, env = s::METRICS_ADDR.env, default_value = s::METRICS_ADDR.default_text())]
     pub metrics_addr: String,
+    /// Export the worker's spans (fan-out claims, attempts) over OTLP/HTTP to this collector,
+    /// e.g. http://127.0.0.1:4318. Unset: the standard OTEL_EXPORTER_OTLP_ENDPOINT, if set.
+    #[arg(long = s::OTLP_ENDPOINT.flag, env = s::OTLP_ENDPOINT.env)]
+    pub otlp_endpoint: Option<String>,
+    /// Metrics labelled by endpoint name: deliveries by outcome, attempt durations, pending
+    /// deliveries and the oldest one's age.
+    #[arg(long = s::METRICS_PER_ENDPOINT.flag, env = s::METRICS_PER_ENDPOINT.env)]
+    pub metrics_per_endpoint: bool,
     #[command(flatten)]
     pub protect: super::protect::ProtectArgs,
 }
@@ -124,6 +132,15 @@ impl RunArgs {
             max_payload_bytes: self.protect.max_payload_bytes,
             disable_after: self.protect.disable_after,
             disable_after_failures: self.protect.disable_after_failures,
+            otlp_endpoint: match self.otlp_endpoint.as_deref().map(str::trim) {
+                // Checked now, so a typo stops `hookrelay run` before it starts.
+                Some(url) if !url.is_empty() => {
+                    crate::trace::traces_url(url)?;
+                    Some(url.to_string())
+                }
+                _ => None,
+            },
+            metrics_per_endpoint: self.metrics_per_endpoint,
         };
         config.validate()?;
         Ok(config)

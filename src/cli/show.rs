@@ -131,6 +131,19 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
             }
             .into(),
         ),
+        (
+            "trace context",
+            if e.trace_context { "sent" } else { "not sent" }.into(),
+        ),
+        (
+            "dead events",
+            if e.emit_dead {
+                "hookrelay.delivery.dead"
+            } else {
+                "none"
+            }
+            .into(),
+        ),
         ("max in flight", e.max_in_flight.to_string()),
         (
             "rate limit",

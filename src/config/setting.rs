@@ -116,6 +116,9 @@ settings! {
     DISABLE_AFTER = "disable_after", "disable-after", "HOOKRELAY_DISABLE_AFTER", Some("5d"), Duration;
     DISABLE_AFTER_FAILURES = "disable_after_failures", "disable-after-failures",
         "HOOKRELAY_DISABLE_AFTER_FAILURES", Some("10"), Count;
+    OTLP_ENDPOINT = "otlp_endpoint", "otlp-endpoint", "HOOKRELAY_OTLP_ENDPOINT", None, Text;
+    METRICS_PER_ENDPOINT = "metrics_per_endpoint", "metrics-per-endpoint",
+        "HOOKRELAY_METRICS_PER_ENDPOINT", Some("false"), Bool;
 }
 
 /// The setting with this file key.

@@ -64,8 +64,8 @@ pub fn check_header(name: &str, value: &str) -> Result<(), EndpointError> {
     if crate::deliver::is_reserved_header(name) {
         return invalid(format!(
             "header {name:?} is set by hookrelay itself and cannot be replaced: Content-Type, \
-             User-Agent, Host, Content-Length, X-Webhook-* and webhook-* are reserved; pick \
-             another name"
+             User-Agent, Host, Content-Length, traceparent, tracestate, X-Webhook-* and \
+             webhook-* are reserved; pick another name"
         ));
     }
     // Control characters (tab aside) would let a value start a new header line.

@@ -14,6 +14,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use super::per_endpoint::{self, EndpointBacklog};
 use crate::operator::{Backlog, OperatorError};
 
 /// How long a scrape waits for the database, connecting included: well under Prometheus's
@@ -35,13 +36,30 @@ pub enum ReadError {
 /// The outcome of the latest scrape-time read, encoded by [`Collector::encode`].
 #[derive(Debug, Default)]
 pub struct Scraped {
-    latest: Mutex<Option<Backlog>>,
+    latest: Mutex<Option<Latest>>,
+    /// Whether each endpoint's backlog is read too (`--metrics-per-endpoint`).
+    per_endpoint: bool,
+}
+
+/// What one scrape read.
+#[derive(Debug, Clone)]
+struct Latest {
+    backlog: Backlog,
+    endpoints: Vec<EndpointBacklog>,
 }
 
 impl Scraped {
+    /// Reads the global backlog, and with `per_endpoint` each endpoint's as well.
+    pub fn new(per_endpoint: bool) -> Self {
+        Scraped {
+            latest: Mutex::default(),
+            per_endpoint,
+        }
+    }
+
     /// Reads the backlog (within [`READ_TIMEOUT`]) and keeps it, or forgets the previous one.
     pub async fn refresh(&self, pool: &Pool) -> Result<(), ReadError> {
-        let read = tokio::time::timeout(READ_TIMEOUT, read(pool))
+        let read = tokio::time::timeout(READ_TIMEOUT, read(pool, self.per_endpoint))
             .await
             .unwrap_or(Err(ReadError::Timeout(READ_TIMEOUT)));
         let (kept, result) = match read {
@@ -53,9 +71,17 @@ impl Scraped {
     }
 }
 
-async fn read(pool: &Pool) -> Result<Backlog, ReadError> {
+async fn read(pool: &Pool, per_endpoint: bool) -> Result<Latest, ReadError> {
     let client = pool.get().await?;
-    Ok(crate::operator::backlog(&**client).await?)
+    let backlog = crate::operator::backlog(&**client).await?;
+    let endpoints = if per_endpoint {
+        per_endpoint::read(&**client)
+            .await
+            .map_err(|e| ReadError::Query(e.into()))?
+    } else {
+        Vec::new()
+    };
+    Ok(Latest { backlog, endpoints })
 }
 
 impl Collector for Scraped {
@@ -73,9 +99,16 @@ impl Collector for Scraped {
             None,
             MetricType::Gauge,
         )?)?;
-        let Some(b) = latest else {
+        let Some(Latest {
+            backlog: b,
+            endpoints,
+        }) = latest
+        else {
             return Ok(());
         };
+        if self.per_endpoint {
+            per_endpoint::encode(&endpoints, &mut encoder)?;
+        }
         let mut backlog = encoder.encode_descriptor(
             "backlog",
             "Waiting work, by kind (from hookrelay.backlog).",

@@ -65,6 +65,7 @@ impl Worker {
         from: Scan,
         go_busy: bool,
     ) -> Result<Next, WorkerError> {
+        let started = std::time::SystemTime::now();
         let (busy, fresh, due) = tokio::join!(
             self.set_busy(client, go_busy),
             claim::claim_new(client, events, from, lease),
@@ -72,6 +73,8 @@ impl Worker {
         );
         busy?;
         let (fresh, due) = (fresh?, due?);
+        let telemetry = self.stages.sender.telemetry();
+        telemetry.claimed(started, fresh.taken, &fresh.jobs);
         if self.cursor.count(fresh.taken + due.taken) {
             self.replan(client).await?;
         }
@@ -99,6 +102,7 @@ impl Worker {
         from: Scan,
     ) -> Result<Option<Next>, WorkerError> {
         self.pacer.going_idle(self.stages.listener.heard());
+        let started = std::time::SystemTime::now();
         let (idle, recheck) = tokio::join!(
             self.set_idle(client),
             claim::claim_new(client, events, from, lease),
@@ -106,6 +110,8 @@ impl Worker {
         let (due, capped) = idle?;
         self.pacer.idle(due, capped, Instant::now());
         let recheck = recheck?;
+        let telemetry = self.stages.sender.telemetry();
+        telemetry.claimed(started, recheck.taken, &recheck.jobs);
         self.cursor.fanned_out(0, 0, recheck.last_event);
         self.stages.metrics.claim("new", recheck.jobs.len());
         let full = recheck.taken >= events;

@@ -57,6 +57,9 @@ impl Task {
             (result, Outcome::Dead)
         } else {
             job.target.timeout = Some(self.timeout);
+            // The attempt's span: its id is the parent id the receiver gets in traceparent.
+            let span = self.sender.telemetry().start_attempt(&job);
+            job.trace_headers = span.headers();
             let result = self.sender.send(&job).await;
             let outcome = decide(
                 &result,
@@ -64,11 +67,13 @@ impl Task {
                 self.max_attempts,
                 &self.schedule,
             );
+            span.end(&result, outcome.as_str());
             (result, outcome)
         };
         // The slot is free as soon as the request is: recording is bounded by its channel.
         drop(permit);
-        self.metrics.attempt(outcome.as_str(), result.duration);
+        self.metrics
+            .attempt(&job.target.name, outcome.as_str(), result.duration);
         if outcome == Outcome::Dead {
             self.alerts.dead(&job, &result);
         }

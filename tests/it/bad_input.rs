@@ -776,7 +776,7 @@ const SQL_CASES: &[(&str, &str)] = &[
 ];
 
 /// A connection whose server notices (warnings) are collected.
-async fn connect_with_notices(
+pub(crate) async fn connect_with_notices(
     url: &str,
 ) -> (
     tokio_postgres::Client,

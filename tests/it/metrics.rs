@@ -20,7 +20,10 @@ const PROMETHEUS_3_ACCEPT: &str =
     text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
 /// GET `/metrics` with this Accept header (none if `None`): status, content type and body.
-async fn scrape(addr: std::net::SocketAddr, accept: Option<&str>) -> (u16, String, String) {
+pub(crate) async fn scrape(
+    addr: std::net::SocketAddr,
+    accept: Option<&str>,
+) -> (u16, String, String) {
     try_scrape(addr, accept)
         .await
         .unwrap_or_else(|e| panic!("/metrics does not answer: {e}"))
@@ -50,7 +53,7 @@ async fn try_scrape(
 }
 
 /// The value of the first sample line starting with `series`, if any.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
         .and_then(|l| l.rsplit(' ').next())
@@ -58,7 +61,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// Polls `/metrics` until `ok` holds, for at most 20 s; returns the last body.
-async fn scrape_until(addr: std::net::SocketAddr, ok: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn scrape_until(addr: std::net::SocketAddr, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = match try_scrape(addr, None).await {
@@ -85,7 +88,7 @@ fn promtool() -> String {
 }
 
 /// `promtool check metrics [extra]` on `body`: exit status and everything it printed.
-fn promtool_check(body: &str, extra: &[&str]) -> (bool, String) {
+pub(crate) fn promtool_check(body: &str, extra: &[&str]) -> (bool, String) {
     let mut child = Command::new(promtool())
         .args(["check", "metrics"])
         .args(extra)
