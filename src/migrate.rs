@@ -125,9 +125,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../sql/0021_condition_names.sql"),
     },
     Migration {
-        version: 23,
-        name: "0023_trace.sql",
-        sql: include_str!("../sql/0023_trace.sql"),
+        version: 24,
+        name: "0024_trace.sql",
+        sql: include_str!("../sql/0024_trace.sql"),
     },
 ];
 

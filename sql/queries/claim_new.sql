@@ -33,7 +33,7 @@ WITH claimed AS (
     FROM marked m
     JOIN hookrelay.endpoints ep
       ON ep.active
-     -- Operational events (0023) go only to endpoints that name them, never to the one
+     -- Operational events (0024) go only to endpoints that name them, never to the one
      -- they are about.
      AND ((cardinality(ep.events) = 0 AND left(m.event, 10) <> 'hookrelay.')
           OR m.event = ANY (ep.events))

@@ -1,4 +1,4 @@
--- 0023: an event's journey. The W3C trace context of the transaction that wrote an event is
+-- 0024: an event's journey. The W3C trace context of the transaction that wrote an event is
 -- kept with it (SET LOCAL hookrelay.traceparent / hookrelay.tracestate, or emit's arguments)
 -- and sent with every attempt; hookrelay writes operational events (hookrelay.*) into its
 -- own outbox where an endpoint's state changes, for an ops endpoint to subscribe to.
