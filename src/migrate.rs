@@ -124,6 +124,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0021_condition_names.sql",
         sql: include_str!("../sql/0021_condition_names.sql"),
     },
+    Migration {
+        version: 24,
+        name: "0024_stable_plans.sql",
+        sql: include_str!("../sql/0024_stable_plans.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

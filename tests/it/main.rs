@@ -19,6 +19,7 @@ mod metrics;
 mod model_events;
 mod operations;
 mod operator_cli;
+mod plans;
 mod pooler;
 mod processes;
 mod protect_guard;
