@@ -4,11 +4,12 @@
 //! It starts its own PostgreSQL (PostgreSQL's default durability: fsync and synchronous
 //! commit on) or uses `DATABASE_URL`, a hyper sink on 127.0.0.1, and the worker as its own
 //! process (the `hookrelay` binary built with the bench). Scenarios:
-//! burn-down, HTTP ceiling, latency, producer cost, cost growth with history, footprint.
+//! burn-down, HTTP ceiling, plan stability, latency, producer cost, cost growth with history, footprint.
 
 mod burn;
 mod growth;
 mod latency;
+mod plans;
 mod producer;
 mod sink;
 
@@ -99,7 +100,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(url: &str, extra: &[&str]) -> Worker {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        // HOOKRELAY_BENCH_BIN: another build of the worker (a before/after comparison in one
+        // run of this bench, on the same server).
+        let binary = std::env::var("HOOKRELAY_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookrelay").to_string());
+        let mut command = Command::new(binary);
         // HOOKRELAY_BENCH_VIA=HOST:PORT: the worker goes through a pooler there (PgBouncer
         // forwarding to the benchmark's server), its LISTEN straight to the server.
         match std::env::var("HOOKRELAY_BENCH_VIA") {
@@ -276,6 +281,9 @@ fn main() {
         let mut figures = Vec::new();
         if wanted("burn-down") {
             figures.extend(burn::run(&bench).await);
+        }
+        if wanted("plans") {
+            figures.extend(plans::run(&bench).await);
         }
         if wanted("latency") {
             figures.extend(latency::run(&bench).await);

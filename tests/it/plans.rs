@@ -93,7 +93,7 @@ fn statements() -> Vec<Hot> {
 }
 
 /// Each scan of a large table in `plan`: (table, index or "none", has an index condition).
-fn scans(plan: &serde_json::Value, out: &mut Vec<(String, String, bool)>) {
+fn scans(plan: &serde_json::Value, out: &mut Vec<Scan>) {
     let is_scan = plan["Node Type"]
         .as_str()
         .is_some_and(|t| t.ends_with("Scan"));
@@ -123,7 +123,7 @@ fn allowed(statement: &str, table: &str) -> &'static [&'static str] {
 
 /// Prepares every hot statement in a worker session and runs it once, while `prepare` left the
 /// tables as they are; fills them; returns each statement's scans as it then runs.
-async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<(String, String, bool)>)> {
+async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
     let db = TestDb::new().await;
     db.endpoint("sink", "http://127.0.0.1:9/", "plans-test-secret-0123")
         .await;
@@ -137,10 +137,7 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<(String, String, b
             .await
             .unwrap_or_else(|e| panic!("prepare {}: {e}", h.name));
         session
-            .batch_execute(&format!(
-                "BEGIN; {}; ROLLBACK",
-                format!("EXECUTE {}{}", h.name, h.first)
-            ))
+            .batch_execute(&format!("BEGIN; EXECUTE {}{}; ROLLBACK", h.name, h.first))
             .await
             .unwrap_or_else(|e| panic!("first run of {}: {e}", h.name));
     }
@@ -164,10 +161,7 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<(String, String, b
         session.batch_execute("BEGIN").await.unwrap();
         let row = session
             .query_one(
-                &format!(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) {}",
-                    format!("EXECUTE {}{then}", h.name)
-                ),
+                &format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}{then}", h.name),
                 &[],
             )
             .await
@@ -181,15 +175,19 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<(String, String, b
     found
 }
 
+/// Each scan of a large table: (table, index or "none", whether it has an index condition).
+type Scan = (String, String, bool);
+
 /// Every scan of a large table goes through an allowed index with a condition; all the
 /// statements that do not are named at once.
-fn check(found: &[(&'static str, Vec<(String, String, bool)>)]) {
+fn check(found: &[(&'static str, Vec<Scan>)]) {
     let mut wrong = Vec::new();
     for (statement, scans) in found {
         assert!(!scans.is_empty(), "{statement}: no scan found");
         for (table, index, with_condition) in scans {
             let allowed = allowed(statement, table);
-            if !allowed.is_empty() && !(allowed.contains(&index.as_str()) && *with_condition) {
+            let fits = allowed.contains(&index.as_str()) && *with_condition;
+            if !allowed.is_empty() && !fits {
                 wrong.push(format!(
                     "{statement} reads {table} through {index} (index condition: \
                      {with_condition}), expected one of {allowed:?} with a condition"
