@@ -973,8 +973,7 @@ CREATE FUNCTION hookrelay.forget_attempts_of_deliveries() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    DELETE FROM hookrelay.attempts a USING gone
-    WHERE a.delivery_id = gone.id AND a.delivery_id = ANY (ARRAY(SELECT g.id FROM gone g));
+    DELETE FROM hookrelay.attempts a WHERE a.delivery_id = ANY (ARRAY(SELECT g.id FROM gone g));
     RETURN NULL;
 END
 $$;
@@ -1000,8 +999,7 @@ CREATE FUNCTION hookrelay.forget_deliveries_of_events() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    DELETE FROM hookrelay.deliveries d USING gone
-    WHERE d.event_id = gone.id AND d.event_id = ANY (ARRAY(SELECT g.id FROM gone g));
+    DELETE FROM hookrelay.deliveries d WHERE d.event_id = ANY (ARRAY(SELECT g.id FROM gone g));
     RETURN NULL;
 END
 $$;

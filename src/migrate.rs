@@ -129,6 +129,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0024_trace.sql",
         sql: include_str!("../sql/0024_trace.sql"),
     },
+    Migration {
+        version: 25,
+        name: "0025_stable_plans.sql",
+        sql: include_str!("../sql/0025_stable_plans.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -24,8 +24,8 @@ fn concurrency() -> usize {
 pub const SINK_MAX_IN_FLIGHT: usize = 10_000;
 const SCENARIO: &str = "burn-down";
 
-struct Burn {
-    per_second: f64,
+pub struct Burn {
+    pub per_second: f64,
     peak_rss_mib: f64,
     idle_cpu_percent: Option<f64>,
 }
@@ -36,8 +36,29 @@ const OBJECT: &str =
      'currency', 'EUR', 'status', 'PAID', 'customer_id', (i % 1000)::text, 'items', 3, \
      'created_at', now(), 'note', 'benchmark order')";
 
-async fn burn_down(b: &Bench, events: i64, endpoints: usize, measure_idle: bool) -> Burn {
+/// What the tables' statistics say when the worker starts (see the `plans` scenario).
+#[derive(Clone, Copy, Debug)]
+pub enum Stats {
+    /// `VACUUM ANALYZE` of the events once the backlog is written: the usual burn-down.
+    Events,
+    /// `VACUUM ANALYZE` of the whole database once the backlog is written, `deliveries` still
+    /// empty: what autovacuum does while a backlog builds up with no worker running.
+    Backlog,
+    /// `ANALYZE` of the all-empty tables before the backlog is written (a fresh install).
+    Empty,
+}
+
+pub async fn burn_down(
+    b: &Bench,
+    events: i64,
+    endpoints: usize,
+    measure_idle: bool,
+    stats: Stats,
+) -> Burn {
     let (url, client) = b.database().await;
+    if let Stats::Empty = stats {
+        client.batch_execute("ANALYZE").await.unwrap();
+    }
     for i in 0..endpoints {
         client
             .execute(
@@ -63,10 +84,16 @@ async fn burn_down(b: &Bench, events: i64, endpoints: usize, measure_idle: bool)
         ))
         .await
         .unwrap();
-    client
-        .batch_execute("VACUUM ANALYZE hookrelay.events")
-        .await
-        .unwrap();
+    match stats {
+        Stats::Events => {
+            client
+                .batch_execute("VACUUM ANALYZE hookrelay.events")
+                .await
+        }
+        Stats::Backlog => client.batch_execute("VACUUM ANALYZE").await,
+        Stats::Empty => Ok(()),
+    }
+    .unwrap();
     b.sink.reset();
     let total = events * endpoints as i64;
     let started = Instant::now();
@@ -203,9 +230,9 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
         (100_000, 20_000)
     };
     eprintln!("burn-down: {one} events x 1 endpoint");
-    let single = burn_down(b, one, 1, true).await;
+    let single = burn_down(b, one, 1, true, Stats::Events).await;
     eprintln!("burn-down: {five} events x 5 endpoints");
-    let fanned = burn_down(b, five, 5, false).await;
+    let fanned = burn_down(b, five, 5, false, Stats::Events).await;
     eprintln!("HTTP ceiling: {one} requests");
     let ceiling = ceiling(b, one as u64).await;
     let ratio = single.per_second / ceiling * 100.0;

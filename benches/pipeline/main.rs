@@ -4,13 +4,14 @@
 //! It starts its own PostgreSQL (PostgreSQL's default durability: fsync and synchronous
 //! commit on) or uses `DATABASE_URL`, a hyper sink on 127.0.0.1, and the worker as its own
 //! process (the `hookrelay` binary built with the bench). Scenarios:
-//! burn-down, defaults (one endpoint, every setting at its default), HTTP ceiling, latency,
-//! producer cost, cost growth with history, footprint.
+//! burn-down, defaults (one endpoint, every setting at its default), HTTP ceiling, plan
+//! stability, latency, producer cost, cost growth with history, footprint.
 
 mod burn;
 mod defaults;
 mod growth;
 mod latency;
+mod plans;
 mod producer;
 mod sink;
 
@@ -101,7 +102,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(url: &str, extra: &[&str]) -> Worker {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        // HOOKRELAY_BENCH_BIN: another build of the worker (a before/after comparison in one
+        // run of this bench, on the same server).
+        let binary = std::env::var("HOOKRELAY_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookrelay").to_string());
+        let mut command = Command::new(binary);
         // HOOKRELAY_BENCH_VIA=HOST:PORT: the worker goes through a pooler there (PgBouncer
         // forwarding to the benchmark's server), its LISTEN straight to the server.
         match std::env::var("HOOKRELAY_BENCH_VIA") {
@@ -281,6 +286,9 @@ fn main() {
         }
         if wanted("defaults") {
             figures.extend(defaults::run(&bench).await);
+        }
+        if wanted("plans") {
+            figures.extend(plans::run(&bench).await);
         }
         if wanted("latency") {
             figures.extend(latency::run(&bench).await);

@@ -42,11 +42,20 @@ WITH due AS (
     CROSS JOIN LATERAL (
         SELECT d.id, d.attempts, d.locked_until, d.locked_by
         FROM hookrelay.deliveries d
-        WHERE d.endpoint_id = g.endpoint_id AND d.state = 'pending'
+        -- The endpoint's rows, written as a range on deliveries_waiting's leading columns
+        -- rather than `d.endpoint_id = g.endpoint_id`: an equality makes the endpoint a
+        -- constant of the order below, which deliveries_newest (created_at, id) then provides
+        -- too, and a generic plan made while `deliveries` looked empty walked that whole index
+        -- (measured: 43,000 rows filtered to take 64 parked deliveries, on every claim, growing
+        -- with history). As a range, only deliveries_waiting has the order, so every plan
+        -- reads just the endpoint's parked deliveries. The `plans` integration test checks it.
+        WHERE (d.endpoint_id, d.created_at) > (g.endpoint_id, '-infinity'::timestamptz)
+          AND d.endpoint_id <= g.endpoint_id
+          AND d.state = 'pending'
           AND d.next_attempt_at = 'infinity'
           AND (d.locked_until IS NULL OR d.locked_until <= now())
         -- Oldest first, in an order only deliveries_waiting has (see 0012).
-        ORDER BY d.created_at, d.id
+        ORDER BY d.endpoint_id, d.created_at, d.id
         LIMIT g.from_waiting
         FOR UPDATE OF d SKIP LOCKED
     ) w

@@ -21,6 +21,7 @@ mod model_events;
 mod operations;
 mod operator_cli;
 mod ops_events;
+mod plans;
 mod pooler;
 mod processes;
 mod protect_guard;

@@ -1,0 +1,221 @@
+//! Plan stability: the worker's hot statements keep the plan they need whatever the tables'
+//! statistics said when the plan was made.
+//!
+//! Worker sessions keep one generic plan per statement (see `hookrelay::db`), made the first
+//! time it runs. The worst case is a plan made right after an ANALYZE of empty tables (a fresh
+//! install, or autovacuum while the backlog builds up before any delivery exists) and then run
+//! against tables that have grown. Each test makes the plans that way, in a worker session,
+//! fills the tables without analyzing again (the plans are kept), and reads the plan each
+//! statement actually ran: every read of `events` and `deliveries` must go through the index
+//! meant for it, with an index condition. Plan shape only, no timing.
+
+use crate::support::TestDb;
+
+const RECORD_RESULTS: &str = include_str!("../../sql/queries/record_results.sql");
+const CLAIM_NEW: &str = include_str!("../../sql/queries/claim_new.sql");
+const CLAIM_DUE: &str = include_str!("../../sql/queries/claim_due.sql");
+const PRUNE_EVENTS: &str = include_str!("../../sql/queries/prune_events.sql");
+const JOB_COLUMNS: &str = include_str!("../../sql/queries/job_columns.sql");
+
+/// Rows written after the plans were made: enough history that a wrong index shows.
+const FILL: &str = "
+    INSERT INTO hookrelay.events (event, model, object, created_at)
+    SELECT 'order.paid', 'store.Order', jsonb_build_object('id', i), now() - interval '10 days'
+    FROM generate_series(1, 6000) i;
+    UPDATE hookrelay.events SET fanned_out_at = now()
+    WHERE id IN (SELECT id FROM hookrelay.events ORDER BY id LIMIT 5500);
+    INSERT INTO hookrelay.deliveries (event_id, endpoint_id, state, attempts, next_attempt_at)
+    SELECT id, (SELECT id FROM hookrelay.endpoints), 'delivered', 1, NULL
+    FROM (SELECT id FROM hookrelay.events ORDER BY id LIMIT 5000) e;
+    INSERT INTO hookrelay.deliveries
+        (event_id, endpoint_id, state, attempts, next_attempt_at, locked_until, locked_by)
+    SELECT id, (SELECT id FROM hookrelay.endpoints), 'pending', 1, now() + interval '1 minute',
+           now() + interval '1 minute', 'w'
+    FROM (SELECT id FROM hookrelay.events ORDER BY id OFFSET 5000 LIMIT 300) e;
+    INSERT INTO hookrelay.deliveries (event_id, endpoint_id, state, attempts, next_attempt_at)
+    SELECT id, (SELECT id FROM hookrelay.endpoints), 'pending', 0, 'infinity'
+    FROM (SELECT id FROM hookrelay.events ORDER BY id OFFSET 5300 LIMIT 200) e;
+    INSERT INTO hookrelay.endpoint_throttle (endpoint_id, waiting)
+    SELECT id, true FROM hookrelay.endpoints
+    ON CONFLICT (endpoint_id) DO UPDATE SET waiting = true;";
+
+const NIL: &str = "'00000000-0000-0000-0000-000000000000'";
+
+/// The arguments of record_results for the deliveries `ids` (an array literal of `n` ids),
+/// each a first attempt that was delivered.
+fn record_args(ids: &str, n: usize) -> String {
+    let n = format!("array[{n}]");
+    format!(
+        "('{ids}'::bigint[], array_fill(1, {n}), array_fill('delivered'::text, {n}), \
+          array_fill(200, {n}), array_fill(NULL::text, {n}), array_fill(NULL::text, {n}), \
+          array_fill(NULL::text, {n}), array_fill(0::bigint, {n}), array_fill(1, {n}), \
+          array_fill(now(), {n}), 'w')"
+    )
+}
+
+/// One statement: its text, and its arguments before and after the tables were filled.
+struct Hot {
+    name: &'static str,
+    sql: String,
+    first: String,
+    then: String,
+}
+
+fn statements() -> Vec<Hot> {
+    let with_columns = |q: &str| q.replacen("-- @job_columns\n", JOB_COLUMNS, 1);
+    vec![
+        Hot {
+            name: "record_results",
+            sql: RECORD_RESULTS.into(),
+            first: record_args("{1}", 1),
+            // Filled in once the leased deliveries exist (see `plans_after`).
+            then: String::new(),
+        },
+        Hot {
+            name: "claim_new",
+            sql: with_columns(CLAIM_NEW),
+            first: format!("(64, 60000, 'w', {NIL})"),
+            then: format!("(64, 60000, 'w', {NIL})"),
+        },
+        Hot {
+            name: "claim_due",
+            sql: with_columns(CLAIM_DUE),
+            first: "(64, 60000, 'w')".into(),
+            then: "(64, 60000, 'w')".into(),
+        },
+        Hot {
+            name: "prune_events",
+            sql: PRUNE_EVENTS.into(),
+            first: format!("({NIL}::uuid, 1000, 0, 0)"),
+            then: format!("({NIL}::uuid, 1000, 0, 0)"),
+        },
+    ]
+}
+
+/// Each scan of a large table in `plan`: (table, index or "none", has an index condition).
+fn scans(plan: &serde_json::Value, out: &mut Vec<Scan>) {
+    let is_scan = plan["Node Type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("Scan"));
+    if let (Some(table), true) = (plan["Relation Name"].as_str(), is_scan) {
+        if table == "events" || table == "deliveries" || table == "attempts" {
+            let index = plan["Index Name"].as_str().unwrap_or("none").to_string();
+            out.push((table.into(), index, plan.get("Index Cond").is_some()));
+        }
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        scans(child, out);
+    }
+}
+
+/// The indexes each statement may read its large tables through.
+fn allowed(statement: &str, table: &str) -> &'static [&'static str] {
+    match (statement, table) {
+        ("record_results", "deliveries") => &["deliveries_pkey"],
+        ("claim_new", "events") => &["events_to_fan_out", "events_pkey"],
+        ("claim_due", "deliveries") => &["deliveries_due", "deliveries_waiting", "deliveries_pkey"],
+        ("claim_due", "events") => &["events_pkey"],
+        ("prune_events", "events") => &["events_pkey"],
+        ("prune_events", "deliveries") => &["deliveries_event_id_endpoint_id_key"],
+        _ => &[],
+    }
+}
+
+/// Prepares every hot statement in a worker session and runs it once, while `prepare` left the
+/// tables as they are; fills them; returns each statement's scans as it then runs.
+async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
+    let db = TestDb::new().await;
+    db.endpoint("sink", "http://127.0.0.1:9/", "plans-test-secret-0123")
+        .await;
+    db.client.batch_execute(prepare).await.unwrap();
+    let pool = hookrelay::db::pool(&db.url, 1).expect("pool").pool;
+    let session = pool.get().await.expect("a worker session");
+    let hot = statements();
+    for h in &hot {
+        session
+            .batch_execute(&format!("PREPARE {} AS {}", h.name, h.sql))
+            .await
+            .unwrap_or_else(|e| panic!("prepare {}: {e}", h.name));
+        session
+            .batch_execute(&format!("BEGIN; EXECUTE {}{}; ROLLBACK", h.name, h.first))
+            .await
+            .unwrap_or_else(|e| panic!("first run of {}: {e}", h.name));
+    }
+    db.client.batch_execute(FILL).await.unwrap();
+    let mut found = Vec::new();
+    for h in &hot {
+        let then = if h.then.is_empty() {
+            let ids: String = session
+                .query_one(
+                    "SELECT array_agg(id)::text FROM (SELECT id FROM hookrelay.deliveries
+                     WHERE locked_by = 'w' ORDER BY id LIMIT 128) k",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            record_args(&ids, 128)
+        } else {
+            h.then.clone()
+        };
+        session.batch_execute("BEGIN").await.unwrap();
+        let row = session
+            .query_one(
+                &format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}{then}", h.name),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("explain {}: {e}", h.name));
+        session.batch_execute("ROLLBACK").await.unwrap();
+        let plan: serde_json::Value = row.get(0);
+        let mut out = Vec::new();
+        scans(&plan[0]["Plan"], &mut out);
+        found.push((h.name, out));
+    }
+    found
+}
+
+/// Each scan of a large table: (table, index or "none", whether it has an index condition).
+type Scan = (String, String, bool);
+
+/// Every scan of a large table goes through an allowed index with a condition; all the
+/// statements that do not are named at once.
+fn check(found: &[(&'static str, Vec<Scan>)]) {
+    let mut wrong = Vec::new();
+    for (statement, scans) in found {
+        assert!(!scans.is_empty(), "{statement}: no scan found");
+        for (table, index, with_condition) in scans {
+            let allowed = allowed(statement, table);
+            let fits = allowed.contains(&index.as_str()) && *with_condition;
+            if !allowed.is_empty() && !fits {
+                wrong.push(format!(
+                    "{statement} reads {table} through {index} (index condition: \
+                     {with_condition}), expected one of {allowed:?} with a condition"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn hot_statements_keep_their_indexes_when_planned_on_analyzed_empty_tables() {
+    check(&plans_after("ANALYZE").await);
+}
+
+#[tokio::test]
+async fn hot_statements_keep_their_indexes_when_planned_on_never_analyzed_tables() {
+    check(&plans_after("SELECT 1").await);
+}
+
+#[tokio::test]
+async fn hot_statements_keep_their_indexes_when_planned_just_after_a_truncate() {
+    check(
+        &plans_after(
+            "INSERT INTO hookrelay.events (event) SELECT 'x' FROM generate_series(1, 2000);
+             ANALYZE;
+             TRUNCATE hookrelay.events CASCADE",
+        )
+        .await,
+    );
+}
