@@ -124,6 +124,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0021_condition_names.sql",
         sql: include_str!("../sql/0021_condition_names.sql"),
     },
+    Migration {
+        version: 25,
+        name: "0025_event_search.sql",
+        sql: include_str!("../sql/0025_event_search.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
