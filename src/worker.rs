@@ -7,7 +7,7 @@
 //! worker idle so the next insert notifies it.
 //!
 //! Requests run as tasks in a `JoinSet`, at most `concurrency` at once (a semaphore), and hand
-//! their results to the [`record`](crate::record) task. The claims never lease an endpoint more
+//! their results to the [`record`] task. The claims never lease an endpoint more
 //! than its `max_in_flight` or its rate limit allows (across every worker), so a hanging
 //! endpoint holds at most that many of the slots; while some endpoint is at its cap, each
 //! recorded batch (which frees slots) wakes the loop. No database lock is held while a request

@@ -1,14 +1,14 @@
 //! `hookrelay console`: the operator console, a web page served by the binary.
 //!
-//! Pages ([`overview`], [`endpoints`], [`deliveries`], [`delivery`]) read through the same
-//! views and functions as the CLI; [`actions`] are POSTs that call [`crate::operator`] and
+//! Pages (modules `overview`, `endpoints`, `deliveries`, `delivery`) read through the same
+//! views and functions as the CLI; `actions` are POSTs that call [`crate::operator`] and
 //! [`crate::endpoint`]. The console connects with its own database URL: the read-only
 //! `hookrelay_operator` role may look and redeliver, and what a role may not do comes back
 //! as the database's own permission error, in words.
 //!
 //! Safe by default ([`security`]): loopback unless a token is given, strict security headers,
 //! CSRF tokens on every form, and maud escapes everything it renders. Its stylesheet is
-//! embedded; the pages need no script (charts are SVG drawn on the server, [`chart`]).
+//! embedded; the pages need no script (charts are SVG drawn on the server, `chart`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
