@@ -2792,6 +2792,12 @@ CREATE INDEX endpoint_throttle_waiting ON hookrelay.endpoint_throttle USING btre
 CREATE UNIQUE INDEX endpoints_name_ignoring_case ON hookrelay.endpoints USING btree (lower(name));
 
 --
+-- Name: events_fanned_out_by_name; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX events_fanned_out_by_name ON hookrelay.events USING btree (event) WHERE (fanned_out_at IS NOT NULL);
+
+--
 -- Name: events_to_fan_out; Type: INDEX; Schema: hookrelay; Owner: -
 --
 

@@ -61,6 +61,8 @@ pub struct Cli {
           default_value = s::LOG_FORMAT.default_text(), value_enum)]
     pub log_format: LogFormat,
 
+    // `[[endpoints]]` is TOML, not a link; the help text shows it as written.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// A TOML file with settings (by flag name, e.g. poll_interval = "1s") and [[endpoints]].
     /// Flags and environment variables override it.
     #[arg(long, global = true, env = "HOOKRELAY_CONFIG")]

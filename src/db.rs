@@ -106,7 +106,7 @@ pub fn config(url: &str) -> Result<Config, DbError> {
 }
 
 /// Parses a database URL and sets hookrelay's connection defaults. The time limit for
-/// connecting (the whole handshake, see [`connect`]) is the URL's own `connect_timeout` when it
+/// connecting (the whole handshake, see [`connect()`]) is the URL's own `connect_timeout` when it
 /// has one, else `connect_timeout` (`--connect-timeout`), else [`DEFAULT_CONNECT_TIMEOUT`].
 pub fn config_with(url: &str, connect_timeout: Option<Duration>) -> Result<Config, DbError> {
     let mut config = Config::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;

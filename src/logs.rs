@@ -24,7 +24,7 @@ use tracing_subscriber::Layer;
 const WITHHELD_BELOW_INFO: &[&str] = &["tokio_postgres"];
 
 /// True for a record that is never written, whatever the filter: debug and trace records of
-/// the crates in [`WITHHELD_BELOW_INFO`] (their modules included).
+/// the crates in `WITHHELD_BELOW_INFO` (their modules included).
 pub fn is_withheld(target: &str, level: Level) -> bool {
     level > Level::INFO
         && WITHHELD_BELOW_INFO.iter().any(|crate_name| {

@@ -134,6 +134,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0025_stable_plans.sql",
         sql: include_str!("../sql/0025_stable_plans.sql"),
     },
+    Migration {
+        version: 26,
+        name: "0026_event_search.sql",
+        sql: include_str!("../sql/0026_event_search.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -41,6 +41,8 @@ pub enum EndpointCommand {
     Remove { name: String },
     /// Replace the signing secret; the old one keeps signing beside it for a grace period.
     RotateSecret(rotate::RotateArgs),
+    // `[[endpoints]]` is TOML, not a link; the help text shows it as written.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Make the endpoints match the [[endpoints]] of a TOML file (create or update by name).
     Apply {
         /// The file, e.g. hookrelay.toml.

@@ -1,14 +1,14 @@
 //! `hookrelay console`: the operator console, a web page served by the binary.
 //!
-//! Pages ([`overview`], [`endpoints`], [`deliveries`], [`delivery`]) read through the same
-//! views and functions as the CLI; [`actions`] are POSTs that call [`crate::operator`] and
+//! Pages (modules `overview`, `endpoints`, `deliveries`, `delivery`) read through the same
+//! views and functions as the CLI; `actions` are POSTs that call [`crate::operator`] and
 //! [`crate::endpoint`]. The console connects with its own database URL: the read-only
 //! `hookrelay_operator` role may look and redeliver, and what a role may not do comes back
 //! as the database's own permission error, in words.
 //!
 //! Safe by default ([`security`]): loopback unless a token is given, strict security headers,
 //! CSRF tokens on every form, and maud escapes everything it renders. Its stylesheet is
-//! embedded; the pages need no script (charts are SVG drawn on the server, [`chart`]).
+//! embedded; the pages need no script (charts are SVG drawn on the server, `chart`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,4 +186,39 @@ pub async fn run(
     println!("hookrelay console on http://{bound}/{how}; Ctrl-C to stop");
     cancel.cancelled().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        console: ConsoleArgs,
+    }
+
+    #[test]
+    fn by_default_the_console_listens_on_loopback_and_elsewhere_only_with_a_token() {
+        let args = Command::try_parse_from(["console"]).unwrap().console;
+        assert_eq!(args.addr.to_string(), "127.0.0.1:9465");
+        assert!(args.token.is_none());
+        check_exposure(args.addr, None).expect("loopback needs no token");
+        check_exposure("[::1]:9465".parse().unwrap(), None).expect("nor does IPv6 loopback");
+        for exposed in ["0.0.0.0:9465", "[::]:9465", "192.0.2.7:9465"] {
+            let e = check_exposure(exposed.parse().unwrap(), None).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "the console would listen on {exposed}, which is not loopback, without a \
+                     token: give --token"
+                )),
+                "{e}"
+            );
+            check_exposure(exposed.parse().unwrap(), Some("0123456789abcdef"))
+                .expect("a long enough token opens it");
+        }
+        let e = check_exposure("0.0.0.0:9465".parse().unwrap(), Some("short")).unwrap_err();
+        assert!(e.to_string().contains("is 5 characters long"), "{e}");
+    }
 }

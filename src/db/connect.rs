@@ -113,7 +113,7 @@ pub async fn connect(config: &Config) -> Result<Client, DbError> {
     connect_within(config, socket::limit_for(config)).await
 }
 
-/// [`connect`] with the answer deadline given (see [`open_within`]).
+/// [`connect`] with the answer deadline given (see `open_within`).
 pub async fn connect_within(
     config: &Config,
     answer_limit: Option<Duration>,

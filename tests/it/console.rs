@@ -352,6 +352,88 @@ async fn deliveries_page_by_key_newest_first_and_filters_combine() {
     );
 }
 
+#[tokio::test]
+async fn a_rare_event_name_is_found_by_its_index_not_by_walking_deliveries() {
+    let db = TestDb::new().await;
+    db.endpoint("a", "https://a.example/hooks", "secret-a-12345")
+        .await;
+    // 20,000 fanned-out events, 20 of them refund.issued, one delivery each.
+    db.client
+        .batch_execute(
+            "INSERT INTO hookrelay.events (event, created_at, fanned_out_at)
+             SELECT CASE WHEN g % 1000 = 0 THEN 'refund.issued' ELSE 'order.paid' END,
+                    now() - (20000 - g) * interval '1 second', now()
+             FROM generate_series(1, 20000) g;
+             INSERT INTO hookrelay.deliveries (event_id, endpoint_id, state, created_at)
+             SELECT e.id, (SELECT id FROM hookrelay.endpoints), 'delivered', e.created_at
+             FROM hookrelay.events e;
+             ANALYZE hookrelay.events, hookrelay.deliveries;",
+        )
+        .await
+        .unwrap();
+    let search = include_str!("../../sql/queries/console/deliveries.sql");
+    let none = None::<String>;
+    let no_time = None::<chrono::DateTime<chrono::Utc>>;
+    let plan: Vec<String> = db
+        .client
+        .query(
+            &format!("EXPLAIN {search}"),
+            &[
+                &none,
+                &none,
+                &Some("refund.issued"),
+                &None::<uuid::Uuid>,
+                &no_time,
+                &no_time,
+                &no_time,
+                &None::<i64>,
+                &51i64,
+            ],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("events_fanned_out_by_name"),
+        "the search reads the events of that name: {plan}"
+    );
+    let console = serve(&db.url, None).await;
+    let found = walk(&console, "/deliveries?event=refund.issued").await;
+    assert_eq!(found.len(), 20, "every refund.issued delivery, once");
+}
+
+#[test]
+fn readme_shows_a_screenshot_of_every_page_from_the_browser_test() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    // The pages browser.rs photographs (its `shot` calls).
+    let browser = std::fs::read_to_string(root.join("tests/it/console/browser.rs")).unwrap();
+    let shots: Vec<&str> = browser
+        .split("shot(&b, \"")
+        .skip(1)
+        .map(|r| &r[..r.find('"').unwrap()])
+        .collect();
+    assert_eq!(shots.len(), 5, "{shots:?}");
+    for name in &shots {
+        let link = format!("](docs/console/{name}.png)");
+        assert!(readme.contains(&link), "README lacks {link}");
+        let png = std::fs::read(root.join(format!("docs/console/{name}.png")))
+            .unwrap_or_else(|e| panic!("docs/console/{name}.png: {e}"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}.png is a PNG");
+    }
+    for file in std::fs::read_dir(root.join("docs/console")).unwrap() {
+        let file = file.unwrap().file_name().into_string().unwrap();
+        let name = file.trim_end_matches(".png");
+        assert!(
+            shots.contains(&name),
+            "docs/console/{file} is no page of the test"
+        );
+    }
+}
+
 /// Follows the "Older" links from `first`, returning the delivery ids listed, in order.
 async fn walk(console: &Served, first: &str) -> Vec<i64> {
     let mut ids = Vec::new();
