@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookrelay::embedded::{self, Durability};
+use hookrelay::db::embedded::{self, Durability};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +72,9 @@ async fn filled(n: i32) -> String {
         .unwrap();
     let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
     let mut client = connect(&url).await;
-    hookrelay::migrate::migrate(&mut client).await.unwrap();
+    hookrelay::admin::migrate::migrate(&mut client)
+        .await
+        .unwrap();
     let started = Instant::now();
     for statement in FILL.split(";\n").filter(|s| !s.trim().is_empty()) {
         let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
@@ -115,7 +117,7 @@ async fn pages(base: &str, client: &tokio_postgres::Client) -> Vec<(String, Stri
         .await
         .unwrap();
     let (id, event, at): (i64, uuid::Uuid, String) = (row.get(0), row.get(1), row.get(2));
-    let evt = hookrelay::payload::event_id(&event);
+    let evt = hookrelay::pipeline::payload::event_id(&event);
     [
         ("overview", "/".to_string()),
         ("overview, 48 hours", "/?hours=48".into()),
@@ -157,10 +159,14 @@ fn main() {
         let url = filled(n).await;
         let pool = hookrelay::db::pool(&url, 4).unwrap().pool;
         let cancel = CancellationToken::new();
-        let addr =
-            hookrelay::console::serve(pool, "127.0.0.1:0".parse().unwrap(), None, cancel.clone())
-                .await
-                .unwrap();
+        let addr = hookrelay::admin::console::serve(
+            pool,
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         let client = connect(&url).await;

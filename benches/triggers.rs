@@ -166,7 +166,7 @@ fn print_row(label: &str, plain: f64, tracked: f64) {
 
 async fn run(url: &str, settings: &Settings) {
     let mut client = connect(url).await;
-    hookrelay::migrate::migrate(&mut client)
+    hookrelay::admin::migrate::migrate(&mut client)
         .await
         .expect("migrate");
     let version: String = client
@@ -247,7 +247,7 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 /// Stops the throwaway cluster (fast shutdown) and removes its files.
-fn remove_cluster(cluster: &hookrelay::embedded::Cluster, dir: &std::path::Path) {
+fn remove_cluster(cluster: &hookrelay::db::embedded::Cluster, dir: &std::path::Path) {
     let pid_file = cluster.data_dir.join("postmaster.pid");
     let pid = std::fs::read_to_string(&pid_file)
         .ok()
@@ -275,8 +275,8 @@ fn main() {
     let (server_url, cluster) = match std::env::var("DATABASE_URL") {
         Ok(url) => (url, None),
         Err(_) => {
-            let cluster =
-                hookrelay::embedded::start_ephemeral(&dir).expect("start a throwaway PostgreSQL");
+            let cluster = hookrelay::db::embedded::start_ephemeral(&dir)
+                .expect("start a throwaway PostgreSQL");
             (cluster.url("postgres"), Some(cluster))
         }
     };

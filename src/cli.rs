@@ -10,19 +10,23 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::emit::{self, NewEvent};
+use crate::admin::migrate;
 use crate::config::setting as s;
 use crate::db;
-use crate::emit::{self, NewEvent};
-use crate::{demo, embedded, migrate};
+use crate::db::embedded;
 
 mod backfill;
+pub(crate) mod demo;
 mod endpoint;
 mod operate;
 mod protect;
 mod replay;
+pub(crate) mod report;
 mod rotate;
 mod run;
 mod schema;
+pub mod settings;
 mod show;
 mod track;
 mod verify;
@@ -127,7 +131,7 @@ pub enum Command {
     /// Send past events to one endpoint again, in event order (including ones it received).
     Replay(replay::ReplayArgs),
     /// Serve the operator console, a web page: health, deliveries, redelivery.
-    Console(crate::console::ConsoleArgs),
+    Console(crate::admin::console::ConsoleArgs),
     /// Backlog and per-endpoint health.
     Stats {
         /// Print JSON.
@@ -259,9 +263,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Backfill(args) => backfill::run(&cli, args).await,
         Command::Console(args) => {
             // Refused before a database is looked for: an exposed console never starts.
-            crate::console::check_exposure(args.addr, args.token.as_deref())?;
+            crate::admin::console::check_exposure(args.addr, args.token.as_deref())?;
             let url = Target::resolve(&cli).await?.url;
-            Ok(crate::console::run(&url, cli.connect_timeout, args, shutdown_token()).await?)
+            Ok(
+                crate::admin::console::run(&url, cli.connect_timeout, args, shutdown_token())
+                    .await?,
+            )
         }
         Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
         Command::Emit(args) => {
@@ -284,7 +291,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 actor: args.actor.clone(),
             };
             let id = emit::emit(&mut client, &event).await?;
-            println!("{}", crate::payload::event_id(&id));
+            println!("{}", crate::pipeline::payload::event_id(&id));
             Ok(())
         }
     }

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::guard::AllowList;
-use crate::retry::{human_duration, RetrySchedule};
-use crate::sweep::Retention;
+use crate::pipeline::guard::AllowList;
+use crate::pipeline::retry::{human_duration, RetrySchedule};
+use crate::pipeline::sweep::Retention;
 
 pub mod setting;
 

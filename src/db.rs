@@ -8,6 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Config;
 
 pub mod connect;
+pub mod embedded;
 pub mod pooler;
 pub mod problem;
 pub mod socket;
@@ -30,7 +31,7 @@ pub enum DbError {
          accepted the connection and then said nothing): check the host and port of the \
          database URL, or allow longer with --connect-timeout or the URL's \
          ?connect_timeout=SECONDS",
-        crate::retry::human_duration(*.0)
+        crate::pipeline::retry::human_duration(*.0)
     )]
     ConnectTimeout(Duration),
     #[error("{}", explain(.0))]

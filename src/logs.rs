@@ -165,7 +165,7 @@ mod tests {
     fn other_targets_follow_the_filter() {
         for target in [
             "hookrelay",
-            "hookrelay::worker",
+            "hookrelay::pipeline::worker",
             "reqwest::connect",
             "tokio_postgresql",
         ] {

@@ -8,7 +8,7 @@ use hookrelay::cli::{Cli, Command, LogFormat};
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The configuration file supplies defaults, so it is read before the flags are parsed.
-    if let Err(e) = hookrelay::settings::load_defaults(&args) {
+    if let Err(e) = hookrelay::cli::settings::load_defaults(&args) {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }

@@ -20,8 +20,8 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::claim::Job;
-use crate::deliver::Attempt;
+use crate::pipeline::claim::Job;
+use crate::pipeline::deliver::Attempt;
 
 /// Errors from setting up span export.
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +221,7 @@ impl Telemetry {
                     KeyValue::new("hookrelay.endpoint", job.target.name.clone()),
                     KeyValue::new(
                         "hookrelay.event_id",
-                        crate::payload::event_id(&job.event.id),
+                        crate::pipeline::payload::event_id(&job.event.id),
                     ),
                     KeyValue::new("hookrelay.event", job.event.event.clone()),
                     KeyValue::new("hookrelay.delivery_id", job.delivery_id),

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookrelay::claim::{Job, Target};
-use hookrelay::deliver::{Sender, SenderConfig};
-use hookrelay::payload::Event;
+use hookrelay::pipeline::claim::{Job, Target};
+use hookrelay::pipeline::deliver::{Sender, SenderConfig};
+use hookrelay::pipeline::payload::Event;
 use hookrelay::sign::Scheme;
 use serde_json::json;
 
@@ -199,7 +199,7 @@ pub async fn ceiling_client(url: String, requests: u64, concurrency: usize) -> f
         default_timeout: Duration::from_secs(10),
         excerpt_bytes: 4096,
         idle_per_host: concurrency,
-        allow: hookrelay::guard::AllowList::loopback(),
+        allow: hookrelay::pipeline::guard::AllowList::loopback(),
         max_payload_bytes: hookrelay::config::WorkerConfig::default().max_payload_bytes,
     })
     .unwrap();

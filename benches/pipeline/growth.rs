@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookrelay::claim::{self, Lease};
+use hookrelay::pipeline::claim::{self, Lease};
 
 use crate::{Bench, Figure};
 

@@ -60,7 +60,7 @@ async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
                     .await;
                 let object = json!({"id": i.to_string(), "total": "150.00", "status": "PAID"});
                 let id: uuid::Uuid = producer.query_one(&emit, &[&object]).await.unwrap().get(0);
-                committed.push((hookrelay::payload::event_id(&id), Instant::now()));
+                committed.push((hookrelay::pipeline::payload::event_id(&id), Instant::now()));
             }
             committed
         }));

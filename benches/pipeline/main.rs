@@ -18,7 +18,7 @@ mod sink;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hookrelay::embedded::{self, Durability};
+use hookrelay::db::embedded::{self, Durability};
 use serde_json::json;
 use tokio_postgres::{Client, NoTls};
 
@@ -84,7 +84,9 @@ impl Bench {
         let (base, _) = self.admin_url.rsplit_once('/').unwrap();
         let url = format!("{base}/{name}");
         let mut client = connect(&url).await;
-        hookrelay::migrate::migrate(&mut client).await.unwrap();
+        hookrelay::admin::migrate::migrate(&mut client)
+            .await
+            .unwrap();
         (url, client)
     }
 }

@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hookrelay::payload::{self, Event, Shaping};
+use hookrelay::pipeline::payload::{self, Event, Shaping};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

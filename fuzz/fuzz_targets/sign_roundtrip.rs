@@ -27,7 +27,7 @@ const SCHEMES: [Scheme; 3] = [Scheme::Hookrelay, Scheme::BodyHex, Scheme::Standa
 
 fuzz_target!(|d: Delivery| {
     let scheme = SCHEMES[usize::from(d.scheme) % SCHEMES.len()];
-    let id = hookrelay::payload::event_id(&uuid::Uuid::from_bytes(d.id));
+    let id = hookrelay::pipeline::payload::event_id(&uuid::Uuid::from_bytes(d.id));
     let timestamp = i64::from(d.timestamp);
     let message = Message {
         id: &id,

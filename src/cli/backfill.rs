@@ -5,7 +5,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use super::{Cli, Target};
-use crate::backfill::{self, Backfill};
+use crate::admin::backfill::{self, Backfill};
 
 /// `backfill` arguments.
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::{rotate, show, Cli, Target};
-use crate::endpoint::{self, NewEndpoint};
+use crate::admin::endpoint::{self, NewEndpoint};
 use crate::sign::Scheme;
 
 /// Endpoint commands.
@@ -241,11 +241,13 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
             prune,
             dry_run,
         } => {
-            let table = crate::settings::read(file)?;
-            crate::settings::settings_as_env(&table).with_context(|| file.display().to_string())?;
+            let table = crate::cli::settings::read(file)?;
+            crate::cli::settings::settings_as_env(&table)
+                .with_context(|| file.display().to_string())?;
             let text = std::fs::read_to_string(file)?;
-            let specs = crate::apply::parse(&text).with_context(|| file.display().to_string())?;
-            let changes = crate::apply::apply(&mut client, &specs, *prune, *dry_run).await?;
+            let specs =
+                crate::admin::apply::parse(&text).with_context(|| file.display().to_string())?;
+            let changes = crate::admin::apply::apply(&mut client, &specs, *prune, *dry_run).await?;
             for change in &changes {
                 println!("{change}");
             }

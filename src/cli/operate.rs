@@ -6,9 +6,9 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Cli, Command, Target};
-use crate::endpoint;
-use crate::operator::{self, DeliveryFilter};
-use crate::report;
+use crate::admin::endpoint;
+use crate::admin::operator::{self, DeliveryFilter};
+use crate::cli::report;
 
 /// `deliveries` filters.
 #[derive(Debug, Args)]
@@ -146,7 +146,7 @@ async fn redeliver(client: &tokio_postgres::Client, args: &RedeliverArgs) -> Res
     let which = args.endpoint.as_deref().unwrap_or("every endpoint");
     println!(
         "{n} dead deliveries of {which} from the last {} scheduled",
-        crate::retry::human_duration(args.since)
+        crate::pipeline::retry::human_duration(args.since)
     );
     Ok(())
 }

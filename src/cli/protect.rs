@@ -7,7 +7,7 @@ use clap::Args;
 use ipnet::IpNet;
 
 use crate::config::setting as s;
-use crate::guard::{self, AllowList};
+use crate::pipeline::guard::{self, AllowList};
 
 /// Protection settings.
 #[derive(Debug, Clone, Args)]

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::{Cli, Target};
+use crate::admin::operator::{self, Replay};
 use crate::config::setting as s;
-use crate::operator::{self, Replay};
 
 /// `replay` arguments.
 #[derive(Debug, Args)]

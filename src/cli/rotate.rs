@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use crate::endpoint;
+use crate::admin::endpoint;
 
 /// `endpoint rotate-secret` arguments.
 #[derive(Debug, Args)]
@@ -35,7 +35,7 @@ pub async fn run(client: &mut tokio_postgres::Client, args: &RotateArgs) -> Resu
             "the old secret ({fingerprint}) signs beside it until {} ({}): receivers may switch \
              until then",
             until.format("%Y-%m-%dT%H:%M:%SZ"),
-            crate::retry::human_duration(args.grace)
+            crate::pipeline::retry::human_duration(args.grace)
         ),
         None => println!("the old secret no longer signs (no grace period)"),
     }

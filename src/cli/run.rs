@@ -9,8 +9,8 @@ use super::{shutdown_token, Cli, Target};
 use crate::config::{setting as s, WorkerConfig};
 use crate::db::pooler::{self, Pooler};
 use crate::db::{self, Db};
-use crate::retry::RetrySchedule;
-use crate::worker::{self, Schema};
+use crate::pipeline::retry::RetrySchedule;
+use crate::pipeline::worker::{self, Schema};
 
 /// Worker settings.
 #[derive(Debug, Clone, Args)]
@@ -117,7 +117,7 @@ impl RunArgs {
                 .clone()
                 .unwrap_or_else(crate::config::default_worker_id),
             enabled: self.enabled,
-            retention: crate::sweep::Retention {
+            retention: crate::pipeline::sweep::Retention {
                 keep: self.retention,
                 keep_dead: self.dead_retention,
                 interval: self.retention_interval,
@@ -197,7 +197,10 @@ async fn pooler_mode(given: Pooler, config: &tokio_postgres::Config) -> Pooler {
             return mode;
         }
         Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {}", crate::retry::human_duration(limit)),
+        Err(_) => format!(
+            "no answer within {}",
+            crate::pipeline::retry::human_duration(limit)
+        ),
     };
     tracing::warn!(error = %error,
         "could not find out whether a connection pooler is in the way, so assuming none: behind \

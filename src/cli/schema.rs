@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Cli, Target};
-use crate::migrate;
+use crate::admin::migrate;
 
 /// `migrate` arguments.
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! How endpoints are printed: tables and detail views, with secrets and static header
 //! values shown only as fingerprints unless the operator asks for the secret.
 
-use crate::endpoint::EndpointInfo;
+use crate::admin::endpoint::EndpointInfo;
 
 fn or_all(list: &[String]) -> String {
     if list.is_empty() {
@@ -77,7 +77,7 @@ pub(super) fn print_endpoints(endpoints: &[EndpointInfo]) {
         "PREVIOUS SECRET",
         "HEADERS",
     ];
-    crate::report::print_table(&header, &rows);
+    crate::cli::report::print_table(&header, &rows);
 }
 
 pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {

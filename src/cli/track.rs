@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Cli, Target};
-use crate::track::{self, TrackRequest};
+use crate::admin::track::{self, TrackRequest};
 
 /// `track` arguments.
 #[derive(Debug, Args)]

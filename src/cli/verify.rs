@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::endpoint::parse_header;
+use crate::admin::endpoint::parse_header;
 use crate::sign::Scheme;
 use crate::verify::{Verifier, VerifyError};
 

@@ -92,7 +92,7 @@ settings! {
     POLL_INTERVAL = "poll_interval", "poll-interval", "HOOKRELAY_POLL_INTERVAL", Some("1s"), Duration;
     LEASE = "lease", "lease", "HOOKRELAY_LEASE", Some("60s"), Duration;
     RETRY_SCHEDULE = "retry_schedule", "retry-schedule", "HOOKRELAY_RETRY_SCHEDULE",
-        Some(crate::retry::DEFAULT_SCHEDULE), Durations;
+        Some(crate::pipeline::retry::DEFAULT_SCHEDULE), Durations;
     MAX_ATTEMPTS = "max_attempts", "max-attempts", "HOOKRELAY_MAX_ATTEMPTS", None, Count;
     REQUEST_TIMEOUT = "request_timeout", "request-timeout", "HOOKRELAY_REQUEST_TIMEOUT", Some("10s"), Duration;
     RESPONSE_EXCERPT_BYTES = "response_excerpt_bytes", "response-excerpt-bytes",

@@ -92,7 +92,7 @@ impl AsyncRead for Watched {
                              connection went silent: a network partition, a dropped flow or \
                              a stuck proxy); the connection is closed and the work retried on \
                              a new one",
-                            crate::retry::human_duration(limit)
+                            crate::pipeline::retry::human_duration(limit)
                         ),
                     )))
                 }

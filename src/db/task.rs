@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
 use super::{forget_idle_sessions, Alarm, Failure, Problem, Proof};
-use crate::retry::Backoff;
+use crate::pipeline::retry::Backoff;
 
 /// The first delay after a success: failures then wait 100 ms, 200 ms, … up to 30 s.
 const FIRST_DELAY: Duration = Duration::from_millis(100);

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use super::per_endpoint::{self, EndpointBacklog};
-use crate::operator::{Backlog, OperatorError};
+use crate::admin::operator::{Backlog, OperatorError};
 
 /// How long a scrape waits for the database, connecting included: well under Prometheus's
 /// default 10 s scrape timeout, so `/metrics` answers (with `hookrelay_database_up 0`) even when
@@ -73,7 +73,7 @@ impl Scraped {
 
 async fn read(pool: &Pool, per_endpoint: bool) -> Result<Latest, ReadError> {
     let client = pool.get().await?;
-    let backlog = crate::operator::backlog(&**client).await?;
+    let backlog = crate::admin::operator::backlog(&**client).await?;
     let endpoints = if per_endpoint {
         per_endpoint::read(&**client)
             .await

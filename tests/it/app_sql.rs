@@ -66,7 +66,7 @@ async fn the_printed_schema_installs_as_migrate_does_and_upgrades_on_top() {
         String::from_utf8_lossy(&out.stderr)
     );
     let again = stdout(&hookrelay(&printed, &["migrate"]));
-    let latest = hookrelay::migrate::latest_version();
+    let latest = hookrelay::admin::migrate::latest_version();
     assert_eq!(
         again.trim(),
         format!("schema hookrelay is up to date (version {latest})")
@@ -93,7 +93,7 @@ async fn the_printed_schema_installs_as_migrate_does_and_upgrades_on_top() {
 
     // An app that embedded an older hookrelay's SQL (everything before the newest migration),
     // then upgrades: with `hookrelay migrate`, or with the printed step.
-    let last = hookrelay::migrate::MIGRATIONS.last().unwrap().name;
+    let last = hookrelay::admin::migrate::MIGRATIONS.last().unwrap().name;
     let older = &full[..full.find(&format!("\n-- {last}\n")).unwrap()];
     for upgrade_with_cli in [true, false] {
         let db = TestDb::empty().await;

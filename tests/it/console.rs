@@ -35,10 +35,14 @@ impl Drop for Served {
 pub async fn serve(url: &str, token: Option<&str>) -> Served {
     let cancel = CancellationToken::new();
     let pool = hookrelay::db::pool(url, 2).expect("pool").pool;
-    let addr =
-        hookrelay::console::serve(pool, "127.0.0.1:0".parse().unwrap(), token, cancel.clone())
-            .await
-            .expect("the console starts");
+    let addr = hookrelay::admin::console::serve(
+        pool,
+        "127.0.0.1:0".parse().unwrap(),
+        token,
+        cancel.clone(),
+    )
+    .await
+    .expect("the console starts");
     Served { addr, cancel }
 }
 
@@ -134,7 +138,7 @@ pub async fn delivered_event(db: &TestDb, receiver: &Receiver) -> (String, i64) 
         .await
         .unwrap()
         .get(0);
-    (hookrelay::payload::event_id(&id), delivery)
+    (hookrelay::pipeline::payload::event_id(&id), delivery)
 }
 
 #[tokio::test]

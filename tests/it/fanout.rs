@@ -93,7 +93,7 @@ async fn a_paused_endpoint_keeps_its_deliveries_until_it_is_resumed() {
         .await;
     db.emit("order.paid", serde_json::json!({"id": "1"})).await;
     let mut config = db.config();
-    config.retry_schedule = hookrelay::retry::RetrySchedule::parse("1s").unwrap();
+    config.retry_schedule = hookrelay::pipeline::retry::RetrySchedule::parse("1s").unwrap();
     let worker = db.start_worker(config);
     receiver.wait_for(1, Duration::from_secs(10)).await;
     // Paused while its retry waits: the retry is parked, not sent.

@@ -185,7 +185,10 @@ async fn server_warnings_reach_the_user_at_the_default_level_once_with_their_hin
         warned[0].contains("hint: an administrator can run CREATE ROLE hookrelay_app"),
         "{err}"
     );
-    blocking(&cluster, |c| c.stop(hookrelay::embedded::Shutdown::Fast)).await;
+    blocking(&cluster, |c| {
+        c.stop(hookrelay::db::embedded::Shutdown::Fast)
+    })
+    .await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -264,8 +267,10 @@ async fn dead_deliveries_are_warned_in_the_log_by_endpoint_and_event_once_a_minu
     assert!(line.contains("endpoint=local-crm"), "{line}");
     // Whichever delivery died first is the one named, by its event's id.
     assert!(
-        ids.iter()
-            .any(|id| line.contains(&format!("event={}", hookrelay::payload::event_id(id)))),
+        ids.iter().any(|id| line.contains(&format!(
+            "event={}",
+            hookrelay::pipeline::payload::event_id(id)
+        ))),
         "{line}"
     );
     assert!(

@@ -119,7 +119,7 @@ async fn migrate_says_each_migration_once() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for m in hookrelay::migrate::MIGRATIONS {
+    for m in hookrelay::admin::migrate::MIGRATIONS {
         assert_eq!(all.matches(m.name).count(), 1, "{}: {all}", m.name);
     }
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no log lines");
@@ -128,7 +128,7 @@ async fn migrate_says_each_migration_once() {
         String::from_utf8_lossy(&again.stdout).trim(),
         format!(
             "schema hookrelay is up to date (version {})",
-            hookrelay::migrate::latest_version()
+            hookrelay::admin::migrate::latest_version()
         )
     );
 }

@@ -142,7 +142,11 @@ async fn backlog_figures_are_left_out_while_the_database_is_unreachable() {
     config.metrics_addr = Some(addr);
     let pool = hookrelay::db::pool(&proxy.url(&db.url), 4).unwrap();
     let token = CancellationToken::new();
-    let worker = tokio::spawn(hookrelay::worker::run(config, pool, token.clone()));
+    let worker = tokio::spawn(hookrelay::pipeline::worker::run(
+        config,
+        pool,
+        token.clone(),
+    ));
 
     let up = scrape_until(addr, |b| database_up(b) == Some(1.0)).await;
     assert_eq!(database_up(&up), Some(1.0), "{up}");

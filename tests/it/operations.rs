@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay::sweep::Retention;
+use hookrelay::pipeline::sweep::Retention;
 use serde_json::json;
 
 use crate::support::{free_addr, metric, socket_of, Proxy, Receiver, Reply, TestDb};
@@ -228,7 +228,7 @@ async fn retention_prunes_finished_history_and_keeps_the_rest() {
     db.emit("only.retrying", json!({})).await;
     let unmatched = db.emit("nobody.listens", json!({})).await;
     let mut config = db.config();
-    config.retry_schedule = hookrelay::retry::RetrySchedule::parse("1h").unwrap();
+    config.retry_schedule = hookrelay::pipeline::retry::RetrySchedule::parse("1h").unwrap();
     config.retention = Retention {
         keep: Duration::from_secs(1),
         keep_dead: Duration::from_secs(3600),
@@ -306,7 +306,11 @@ async fn metrics_change_after_deliveries_and_readiness_follows_the_database() {
     config.metrics_addr = Some(addr);
     let pool = hookrelay::db::pool(&proxy.url(&db.url), 4).unwrap();
     let token = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(hookrelay::worker::run(config, pool, token.clone()));
+    let worker = tokio::spawn(hookrelay::pipeline::worker::run(
+        config,
+        pool,
+        token.clone(),
+    ));
     let base = format!("http://{addr}");
 
     let mut ready = (0, String::new());

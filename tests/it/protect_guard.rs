@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay::guard::{parse_network, AllowList};
+use hookrelay::pipeline::guard::{parse_network, AllowList};
 use serde_json::json;
 
 use crate::support::{binary, Receiver, TestDb};

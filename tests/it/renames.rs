@@ -182,7 +182,7 @@ async fn migration_14_converts_tables_tracked_by_name() {
         )
         .await
         .unwrap();
-    let (before, after) = hookrelay::migrate::MIGRATIONS.split_at(13);
+    let (before, after) = hookrelay::admin::migrate::MIGRATIONS.split_at(13);
     for m in before {
         db.client.batch_execute(m.sql).await.unwrap();
     }

@@ -232,14 +232,18 @@ async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
     let metrics_addr = crate::support::free_addr();
     let mut config = db.config();
     config.metrics_addr = Some(metrics_addr);
-    config.retention = hookrelay::sweep::Retention {
+    config.retention = hookrelay::pipeline::sweep::Retention {
         keep: Duration::from_secs(1),
         keep_dead: Duration::from_secs(1),
         interval: Duration::from_millis(200),
     };
     let token = tokio_util::sync::CancellationToken::new();
     let pool = hookrelay::db::pool(&worker_login.url, 4).expect("pool");
-    let running = tokio::spawn(hookrelay::worker::run(config, pool, token.clone()));
+    let running = tokio::spawn(hookrelay::pipeline::worker::run(
+        config,
+        pool,
+        token.clone(),
+    ));
 
     // flaky: 500 then 200 (a retry); gone: 410 for both events, disabling it.
     let got = receiver.wait_for(3, Duration::from_secs(15)).await;

@@ -52,7 +52,7 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.schema_migrations")
             .await,
-        hookrelay::migrate::MIGRATIONS.len() as i64
+        hookrelay::admin::migrate::MIGRATIONS.len() as i64
     );
 }
 
@@ -169,7 +169,7 @@ async fn bad_events_and_endpoints_are_refused_with_a_clear_message() {
 /// `pg_dump`'s schema of `url`, with what changes between runs and versions left out: the
 /// version lines, the session settings and the random `\restrict` key.
 fn schema_dump(url: &str) -> String {
-    let pg_dump = hookrelay::embedded::bindir()
+    let pg_dump = hookrelay::db::embedded::bindir()
         .expect("PostgreSQL server binaries")
         .join("pg_dump");
     let out = Command::new(&pg_dump)

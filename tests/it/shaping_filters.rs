@@ -226,7 +226,7 @@ const SELECTIVE: &str = r#"$.object.total > 100 && $.account_id == "acme""#;
 /// Time to fan out `events` events to 10 endpoints, `filtered` of which have `filter`,
 /// claiming 100 at a time as the worker does; and the deliveries made.
 async fn fan_out_time(events: i64, filtered: usize, filter: &str) -> (Duration, i64) {
-    use hookrelay::claim::{self, Lease, Scan};
+    use hookrelay::pipeline::claim::{self, Lease, Scan};
     let db = TestDb::new().await;
     for i in 0..10 {
         let filter = (i < filtered).then_some(filter);

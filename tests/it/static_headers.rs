@@ -201,7 +201,7 @@ async fn endpoint_writes_refuse_unknown_schemes_and_bad_headers_with_the_reason(
 /// answer the same for every reserved name, in any case, and for names that are not reserved.
 #[tokio::test]
 async fn the_reserved_header_lists_in_rust_and_sql_agree() {
-    use hookrelay::deliver::{is_reserved_header, RESERVED_HEADERS, RESERVED_PREFIXES};
+    use hookrelay::pipeline::deliver::{is_reserved_header, RESERVED_HEADERS, RESERVED_PREFIXES};
     let db = TestDb::new().await;
     let definition: String = db
         .client

@@ -104,7 +104,7 @@ fn every_default_parses_as_its_kind() {
             Kind::Duration => duration(text).map(drop),
             Kind::Count => whole::<u64>(text).map(drop),
             Kind::Bool => text.parse::<bool>().map(drop).map_err(|e| e.to_string()),
-            Kind::Durations => crate::retry::RetrySchedule::parse(text)
+            Kind::Durations => crate::pipeline::retry::RetrySchedule::parse(text)
                 .map(drop)
                 .map_err(|e| e.to_string()),
             Kind::List => Err("a list setting has no default".into()),

@@ -216,7 +216,7 @@ async fn an_operator_finds_redelivers_and_toggles_in_headless_chromium() {
     // Search the delivery of the HTML event to crm by its event id, and open it.
     b.goto(&format!("{base}/deliveries")).await.unwrap();
     shot(&b, "deliveries").await;
-    let event_id = hookrelay::payload::event_id(&xss);
+    let event_id = hookrelay::pipeline::payload::event_id(&xss);
     let form = b.form(Locator::Css("form.search")).await.unwrap();
     form.set_by_name("event_id", &event_id).await.unwrap();
     form.set_by_name("endpoint", "crm").await.unwrap();

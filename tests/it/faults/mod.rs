@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hookrelay::embedded::{self, Cluster, Durability};
+use hookrelay::db::embedded::{self, Cluster, Durability};
 
 use crate::support::{binary, Request, TestDb, LOOPBACK};
 

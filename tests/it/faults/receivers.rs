@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay::config::WorkerConfig;
-use hookrelay::retry::RetrySchedule;
+use hookrelay::pipeline::retry::RetrySchedule;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

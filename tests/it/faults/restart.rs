@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookrelay::embedded::{Cluster, Shutdown};
-use hookrelay::migrate;
+use hookrelay::admin::migrate;
+use hookrelay::db::embedded::{Cluster, Shutdown};
 
 use super::{
     blocking, chaos, duplicates_only_after_expired_leases, own_cluster, receipts, wait_status,

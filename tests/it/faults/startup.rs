@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use hookrelay::embedded::{Cluster, Shutdown};
-use hookrelay::migrate;
+use hookrelay::admin::migrate;
+use hookrelay::db::embedded::{Cluster, Shutdown};
 
 use super::{blocking, own_cluster, wait_status, WorkerProcess};
 use crate::support::{connect, free_addr, Receiver, TestDb};

@@ -9,9 +9,9 @@
 use tokio_util::sync::CancellationToken;
 
 use super::{watchdog, WorkerError};
+use crate::admin::migrate::{self, MigrateError};
 use crate::db::task::Session;
 use crate::db::{self, Db, DbError, DbTask, Flow, Health, Problem, Proof, Step};
-use crate::migrate::{self, MigrateError};
 
 /// What the worker does with the schema before it starts.
 #[derive(Debug, Clone)]

@@ -1,9 +1,9 @@
 //! Human-readable output of the operator commands: tables and detail views. `--json` output
-//! is the serialized structures from [`operator`](crate::operator) instead.
+//! is the serialized structures from [`operator`](crate::admin::operator) instead.
 
 use chrono::{DateTime, Utc};
 
-use crate::operator::{Backlog, DeliveryDetail, DeliveryRow, Health};
+use crate::admin::operator::{Backlog, DeliveryDetail, DeliveryRow, Health};
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::Worker;
 
-const WORKER_IDLE: &str = include_str!("../../sql/queries/worker_idle.sql");
-const WORKER_BUSY: &str = include_str!("../../sql/queries/worker_busy.sql");
+const WORKER_IDLE: &str = include_str!("../../../sql/queries/worker_idle.sql");
+const WORKER_BUSY: &str = include_str!("../../../sql/queries/worker_busy.sql");
 
 impl Worker {
     /// In the same round trip as a claim: stops inserts from notifying us (`go_busy`).

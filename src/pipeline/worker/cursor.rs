@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::replan::Replan;
-use crate::claim::{self, Scan};
+use crate::pipeline::claim::{self, Scan};
 
 /// While a backlog drains, fan-out claims look from the start only every this many poll
 /// intervals.

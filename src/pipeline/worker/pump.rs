@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::pacer::{Next, Wake};
 use super::task::Task;
 use super::{Worker, WorkerError};
-use crate::claim::{self, Job, Lease, Scan};
+use crate::pipeline::claim::{self, Job, Lease, Scan};
 
 impl Worker {
     /// Claims and dispatches until nothing more is waiting or the queue is full.

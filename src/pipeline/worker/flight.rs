@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
-use crate::record::Held;
+use crate::pipeline::record::Held;
 
 /// A claimed delivery's attempt: `(delivery id, attempt)`.
 pub(super) type Claim = (i64, u32);

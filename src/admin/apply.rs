@@ -29,8 +29,8 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use crate::admin::endpoint;
 use crate::db::explain;
-use crate::endpoint;
 use crate::sign::{self, Scheme};
 
 /// Errors from applying endpoints.
@@ -135,7 +135,7 @@ impl std::fmt::Display for Change {
 /// Reads the `[[endpoints]]` of a TOML file (other keys are settings, checked elsewhere).
 pub fn parse(text: &str) -> Result<Vec<EndpointSpec>, ApplyError> {
     let file: File = toml::from_str(text)
-        .map_err(|e| ApplyError::File(crate::settings::toml_error(&e, text)))?;
+        .map_err(|e| ApplyError::File(crate::cli::settings::toml_error(&e, text)))?;
     let mut seen = BTreeMap::new();
     for spec in &file.endpoints {
         if let Some(first) = seen.insert(spec.name.to_lowercase(), spec.name.clone()) {

@@ -20,14 +20,16 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::endpoint::{self, NewEndpoint};
+use crate::admin::migrate;
 use crate::config::WorkerConfig;
+use crate::db::embedded;
 use crate::db::{self, explain};
-use crate::endpoint::{self, NewEndpoint};
-use crate::guard::AllowList;
-use crate::retry::RetrySchedule;
+use crate::pipeline::guard::AllowList;
+use crate::pipeline::retry::RetrySchedule;
+use crate::pipeline::worker;
 use crate::sign::Scheme;
 use crate::verify::Verifier;
-use crate::{embedded, migrate, worker};
 
 const DATABASE: &str = "hookrelay_demo";
 
@@ -51,9 +53,9 @@ pub enum DemoError {
     #[error("the deliveries did not all arrive within 60 s; see `hookrelay deliveries`")]
     Timeout,
     #[error(transparent)]
-    Track(#[from] crate::track::TrackError),
+    Track(#[from] crate::admin::track::TrackError),
     #[error(transparent)]
-    Console(#[from] crate::console::ConsoleError),
+    Console(#[from] crate::admin::console::ConsoleError),
 }
 
 /// One request as the demo receiver saw it.
@@ -372,7 +374,7 @@ pub async fn run(
     println!("      demo database: {url}");
     if let Some(addr) = console {
         let pool = db::pool(&url, 2)?.pool;
-        let bound = crate::console::serve(pool, addr, None, token.clone()).await?;
+        let bound = crate::admin::console::serve(pool, addr, None, token.clone()).await?;
         println!("      operator console: http://{bound}/ (open it in a browser and watch)");
     }
 

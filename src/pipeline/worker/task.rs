@@ -9,11 +9,11 @@ use tokio::time::Instant;
 
 use super::alerts::Alerts;
 use super::flight::TaskEnd;
-use crate::claim::Job;
-use crate::deliver::{Attempt, AttemptError, ErrorCode, Sender};
 use crate::metrics::Metrics;
-use crate::record::Finished;
-use crate::retry::{self, Outcome, RetrySchedule};
+use crate::pipeline::claim::Job;
+use crate::pipeline::deliver::{Attempt, AttemptError, ErrorCode, Sender};
+use crate::pipeline::record::Finished;
+use crate::pipeline::retry::{self, Outcome, RetrySchedule};
 
 /// One delivery attempt, run as its own task.
 pub(super) struct Task {

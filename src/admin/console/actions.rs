@@ -14,9 +14,9 @@ use tokio_postgres::error::SqlState;
 
 use super::layout::{self, Outcome, PageError};
 use super::{deliveries, delivery, endpoints, Console};
+use crate::admin::endpoint::{self, EndpointError};
+use crate::admin::operator::{self, OperatorError};
 use crate::db::explain;
-use crate::endpoint::{self, EndpointError};
-use crate::operator::{self, OperatorError};
 
 /// What the console's forms send.
 #[derive(Debug, Deserialize)]

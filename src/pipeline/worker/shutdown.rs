@@ -8,9 +8,9 @@ use tokio::time::Instant;
 use super::flight::{Ended, TaskEnd};
 use super::{Summary, Worker, WorkerError};
 
-const WORKER_UNREGISTER: &str = include_str!("../../sql/queries/worker_unregister.sql");
+const WORKER_UNREGISTER: &str = include_str!("../../../sql/queries/worker_unregister.sql");
 use crate::db::pooler;
-use crate::record;
+use crate::pipeline::record;
 
 /// How long a stopping worker waits for the database to take back its leases and its row.
 const COURTESY: Duration = Duration::from_secs(3);

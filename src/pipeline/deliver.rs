@@ -4,7 +4,7 @@
 //! answer (`http_status`, redirects included, since they are never followed; `gone` for
 //! `410 Gone`), a `timeout` (covering name resolution, connect, headers and body), a `connect`
 //! failure, or another `network` error. Some attempts are refused before anything is sent: a
-//! receiver on a non-public address (`blocked_address`, see [`guard`](crate::guard)) or a body
+//! receiver on a non-public address (`blocked_address`, see [`guard`](crate::pipeline::guard)) or a body
 //! above the size limit (`payload_too_large`).
 //!
 //! Only `http` and `https` are spoken, TLS certificates are always verified (nothing here
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
-use crate::claim::Job;
-use crate::guard::{AllowList, Blocked, GuardedResolver};
-use crate::payload;
-use crate::retry::human_duration;
+use crate::pipeline::claim::Job;
+use crate::pipeline::guard::{AllowList, Blocked, GuardedResolver};
+use crate::pipeline::payload;
+use crate::pipeline::retry::human_duration;
 use crate::sign;
 use crate::trace::Telemetry;
 

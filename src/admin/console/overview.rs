@@ -8,9 +8,9 @@ use serde::Deserialize;
 use super::chart::{self, Minute};
 use super::layout::{self, age, Nav, PageError, PageResult};
 use super::Console;
-use crate::operator::{self, Health};
+use crate::admin::operator::{self, Health};
 
-const PER_MINUTE: &str = include_str!("../../sql/queries/console/per_minute.sql");
+const PER_MINUTE: &str = include_str!("../../../sql/queries/console/per_minute.sql");
 
 /// The hours the chart covers by default, and at most (endpoint_stats keeps two days).
 const DEFAULT_HOURS: i32 = 3;

@@ -61,7 +61,7 @@ pub fn check_header(name: &str, value: &str) -> Result<(), EndpointError> {
              'Authorization: Bearer …' (it is not repeated here, as it may hold a secret)"
         ));
     }
-    if crate::deliver::is_reserved_header(name) {
+    if crate::pipeline::deliver::is_reserved_header(name) {
         return invalid(format!(
             "header {name:?} is set by hookrelay itself and cannot be replaced: Content-Type, \
              User-Agent, Host, Content-Length, traceparent, tracestate, X-Webhook-* and \
@@ -144,17 +144,17 @@ pub fn check_secret(scheme: Scheme, secret: &str, generate: &str) -> Result<(), 
 }
 
 /// Checks event and model filters: event names as events are named
-/// ([`crate::emit::event_name_problem`]); model names non-empty, at most 200 characters,
+/// ([`crate::admin::emit::event_name_problem`]); model names non-empty, at most 200 characters,
 /// without spaces or invisible characters (Unicode Cc, Cf, Zs, Zl, Zp), as the database does.
 pub fn check_filters(events: &[String], models: &[String]) -> Result<(), EndpointError> {
     use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     if let Some(problem) = events
         .iter()
-        .find_map(|e| crate::emit::event_name_problem(e))
+        .find_map(|e| crate::admin::emit::event_name_problem(e))
     {
         return Err(EndpointError::Invalid(format!(
             "event filter: {problem}: name events with 1 to 200 of {}",
-            crate::emit::EVENT_NAME_CHARS
+            crate::admin::emit::EVENT_NAME_CHARS
         )));
     }
     let invisible = |c: &char| {
@@ -174,7 +174,7 @@ pub fn check_filters(events: &[String], models: &[String]) -> Result<(), Endpoin
             return Err(EndpointError::Invalid(format!(
                 "model filter: the model name {model:?} has {}: model names such as \
                  store.Order have no spaces or invisible characters",
-                crate::emit::shown_char(c)
+                crate::admin::emit::shown_char(c)
             )));
         }
     }

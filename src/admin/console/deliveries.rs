@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::layout::{self, Nav, PageError, PageResult};
 use super::Console;
 
-const SEARCH: &str = include_str!("../../sql/queries/console/deliveries.sql");
+const SEARCH: &str = include_str!("../../../sql/queries/console/deliveries.sql");
 
 /// Rows per page.
 pub const PAGE: i64 = 50;
@@ -269,7 +269,7 @@ fn table(rows: &[Row]) -> Markup {
                         td { (layout::time(&r.created_at)) }
                         td { a href=(format!("/endpoints/{}", r.endpoint)) { (r.endpoint) } }
                         td { (r.event) }
-                        td.mono { (crate::payload::event_id(&r.event_id)) }
+                        td.mono { (crate::pipeline::payload::event_id(&r.event_id)) }
                         td { span class=(format!("state {}", r.state)) { (r.state) } }
                         td.num { (r.attempts) }
                         td.num { (r.last_status.map_or("–".into(), |s| s.to_string())) }

@@ -10,10 +10,10 @@ use maud::{html, Markup};
 use super::chart::{self, Minute};
 use super::layout::{self, age, percent, Nav, Outcome, PageResult};
 use super::Console;
-use crate::endpoint::{self, EndpointInfo};
-use crate::operator::{self, Health};
+use crate::admin::endpoint::{self, EndpointInfo};
+use crate::admin::operator::{self, Health};
 
-const SPARKLINES: &str = include_str!("../../sql/queries/console/sparklines.sql");
+const SPARKLINES: &str = include_str!("../../../sql/queries/console/sparklines.sql");
 
 /// Minutes a sparkline covers.
 const SPARK_MINUTES: i32 = 60;

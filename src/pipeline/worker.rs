@@ -2,11 +2,11 @@
 //!
 //! The loop reads as the pipeline: **wait** for something to happen (a notification, the poll
 //! deadline or the earliest retry, a request ending, a batch of results recorded), which the
-//! [`Pacer`](pacer::Pacer) turns into a reason to claim or not; **claim** new events and due
+//! `Pacer` turns into a reason to claim or not; **claim** new events and due
 //! deliveries (one round trip, the two statements pipelined, resumed where the
-//! [`ClaimCursor`](cursor::ClaimCursor) says) and keep claiming while claims come back full;
-//! **dispatch** each claimed delivery to a request task in the [`InFlight`](flight::InFlight)
-//! set; the tasks hand their results to the [`record`](crate::record) stage, which writes them
+//! `ClaimCursor` says) and keep claiming while claims come back full;
+//! **dispatch** each claimed delivery to a request task in the `InFlight`
+//! set; the tasks hand their results to the `record` stage, which writes them
 //! in batches. Nothing here decides from the metrics: they only count.
 //!
 //! At most `concurrency` requests send at once (a semaphore) while as many wait for a slot.
@@ -45,19 +45,19 @@ use crate::config::WorkerConfig;
 use crate::db::pooler::{self, Param};
 use crate::db::task::{Heartbeat, Session};
 use crate::db::{Db, DbError, DbTask, Flow, Health, Proof, Step};
-use crate::deliver::{Sender, SenderConfig};
-use crate::listen::{self, Listener};
 use crate::metrics::{Metrics, Probe};
-use crate::policy::{self, AutoDisable};
-use crate::record::{self, Finished};
-use crate::sweep;
+use crate::pipeline::deliver::{Sender, SenderConfig};
+use crate::pipeline::listen::{self, Listener};
+use crate::pipeline::policy::{self, AutoDisable};
+use crate::pipeline::record::{self, Finished};
+use crate::pipeline::sweep;
 use crate::trace::Telemetry;
 use cursor::ClaimCursor;
 use flight::{Ended, InFlight, TaskEnd};
 use pacer::{Event, Pacer, Wake};
 use sd_notify::NotifyState;
 
-const WORKER_REGISTER: &str = include_str!("../sql/queries/worker_register.sql");
+const WORKER_REGISTER: &str = include_str!("../../sql/queries/worker_register.sql");
 
 /// Errors that stop the worker.
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +67,11 @@ pub enum WorkerError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Http(#[from] crate::deliver::DeliverError),
+    Http(#[from] crate::pipeline::deliver::DeliverError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Schema(#[from] crate::migrate::MigrateError),
+    Schema(#[from] crate::admin::migrate::MigrateError),
     #[error("cannot serve metrics on {addr}: {source}; choose another --metrics-addr")]
     MetricsAddr {
         addr: std::net::SocketAddr,
@@ -165,7 +165,7 @@ fn announce_networks(config: &WorkerConfig) {
     }
     let listed: Vec<String> = networks.iter().map(ToString::to_string).collect();
     let networks_text = listed.join(",");
-    if crate::guard::check_breadth(networks, false).is_err() {
+    if crate::pipeline::guard::check_breadth(networks, false).is_err() {
         tracing::warn!(networks = %networks_text, "the address guard is off for networks this \
             wide (--allow-any-network): receivers may be on internal services of this host and \
             its network");

@@ -1,8 +1,8 @@
 //! `hookrelay console`: the operator console, a web page served by the binary.
 //!
 //! Pages (modules `overview`, `endpoints`, `deliveries`, `delivery`) read through the same
-//! views and functions as the CLI; `actions` are POSTs that call [`crate::operator`] and
-//! [`crate::endpoint`]. The console connects with its own database URL: the read-only
+//! views and functions as the CLI; `actions` are POSTs that call `operator` and
+//! `endpoint`. The console connects with its own database URL: the read-only
 //! `hookrelay_operator` role may look and redeliver, and what a role may not do comes back
 //! as the database's own permission error, in words.
 //!
@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::migrate::{self, MigrateError};
 use crate::db::{self, DbError};
-use crate::migrate::{self, MigrateError};
 
 mod actions;
 mod chart;

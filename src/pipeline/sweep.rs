@@ -20,8 +20,8 @@ use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Retry, Step};
 use crate::metrics::{Kind, Metrics};
 
-const PRUNE_EVENTS: &str = include_str!("../sql/queries/prune_events.sql");
-const PRUNE_STATS: &str = include_str!("../sql/queries/prune_stats.sql");
+const PRUNE_EVENTS: &str = include_str!("../../sql/queries/prune_events.sql");
+const PRUNE_STATS: &str = include_str!("../../sql/queries/prune_stats.sql");
 
 /// Events examined per statement.
 const WINDOW: i64 = 1000;

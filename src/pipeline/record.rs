@@ -24,13 +24,13 @@ use tokio::task::JoinHandle;
 
 use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Proof, Step};
-use crate::deliver::{Attempt, ErrorCode};
-use crate::retry::Outcome;
+use crate::pipeline::deliver::{Attempt, ErrorCode};
+use crate::pipeline::retry::Outcome;
 
-const RECORD_RESULTS: &str = include_str!("../sql/queries/record_results.sql");
-const RELEASE_LEASES: &str = include_str!("../sql/queries/release_leases.sql");
-const RELEASE_ORPHANS: &str = include_str!("../sql/queries/release_orphans.sql");
-const ENDPOINT_GONE: &str = include_str!("../sql/queries/endpoint_gone.sql");
+const RECORD_RESULTS: &str = include_str!("../../sql/queries/record_results.sql");
+const RELEASE_LEASES: &str = include_str!("../../sql/queries/release_leases.sql");
+const RELEASE_ORPHANS: &str = include_str!("../../sql/queries/release_orphans.sql");
+const ENDPOINT_GONE: &str = include_str!("../../sql/queries/endpoint_gone.sql");
 
 /// Most results written by one statement.
 pub const MAX_BATCH: usize = 512;

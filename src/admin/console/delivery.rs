@@ -1,4 +1,4 @@
-//! One delivery: the payload as its receiver got it (built by [`crate::payload`] with that
+//! One delivery: the payload as its receiver got it (built by [`crate::pipeline::payload`] with that
 //! endpoint's shaping, the same code the worker signs and sends), and every attempt with its
 //! status, duration, error and response excerpt.
 
@@ -7,10 +7,10 @@ use maud::{html, Markup};
 
 use super::layout::{self, Nav, Outcome, PageError, PageResult};
 use super::Console;
-use crate::operator::{self, AttemptRow, DeliveryDetail};
-use crate::payload::{self, Event, NumberFormat, Shaping};
+use crate::admin::operator::{self, AttemptRow, DeliveryDetail};
+use crate::pipeline::payload::{self, Event, NumberFormat, Shaping};
 
-const DELIVERY_EVENT: &str = include_str!("../../sql/queries/console/delivery_event.sql");
+const DELIVERY_EVENT: &str = include_str!("../../../sql/queries/console/delivery_event.sql");
 
 /// The body the endpoint got for delivery `id`; `None` when the event is gone.
 async fn payload_of(client: &tokio_postgres::Client, id: i64) -> Result<Option<String>, PageError> {

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::claim::Job;
-use crate::deliver::{Attempt, ErrorCode};
-use crate::payload::event_id;
+use crate::pipeline::claim::Job;
+use crate::pipeline::deliver::{Attempt, ErrorCode};
+use crate::pipeline::payload::event_id;
 
 /// At most one line per endpoint in this period (after its first).
 const PERIOD: Duration = Duration::from_secs(60);

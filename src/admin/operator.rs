@@ -126,7 +126,7 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow, tokio_postgres::Error> {
         id: row.try_get("id")?,
         endpoint: row.try_get("endpoint")?,
         event: row.try_get("event")?,
-        event_id: crate::payload::event_id(&event_id),
+        event_id: crate::pipeline::payload::event_id(&event_id),
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
         last_status: row.try_get("last_status")?,

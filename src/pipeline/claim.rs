@@ -20,19 +20,19 @@ use tokio_postgres::Row;
 
 use uuid::Uuid;
 
-use crate::payload::{Event, NumberFormat, Shaping};
+use crate::pipeline::payload::{Event, NumberFormat, Shaping};
 use crate::sign::{self, Scheme};
 use crate::trace::{EventTrace, TraceHeaders};
 
 /// The columns [`job_from_row`] reads, written once for both claims.
-const JOB_COLUMNS: &str = include_str!("../sql/queries/job_columns.sql");
+const JOB_COLUMNS: &str = include_str!("../../sql/queries/job_columns.sql");
 /// Where a claim's final SELECT takes [`JOB_COLUMNS`].
 const JOB_COLUMNS_AT: &str = "-- @job_columns\n";
 
 static CLAIM_NEW: LazyLock<String> =
-    LazyLock::new(|| with_job_columns(include_str!("../sql/queries/claim_new.sql")));
+    LazyLock::new(|| with_job_columns(include_str!("../../sql/queries/claim_new.sql")));
 static CLAIM_DUE: LazyLock<String> =
-    LazyLock::new(|| with_job_columns(include_str!("../sql/queries/claim_due.sql")));
+    LazyLock::new(|| with_job_columns(include_str!("../../sql/queries/claim_due.sql")));
 
 /// A claim query with the job's columns in place of its `-- @job_columns` line.
 fn with_job_columns(query: &str) -> String {

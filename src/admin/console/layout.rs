@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
+use crate::admin::endpoint::EndpointError;
+use crate::admin::operator::OperatorError;
 use crate::db::explain;
-use crate::endpoint::EndpointError;
-use crate::operator::OperatorError;
 
 const CSS: &str = include_str!("assets/console.css");
 
