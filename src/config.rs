@@ -9,13 +9,15 @@ use crate::pipeline::retry::{human_duration, RetrySchedule};
 use crate::pipeline::sweep::Retention;
 
 pub mod setting;
+use setting::{self as s, Setting, Value};
 
 /// Errors in worker settings.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    #[error("--{name} must be between {min} and {max} (got {value})")]
+    #[error("--{flag}{unit} must be between {min} and {max} (got {value})")]
     OutOfRange {
-        name: &'static str,
+        flag: &'static str,
+        unit: &'static str,
         value: u64,
         min: u64,
         max: u64,
@@ -118,82 +120,42 @@ pub fn default_worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), hex::encode(tag))
 }
 
-fn range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::OutOfRange {
-            name,
+/// Checks `value` against the range in `setting`'s definition.
+fn range(setting: &Setting, value: Value) -> Result<(), ConfigError> {
+    match setting.outside(value) {
+        None => Ok(()),
+        Some((value, min, max, unit)) => Err(ConfigError::OutOfRange {
+            flag: setting.flag,
+            unit,
             value,
             min,
             max,
-        })
+        }),
     }
 }
 
 impl WorkerConfig {
     /// Checks ranges and that the lease outlasts a request.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        range("concurrency", self.concurrency as u64, 1, 10_000)?;
-        range("batch-size", self.batch_size as u64, 1, 10_000)?;
-        range(
-            "poll-interval (ms)",
-            self.poll_interval.as_millis() as u64,
-            10,
-            3_600_000,
-        )?;
-        range(
-            "request-timeout (ms)",
-            self.request_timeout.as_millis() as u64,
-            100,
-            300_000,
-        )?;
-        range(
-            "lease (ms)",
-            self.lease.as_millis() as u64,
-            1_000,
-            86_400_000,
-        )?;
-        range(
-            "response-excerpt-bytes",
-            self.excerpt_bytes as u64,
-            0,
-            1 << 20,
-        )?;
+        let count = |n: usize| Value::Count(n as u64);
+        range(&s::CONCURRENCY, count(self.concurrency))?;
+        range(&s::BATCH_SIZE, count(self.batch_size))?;
+        range(&s::POLL_INTERVAL, Value::Duration(self.poll_interval))?;
+        range(&s::REQUEST_TIMEOUT, Value::Duration(self.request_timeout))?;
+        range(&s::LEASE, Value::Duration(self.lease))?;
+        range(&s::RESPONSE_EXCERPT_BYTES, count(self.excerpt_bytes))?;
         if let Some(n) = self.max_attempts {
-            range("max-attempts", n as u64, 1, 100)?;
+            range(&s::MAX_ATTEMPTS, Value::Count(n.into()))?;
         }
-        range(
-            "retention (s)",
-            self.retention.keep.as_secs(),
-            1,
-            10 * 365 * 86400,
-        )?;
-        range(
-            "dead-retention (s)",
-            self.retention.keep_dead.as_secs(),
-            1,
-            10 * 365 * 86400,
-        )?;
-        range(
-            "max-payload-bytes",
-            self.max_payload_bytes as u64,
-            1024,
-            64 << 20,
-        )?;
+        range(&s::RETENTION, Value::Duration(self.retention.keep))?;
+        range(&s::DEAD_RETENTION, Value::Duration(self.retention.keep_dead))?;
+        range(&s::MAX_PAYLOAD_BYTES, count(self.max_payload_bytes))?;
         if !self.disable_after.is_zero() {
-            range(
-                "disable-after (s)",
-                self.disable_after.as_secs(),
-                1,
-                365 * 86400,
-            )?;
+            range(&s::DISABLE_AFTER, Value::Duration(self.disable_after))?;
         }
         range(
-            "disable-after-failures",
-            self.disable_after_failures as u64,
-            1,
-            1_000_000,
+            &s::DISABLE_AFTER_FAILURES,
+            Value::Count(self.disable_after_failures.into()),
         )?;
         if self.lease < self.request_timeout * 2 {
             return Err(ConfigError::LeaseTooShort {

@@ -348,28 +348,7 @@ pub async fn run(
     token: CancellationToken,
 ) -> Result<(), DemoError> {
     println!("hookrelay demo: from a committed row to a signed webhook\n");
-    let mut stop = None;
-    let admin_url = match database {
-        DemoDatabase::Server(url) => {
-            println!("[1/6] PostgreSQL: the server given");
-            url
-        }
-        DemoDatabase::Embedded(dir) => {
-            println!(
-                "[1/6] PostgreSQL: starting the embedded cluster in {} (the first run initialises it, a few seconds)…",
-                dir.display()
-            );
-            let cluster = tokio::task::spawn_blocking(move || embedded::start_persistent(&dir))
-                .await
-                .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
-            println!(
-                "      running; stop it later with: {}",
-                cluster.stop_command()
-            );
-            stop = Some(cluster.stop_command());
-            cluster.url("postgres")
-        }
-    };
+    let (admin_url, stop) = open_cluster(database).await?;
     let (mut client, url) = fresh_database(&admin_url).await?;
     println!("      demo database: {url}");
     if let Some(addr) = console {
@@ -400,57 +379,18 @@ pub async fn run(
 
     println!("[5/6] Deliveries as the receiver got them (crm fails the first update once, to show a retry):");
     let worker_token = token.child_token();
-    // The demo's receiver is on this machine: loopback is opened for it explicitly, as
-    // `hookrelay run --allow-network 127.0.0.0/8` would; `run` refuses it by default.
-    let config = WorkerConfig {
-        allow_networks: AllowList::loopback(),
-        retry_schedule: RetrySchedule::parse("1s,2s,4s").expect("a valid schedule"),
-        shutdown_timeout: Duration::from_secs(5),
-        // The demo serves no metrics: it may run beside a worker that does.
-        metrics_addr: None,
-        ..WorkerConfig::default()
-    };
     let worker = tokio::spawn(worker::run(
-        config,
+        demo_worker_config(),
         db::pool(&url, 4)?,
         worker_token.clone(),
     ));
-    let mut seen = 0;
-    let mut shown = HashSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while seen < EXPECTED {
-        tokio::select! {
-            got = rx.recv() => match got {
-                Some(r) => {
-                    // Show one body per endpoint: the update, with changes and shaping applied.
-                    let show = r.event == "updated" && shown.insert(r.endpoint.clone());
-                    print_received(&r, show);
-                    seen += 1;
-                }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = token.cancelled() => break,
-        }
-    }
+    let seen = watch_tour(&mut rx, &token).await;
     // Let the last results be recorded before reading them back.
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("[6/6] hookrelay.deliveries:");
     print_summary(&client, &url).await?;
     if seen >= EXPECTED && !once && !token.is_cancelled() {
-        println!(
-            "\nThe worker and receiver keep running: write to shop.orders with psql and watch the\n\
-             deliveries arrive here. Ctrl-C to stop."
-        );
-        loop {
-            tokio::select! {
-                got = rx.recv() => match got {
-                    Some(r) => print_received(&r, false),
-                    None => break,
-                },
-                _ = token.cancelled() => break,
-            }
-        }
+        keep_watching(&mut rx, &token).await;
     }
     worker_token.cancel();
     worker
@@ -466,4 +406,83 @@ pub async fn run(
         return Err(DemoError::Timeout);
     }
     Ok(())
+}
+
+/// Step 1: the server given, or the embedded cluster started; returns its admin URL and, for
+/// the embedded one, the command that stops it.
+async fn open_cluster(database: DemoDatabase) -> Result<(String, Option<String>), DemoError> {
+    match database {
+        DemoDatabase::Server(url) => {
+            println!("[1/6] PostgreSQL: the server given");
+            Ok((url, None))
+        }
+        DemoDatabase::Embedded(dir) => {
+            println!(
+                "[1/6] PostgreSQL: starting the embedded cluster in {} (the first run initialises it, a few seconds)…",
+                dir.display()
+            );
+            let cluster = tokio::task::spawn_blocking(move || embedded::start_persistent(&dir))
+                .await
+                .map_err(|e| DemoError::Receiver(std::io::Error::other(e)))??;
+            println!(
+                "      running; stop it later with: {}",
+                cluster.stop_command()
+            );
+            Ok((cluster.url("postgres"), Some(cluster.stop_command())))
+        }
+    }
+}
+
+/// The demo's worker: every default but a short retry schedule and shutdown, and loopback
+/// opened for its receiver, as `hookrelay run --allow-network 127.0.0.0/8` would (`run`
+/// refuses it by default).
+fn demo_worker_config() -> WorkerConfig {
+    WorkerConfig {
+        allow_networks: AllowList::loopback(),
+        retry_schedule: RetrySchedule::parse("1s,2s,4s").expect("a valid schedule"),
+        shutdown_timeout: Duration::from_secs(5),
+        // The demo serves no metrics: it may run beside a worker that does.
+        metrics_addr: None,
+        ..WorkerConfig::default()
+    }
+}
+
+/// Prints the tour's deliveries as they arrive (one body per endpoint: the update, with
+/// changes and shaping applied); returns how many arrived within a minute.
+async fn watch_tour(rx: &mut mpsc::UnboundedReceiver<Received>, token: &CancellationToken) -> usize {
+    let mut seen = 0;
+    let mut shown = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen < EXPECTED {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(r) => {
+                    let show = r.event == "updated" && shown.insert(r.endpoint.clone());
+                    print_received(&r, show);
+                    seen += 1;
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = token.cancelled() => break,
+        }
+    }
+    seen
+}
+
+/// After the tour: keeps printing what arrives until Ctrl-C.
+async fn keep_watching(rx: &mut mpsc::UnboundedReceiver<Received>, token: &CancellationToken) {
+    println!(
+        "\nThe worker and receiver keep running: write to shop.orders with psql and watch the\n\
+         deliveries arrive here. Ctrl-C to stop."
+    );
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(r) => print_received(&r, false),
+                None => break,
+            },
+            _ = token.cancelled() => break,
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //! with the same parser the command line uses — so the three cannot drift apart. Help text
 //! lives once too: in the doc comment on the command-line field, the only place it is shown.
 //!
-//! Ranges and the checks between settings are [`WorkerConfig::validate`](super::WorkerConfig).
+//! Each setting's range is part of its definition too ([`Bounds`]);
+//! [`WorkerConfig::validate`](super::WorkerConfig) applies them and the checks between settings.
 
 use std::net::{AddrParseError, SocketAddr};
 use std::time::Duration;
@@ -27,6 +28,19 @@ pub enum Kind {
     List,
 }
 
+/// The values a setting accepts, in the unit its range is stated in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounds {
+    /// No range beyond what its parser accepts.
+    Any,
+    /// A whole number from the first to the second.
+    Count(u64, u64),
+    /// A duration, in milliseconds.
+    Millis(u64, u64),
+    /// A duration, in seconds.
+    Secs(u64, u64),
+}
+
 /// One setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
@@ -40,6 +54,8 @@ pub struct Setting {
     pub default: Option<&'static str>,
     /// How its value is written in the configuration file.
     pub kind: Kind,
+    /// The values it accepts.
+    pub bounds: Bounds,
 }
 
 impl Setting {
@@ -64,7 +80,8 @@ impl Setting {
 }
 
 macro_rules! settings {
-    ($($name:ident = $key:literal, $flag:literal, $env:literal, $default:expr, $kind:ident;)*) => {
+    ($($name:ident = $key:literal, $flag:literal, $env:literal, $default:expr, $kind:ident
+        $(, $bounds:ident($min:expr, $max:expr))?;)*) => {
         $(
             #[doc = concat!("`--", $flag, "`, `", $env, "`, `", $key, "` in the file.")]
             pub const $name: Setting = Setting {
@@ -73,11 +90,14 @@ macro_rules! settings {
                 env: $env,
                 default: $default,
                 kind: Kind::$kind,
+                bounds: settings!(@bounds $($bounds($min, $max))?),
             };
         )*
         /// Every setting, in the order the configuration file's error messages list them.
         pub const ALL: &[Setting] = &[$($name),*];
     };
+    (@bounds) => { Bounds::Any };
+    (@bounds $bounds:ident($min:expr, $max:expr)) => { Bounds::$bounds($min, $max) };
 }
 
 settings! {
@@ -87,24 +107,33 @@ settings! {
     LOG = "log", "log", "HOOKRELAY_LOG", Some("info"), Text;
     LOG_FORMAT = "log_format", "log-format", "HOOKRELAY_LOG_FORMAT", Some("text"), Text;
     ENABLED = "enabled", "enabled", "HOOKRELAY_ENABLED", Some("true"), Bool;
-    CONCURRENCY = "concurrency", "concurrency", "HOOKRELAY_CONCURRENCY", Some("64"), Count;
-    BATCH_SIZE = "batch_size", "batch-size", "HOOKRELAY_BATCH_SIZE", Some("100"), Count;
-    POLL_INTERVAL = "poll_interval", "poll-interval", "HOOKRELAY_POLL_INTERVAL", Some("1s"), Duration;
-    LEASE = "lease", "lease", "HOOKRELAY_LEASE", Some("60s"), Duration;
+    CONCURRENCY = "concurrency", "concurrency", "HOOKRELAY_CONCURRENCY", Some("64"), Count,
+        Count(1, 10_000);
+    BATCH_SIZE = "batch_size", "batch-size", "HOOKRELAY_BATCH_SIZE", Some("100"), Count,
+        Count(1, 10_000);
+    POLL_INTERVAL = "poll_interval", "poll-interval", "HOOKRELAY_POLL_INTERVAL", Some("1s"), Duration,
+        Millis(10, 3_600_000);
+    LEASE = "lease", "lease", "HOOKRELAY_LEASE", Some("60s"), Duration,
+        Millis(1_000, 86_400_000);
     RETRY_SCHEDULE = "retry_schedule", "retry-schedule", "HOOKRELAY_RETRY_SCHEDULE",
         Some(crate::pipeline::retry::DEFAULT_SCHEDULE), Durations;
-    MAX_ATTEMPTS = "max_attempts", "max-attempts", "HOOKRELAY_MAX_ATTEMPTS", None, Count;
-    REQUEST_TIMEOUT = "request_timeout", "request-timeout", "HOOKRELAY_REQUEST_TIMEOUT", Some("10s"), Duration;
+    MAX_ATTEMPTS = "max_attempts", "max-attempts", "HOOKRELAY_MAX_ATTEMPTS", None, Count,
+        Count(1, 100);
+    REQUEST_TIMEOUT = "request_timeout", "request-timeout", "HOOKRELAY_REQUEST_TIMEOUT", Some("10s"), Duration,
+        Millis(100, 300_000);
     RESPONSE_EXCERPT_BYTES = "response_excerpt_bytes", "response-excerpt-bytes",
-        "HOOKRELAY_RESPONSE_EXCERPT_BYTES", Some("4096"), Count;
+        "HOOKRELAY_RESPONSE_EXCERPT_BYTES", Some("4096"), Count,
+        Count(0, 1 << 20);
     SHUTDOWN_TIMEOUT = "shutdown_timeout", "shutdown-timeout", "HOOKRELAY_SHUTDOWN_TIMEOUT", Some("30s"), Duration;
     WORKER_ID = "worker_id", "worker-id", "HOOKRELAY_WORKER_ID", None, Text;
     LISTEN_DATABASE_URL = "listen_database_url", "listen-database-url",
         "HOOKRELAY_LISTEN_DATABASE_URL", None, Text;
     POOLER = "pooler", "pooler", "HOOKRELAY_POOLER", Some("none"), Text;
     MIGRATE = "migrate", "migrate", "HOOKRELAY_MIGRATE", Some("false"), Bool;
-    RETENTION = "retention", "retention", "HOOKRELAY_RETENTION", Some("7d"), Duration;
-    DEAD_RETENTION = "dead_retention", "dead-retention", "HOOKRELAY_DEAD_RETENTION", Some("30d"), Duration;
+    RETENTION = "retention", "retention", "HOOKRELAY_RETENTION", Some("7d"), Duration,
+        Secs(1, 10 * 365 * 86_400);
+    DEAD_RETENTION = "dead_retention", "dead-retention", "HOOKRELAY_DEAD_RETENTION", Some("30d"), Duration,
+        Secs(1, 10 * 365 * 86_400);
     RETENTION_INTERVAL = "retention_interval", "retention-interval", "HOOKRELAY_RETENTION_INTERVAL",
         Some("1m"), Duration;
     METRICS_ADDR = "metrics_addr", "metrics-addr", "HOOKRELAY_METRICS_ADDR", Some("127.0.0.1:9464"), Text;
@@ -112,13 +141,42 @@ settings! {
     ALLOW_ANY_NETWORK = "allow_any_network", "allow-any-network", "HOOKRELAY_ALLOW_ANY_NETWORK",
         Some("false"), Bool;
     MAX_PAYLOAD_BYTES = "max_payload_bytes", "max-payload-bytes", "HOOKRELAY_MAX_PAYLOAD_BYTES",
-        Some("262144"), Count;
-    DISABLE_AFTER = "disable_after", "disable-after", "HOOKRELAY_DISABLE_AFTER", Some("5d"), Duration;
+        Some("262144"), Count,
+        Count(1024, 64 << 20);
+    DISABLE_AFTER = "disable_after", "disable-after", "HOOKRELAY_DISABLE_AFTER", Some("5d"), Duration,
+        Secs(1, 365 * 86_400);
     DISABLE_AFTER_FAILURES = "disable_after_failures", "disable-after-failures",
-        "HOOKRELAY_DISABLE_AFTER_FAILURES", Some("10"), Count;
+        "HOOKRELAY_DISABLE_AFTER_FAILURES", Some("10"), Count,
+        Count(1, 1_000_000);
     OTLP_ENDPOINT = "otlp_endpoint", "otlp-endpoint", "HOOKRELAY_OTLP_ENDPOINT", None, Text;
     METRICS_PER_ENDPOINT = "metrics_per_endpoint", "metrics-per-endpoint",
         "HOOKRELAY_METRICS_PER_ENDPOINT", Some("false"), Bool;
+}
+
+impl Setting {
+    /// A value outside this setting's range: the value, the range and the unit they are in
+    /// (`" (ms)"`, `" (s)"`, or `""` for counts). Durations are measured in their bounds' unit.
+    pub fn outside(&self, value: Value) -> Option<(u64, u64, u64, &'static str)> {
+        let (value, min, max, unit) = match (self.bounds, value) {
+            (Bounds::Any, _) => return None,
+            (Bounds::Count(min, max), Value::Count(n)) => (n, min, max, ""),
+            (Bounds::Millis(min, max), Value::Duration(d)) => {
+                (d.as_millis() as u64, min, max, " (ms)")
+            }
+            (Bounds::Secs(min, max), Value::Duration(d)) => (d.as_secs(), min, max, " (s)"),
+            (bounds, value) => panic!("{}: {value:?} checked against {bounds:?}", self.key),
+        };
+        (!(min..=max).contains(&value)).then_some((value, min, max, unit))
+    }
+}
+
+/// A value to check against a setting's [`Bounds`].
+#[derive(Debug, Clone, Copy)]
+pub enum Value {
+    /// A whole number.
+    Count(u64),
+    /// A duration.
+    Duration(Duration),
 }
 
 /// The setting with this file key.

@@ -82,6 +82,9 @@ async fn per_endpoint_series_are_exported_and_the_dashboard_reads_only_those() {
         sample(b, delivered) == Some(3.0)
             && sample(b, dead) == Some(3.0)
             && sample(b, retried).is_some_and(|n| n >= 3.0)
+            // Counted when each attempt ends; pending is read from the database, where the
+            // results are written a moment later.
+            && sample(b, "hookrelay_endpoint_pending{endpoint=\"crm\"}") == Some(0.0)
             && sample(
                 b,
                 "hookrelay_endpoint_oldest_pending_age_seconds{endpoint=\"held\"}",

@@ -114,6 +114,28 @@ fn every_default_parses_as_its_kind() {
 }
 
 #[test]
+fn every_range_fits_its_kind_and_holds_its_default() {
+    for setting in ALL {
+        let fits = matches!(
+            (setting.kind, setting.bounds),
+            (_, Bounds::Any)
+                | (Kind::Count, Bounds::Count(..))
+                | (Kind::Duration, Bounds::Millis(..) | Bounds::Secs(..))
+        );
+        assert!(fits, "{}: {:?} for a {:?}", setting.key, setting.bounds, setting.kind);
+        let Some(text) = setting.default else {
+            continue;
+        };
+        let value = match setting.kind {
+            Kind::Count => Value::Count(whole(text).unwrap()),
+            Kind::Duration => Value::Duration(duration(text).unwrap()),
+            _ => continue,
+        };
+        assert_eq!(setting.outside(value), None, "{}'s default {text}", setting.key);
+    }
+}
+
+#[test]
 fn the_library_defaults_are_the_command_lines() {
     let cli = Cli::try_parse_from(["hookrelay", "run"]).unwrap();
     let Command::Run(args) = &cli.command else {
