@@ -13,6 +13,8 @@
 //! filter = '$.object.total > 100'          # a jsonpath predicate over the envelope
 //! number_format = "string"                 # or "json" (the default)
 //! skip_empty_changes = true
+//! ordered = true                           # one delivery at a time per ordering key
+//! on_dead = "block"                        # or "skip" (the default)
 //! ```
 //!
 //! Endpoints are matched by name: missing ones are created, differing ones updated, and with
@@ -81,6 +83,11 @@ pub struct EndpointSpec {
     /// Skip updates whose `changes` `include_fields` leaves empty (default false).
     #[serde(default)]
     pub skip_empty_changes: bool,
+    /// Deliveries that share an ordering key go one at a time, in event order (default false).
+    #[serde(default)]
+    pub ordered: bool,
+    /// `skip` (default) or `block`: what a dead delivery does to its key's next ones.
+    pub on_dead: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +218,8 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "filter": spec.filter,
         "number_format": spec.number_format.as_deref().unwrap_or("json"),
         "skip_empty_changes": spec.skip_empty_changes,
+        "ordered": spec.ordered,
+        "on_dead": endpoint::check_on_dead(spec.on_dead.as_deref()).map_err(bad)?,
     });
     let Value::Object(mut map) = value else {
         unreachable!("a JSON object literal")

@@ -124,6 +124,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0021_condition_names.sql",
         sql: include_str!("../sql/0021_condition_names.sql"),
     },
+    Migration {
+        version: 22,
+        name: "0022_ordered_delivery.sql",
+        sql: include_str!("../sql/0022_ordered_delivery.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -41,6 +41,8 @@ pub enum EndpointCommand {
     Remove { name: String },
     /// Replace the signing secret; the old one keeps signing beside it for a grace period.
     RotateSecret(rotate::RotateArgs),
+    /// Change how an endpoint orders its deliveries (options left out stay as they are).
+    Update(EndpointUpdateArgs),
     /// Make the endpoints match the [[endpoints]] of a TOML file (create or update by name).
     Apply {
         /// The file, e.g. hookrelay.toml.
@@ -113,6 +115,26 @@ pub struct EndpointAddArgs {
     /// Do not send updates whose changes --include-fields leaves empty.
     #[arg(long)]
     pub skip_empty_changes: bool,
+    /// Send deliveries that share an ordering key one at a time, in the order their events
+    /// were written (other keys still go concurrently).
+    #[arg(long)]
+    pub ordered: bool,
+    /// When a delivery of a key ends dead: skip (the key's next one goes) or block (the key
+    /// waits until the dead one is redelivered or cancelled).
+    #[arg(long, value_parser = endpoint::ON_DEAD)]
+    pub on_dead: Option<String>,
+}
+
+/// `endpoint update` arguments.
+#[derive(Debug, Args)]
+pub struct EndpointUpdateArgs {
+    pub name: String,
+    /// Deliver in order per key (--ordered or --ordered=true), or not (--ordered=false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ordered: Option<bool>,
+    /// When a delivery of a key ends dead: skip or block.
+    #[arg(long, value_parser = endpoint::ON_DEAD)]
+    pub on_dead: Option<String>,
 }
 
 /// Runs an endpoint command.
@@ -155,6 +177,8 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                 filter: args.filter.clone(),
                 number_format: args.number_format.clone(),
                 skip_empty_changes: args.skip_empty_changes,
+                ordered: args.ordered,
+                on_dead: args.on_dead.clone(),
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -225,6 +249,30 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
             println!("endpoint {name} removed");
         }
         EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
+        EndpointCommand::Update(args) => {
+            if args.ordered.is_none() && args.on_dead.is_none() {
+                anyhow::bail!(
+                    "nothing to update: give --ordered[=true|false] and/or --on-dead skip|block"
+                );
+            }
+            let info = endpoint::set_ordering(
+                &client,
+                &args.name,
+                args.ordered,
+                args.on_dead.as_deref(),
+            )
+            .await?;
+            println!(
+                "endpoint {}: {}, on_dead {}",
+                info.name,
+                if info.ordered {
+                    "ordered per key"
+                } else {
+                    "unordered"
+                },
+                info.on_dead
+            );
+        }
         EndpointCommand::Apply {
             file,
             prune,

@@ -131,6 +131,14 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
             }
             .into(),
         ),
+        (
+            "order",
+            if e.ordered {
+                format!("one at a time per ordering key; on dead: {}", e.on_dead)
+            } else {
+                "none (concurrent)".into()
+            },
+        ),
         ("max in flight", e.max_in_flight.to_string()),
         (
             "rate limit",
