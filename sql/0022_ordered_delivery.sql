@@ -313,8 +313,8 @@ CREATE TRIGGER endpoints_validate_ordering
     BEFORE INSERT OR UPDATE OF on_dead ON hookrelay.endpoints
     FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_ordering();
 
--- Keys held back: each ordered key whose earliest unsettled delivery failed (retrying, or dead
--- while on_dead = block) with deliveries waiting behind it.
+-- Keys held back: each ordered key whose earliest unsettled delivery has failed (retrying, in
+-- flight again, or dead while on_dead = block) with deliveries waiting behind it.
 CREATE VIEW hookrelay.held_keys AS
 SELECT ep.name AS endpoint,
        h.ordering_key,
@@ -342,7 +342,7 @@ CROSS JOIN LATERAL (
       AND (n.ordering_at, n.event_id) > (h.ordering_at, h.event_id)
 ) w
 WHERE ep.ordered
-  AND (h.state = 'dead' OR (h.last_error_code IS NOT NULL AND h.locked_until IS NULL))
+  AND (h.state = 'dead' OR h.last_error_code IS NOT NULL)
   AND w.waiting > 0;
 
 -- Replay gives the deliveries it creates (or reopens without one) their key when the endpoint

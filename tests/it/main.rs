@@ -19,6 +19,8 @@ mod metrics;
 mod model_events;
 mod operations;
 mod operator_cli;
+mod ordered;
+mod ordered_delivery;
 mod pooler;
 mod processes;
 mod protect_guard;
