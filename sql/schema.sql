@@ -202,7 +202,9 @@ CREATE TABLE hookrelay.tracking (
     ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
     columns text[] DEFAULT '{}'::text[] NOT NULL,
     column_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    condition text
+    condition text,
+    ordering_column text,
+    ordering_attnum smallint
 );
 
 --
@@ -1072,7 +1074,10 @@ BEGIN
                   coalesce(t.account_column, ''), t.ignore_columns::text]
             || t.exclude_attnums::text[] || t.key_attnums::text[]
             || CASE WHEN t.account_column IS NOT NULL THEN ARRAY[t.account_attnum::text] ELSE '{}' END
-            || t.ignore_attnums::text[];
+            || t.ignore_attnums::text[]
+            || CASE WHEN t.ordering_column IS NOT NULL
+                    THEN ARRAY['ordering', t.ordering_column, t.ordering_attnum::text]
+                    ELSE '{}' END;
     call := format('hookrelay.tracked_row(%s)',
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
     IF 'created' = ANY (t.events) THEN
@@ -1347,15 +1352,17 @@ BEGIN
     IF head IS NULL THEN
         RETURN false;
     END IF;
-    -- The new value is decided on the row as locked (a park committed meanwhile included).
+    -- A head waiting for a slot ('infinity' while active) is made due too: the waiting queue
+    -- may have passed it over while it was not its turn, and the due claim parks it again
+    -- for a slot if there is none.
     UPDATE hookrelay.deliveries d
-    SET next_attempt_at = CASE WHEN d.next_attempt_at IS NOT NULL THEN d.next_attempt_at
-                               WHEN ep.active THEN now() ELSE 'infinity' END,
+    SET next_attempt_at = CASE WHEN d.next_attempt_at IS NULL
+                                    OR (d.next_attempt_at = 'infinity' AND ep.active)
+                               THEN CASE WHEN ep.active THEN now() ELSE 'infinity' END
+                               ELSE d.next_attempt_at END,
         updated_at = now()
     FROM hookrelay.endpoints ep
-    WHERE d.id = (SELECT l.id FROM hookrelay.deliveries l WHERE l.id = head
-                  FOR NO KEY UPDATE SKIP LOCKED)
-      AND ep.id = d.endpoint_id AND d.state = 'pending';
+    WHERE d.id = head AND ep.id = d.endpoint_id AND d.state = 'pending';
     GET DIAGNOSTICS touched = ROW_COUNT;
     IF touched > 0 THEN
         PERFORM hookrelay.wake_idle_workers();
@@ -1667,17 +1674,21 @@ CREATE VIEW hookrelay.tracked_tables AS
         CASE
             WHEN ((t.tbl)::oid = t.tracked_oid) THEN COALESCE(hookrelay.tracked_condition_now(t.tbl), t.condition)
             ELSE t.condition
-        END AS condition
+        END AS condition,
+        CASE
+            WHEN ((t.ordering_column IS NULL) OR ((t.tbl)::oid <> t.tracked_oid)) THEN t.ordering_column
+            ELSE COALESCE((hookrelay.column_names(t.tbl, ARRAY[t.ordering_attnum]))[1], (t.ordering_column || ' (dropped)'::text))
+        END AS ordering_key
    FROM hookrelay.tracking t
   WHERE (EXISTS ( SELECT 1
            FROM pg_class c
           WHERE (c.oid = (t.tbl)::oid)));
 
 --
--- Name: track_table(regclass, text[], text[], text, text, text[], text[], text); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: track_table(regclass, text[], text[], text, text, text[], text[], text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[], columns text[] DEFAULT '{}'::text[], condition text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
+CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[], columns text[] DEFAULT '{}'::text[], condition text DEFAULT NULL::text, ordering_key text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1709,6 +1720,15 @@ BEGIN
     ignore_columns := coalesce(ignore_columns, '{}');
     columns := coalesce(columns, '{}');
     condition := nullif(btrim(condition), '');
+    IF ordering_key IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_attribute a
+            WHERE a.attrelid = tbl AND a.attname = ordering_key AND a.attnum > 0
+              AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'ordering_key names no column of %: %', tbl, to_jsonb(ordering_key)
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'ordering_key is the column whose value orders the events, e.g. customer_id; '
+                         'leave it out to order each row''s events by the row';
+    END IF;
     key_columns := ARRAY(
         SELECT a.attname::text
         FROM pg_index i
@@ -1731,7 +1751,10 @@ BEGIN
                          THEN (hookrelay.column_numbers(tbl, ARRAY[account_column]))[1] END,
                     hookrelay.column_numbers(tbl, key_columns),
                     ignore_columns, hookrelay.column_numbers(tbl, ignore_columns),
-                    columns, hookrelay.column_numbers(tbl, columns), condition);
+                    columns, hookrelay.column_numbers(tbl, columns), condition,
+                    ordering_key,
+                    CASE WHEN ordering_key IS NOT NULL
+                         THEN (hookrelay.column_numbers(tbl, ARRAY[ordering_key]))[1] END);
     PERFORM hookrelay.drop_tracking_triggers(tbl);
     BEGIN
         PERFORM hookrelay.install_tracking(settings);
@@ -1816,6 +1839,10 @@ DECLARE
                                WHEN TG_NARGS = 5 + n_excluded + n_keys + (account IS NOT NULL)::int THEN 5
                                ELSE 6 END;
     ignored    text[] := CASE WHEN base = 6 THEN TG_ARGV[5]::text[] ELSE '{}' END;
+    -- 0022: 'ordering', the ordering column's name and number follow the numbers, if set.
+    ord_at     integer := base + n_excluded + n_keys + (account IS NOT NULL)::int + cardinality(ignored);
+    ord_col    text;
+    ord_key    text;
     tracked_as text := account;
     by_number  boolean;
     col        text;
@@ -1867,6 +1894,14 @@ BEGIN
         PERFORM hookrelay.tracking_out_of_step(CASE WHEN by_number THEN tbl ELSE TG_RELID END, format(
             'its account column (%I when tracked) was dropped, so the event''s account is unknown', tracked_as));
     END IF;
+    IF base = 6 AND TG_NARGS > ord_at + 2 AND TG_ARGV[ord_at] = 'ordering' THEN
+        ord_col := CASE WHEN by_number
+                        THEN coalesce(hookrelay.column_now(tbl, TG_ARGV[ord_at + 2]::int2), TG_ARGV[ord_at + 1])
+                        ELSE TG_ARGV[ord_at + 1] END;
+        ord_key := row_json ->> ord_col;
+        -- Rows sharing a key are not serialised by their row locks: the key's lock does it.
+        PERFORM hookrelay.lock_ordering_key(ord_key);
+    END IF;
     new_object := row_json - excluded;
     IF n_keys = 1 THEN
         row_id := row_json ->> key_cols[1];
@@ -1882,17 +1917,17 @@ BEGIN
         IF old_object - ignored = new_object - ignored THEN
             RETURN NULL;
         END IF;
-        INSERT INTO hookrelay.events (event, model, object_id, object, changes, account_id)
+        INSERT INTO hookrelay.events (event, model, object_id, object, changes, account_id, ordering_key)
         SELECT 'updated', TG_ARGV[0], row_id, new_object,
                jsonb_object_agg(n.key, jsonb_build_object('old', old_object -> n.key, 'new', n.value)),
-               row_json ->> account
+               row_json ->> account, ord_key
         FROM jsonb_each(new_object) AS n
         WHERE n.value IS DISTINCT FROM old_object -> n.key
         HAVING count(*) > 0;
     ELSE
-        INSERT INTO hookrelay.events (event, model, object_id, object, account_id)
+        INSERT INTO hookrelay.events (event, model, object_id, object, account_id, ordering_key)
         VALUES (CASE TG_OP WHEN 'INSERT' THEN 'created' ELSE 'deleted' END,
-                TG_ARGV[0], row_id, new_object, row_json ->> account);
+                TG_ARGV[0], row_id, new_object, row_json ->> account, ord_key);
     END IF;
     RETURN NULL;
 END
@@ -2673,7 +2708,7 @@ CREATE VIEW hookrelay.held_keys AS
      CROSS JOIN LATERAL ( SELECT count(*) AS waiting
            FROM hookrelay.deliveries n
           WHERE ((n.endpoint_id = ep.id) AND (n.ordering_key = h.ordering_key) AND (n.state = 'pending'::text) AND (ROW(n.ordering_at, n.event_id) > ROW(h.ordering_at, h.event_id)))) w)
-  WHERE (ep.ordered AND ((h.state = 'dead'::text) OR ((h.last_error_code IS NOT NULL) AND (h.locked_until IS NULL))) AND (w.waiting > 0));
+  WHERE (ep.ordered AND ((h.state = 'dead'::text) OR (h.last_error_code IS NOT NULL)) AND (w.waiting > 0));
 
 --
 -- Name: schema_migrations; Type: TABLE; Schema: hookrelay; Owner: -

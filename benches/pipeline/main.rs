@@ -4,11 +4,13 @@
 //! It starts its own PostgreSQL (PostgreSQL's default durability: fsync and synchronous
 //! commit on) or uses `DATABASE_URL`, a hyper sink on 127.0.0.1, and the worker as its own
 //! process (the `hookrelay` binary built with the bench). Scenarios:
-//! burn-down, HTTP ceiling, latency, producer cost, cost growth with history, footprint.
+//! burn-down, HTTP ceiling, latency, producer cost, cost growth with history, footprint,
+//! ordered delivery per key.
 
 mod burn;
 mod growth;
 mod latency;
+mod ordered;
 mod producer;
 mod sink;
 
@@ -285,6 +287,9 @@ fn main() {
         }
         if wanted("cost-growth") {
             figures.extend(growth::run(&bench).await);
+        }
+        if wanted("ordered") {
+            figures.extend(ordered::run(&bench).await);
         }
         print(&figures);
         eprintln!("benchmark took {:.0} s", started.elapsed().as_secs_f64());

@@ -132,23 +132,55 @@ async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
             .unwrap();
     }
     let total = i64::from(KEYS * PER_KEY);
-    db.wait_count(
-        "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
-        total / 3,
-        Duration::from_secs(60),
-    )
-    .await;
+    let started = Instant::now();
+    // Killed mid-run: once a third is delivered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&db).await < total / 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(delivered(&db).await < total, "still running when killed");
+    eprintln!("third after {:?}", started.elapsed());
     first.kill();
     let third = WorkerProcess::spawn(&db.url, "ordered-c", &flags);
     let done = db
         .wait_count(
             "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
             total,
-            Duration::from_secs(120),
+            Duration::from_secs(40),
         )
         .await;
+    eprintln!("all after {:?}", started.elapsed());
     second.terminate();
     third.terminate();
+    if done != total {
+        for row in db
+            .client
+            .query(
+                "SELECT d.id, d.ordering_key, e.object ->> 'seq', d.state, d.attempts,
+                        d.next_attempt_at::text, d.updated_at::text || ' / ' || coalesce(d.delivered_at::text, '-') || ' / ' || d.created_at::text, d.locked_by, d.last_error_code
+                 FROM hookrelay.deliveries d JOIN hookrelay.events e ON e.id = d.event_id
+                 WHERE d.ordering_key IN (SELECT ordering_key FROM hookrelay.deliveries
+                                          WHERE state <> 'delivered')
+                 ORDER BY d.ordering_key, d.ordering_at LIMIT 4",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            eprintln!(
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                row.get::<_, i64>(0),
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<String>>(2),
+                row.get::<_, String>(3),
+                row.get::<_, i32>(4),
+                row.get::<_, Option<String>>(5),
+                row.get::<_, Option<String>>(6),
+                row.get::<_, Option<String>>(7),
+                row.get::<_, Option<String>>(8)
+            );
+        }
+    }
     assert_eq!(done, total, "every delivery ends delivered");
     let seen = seen.lock().unwrap();
     let failures = receiver.requests().len() as i64 - total;
