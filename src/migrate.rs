@@ -129,6 +129,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0022_ordered_delivery.sql",
         sql: include_str!("../sql/0022_ordered_delivery.sql"),
     },
+    Migration {
+        version: 23,
+        name: "0023_ordering_column.sql",
+        sql: include_str!("../sql/0023_ordering_column.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

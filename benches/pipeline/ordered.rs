@@ -16,7 +16,10 @@ async fn drain(b: &Bench, events: i64, keys: i64) -> f64 {
         .execute(
             "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight, ordered)
              VALUES ('ordered-sink', $1, 'bench-secret-0123456789', $2, true)",
-            &[&format!("{}/ordered", b.sink.url()), &(SINK_MAX_IN_FLIGHT as i32)],
+            &[
+                &format!("{}/ordered", b.sink.url()),
+                &(SINK_MAX_IN_FLIGHT as i32),
+            ],
         )
         .await
         .unwrap();

@@ -255,13 +255,9 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                     "nothing to update: give --ordered[=true|false] and/or --on-dead skip|block"
                 );
             }
-            let info = endpoint::set_ordering(
-                &client,
-                &args.name,
-                args.ordered,
-                args.on_dead.as_deref(),
-            )
-            .await?;
+            let info =
+                endpoint::set_ordering(&client, &args.name, args.ordered, args.on_dead.as_deref())
+                    .await?;
             println!(
                 "endpoint {}: {}, on_dead {}",
                 info.name,

@@ -76,7 +76,9 @@ async fn claim_due(db: &TestDb, pool: &db::Db) -> Vec<String> {
         duration: Duration::from_secs(30),
         worker: "test-worker",
     };
-    let claimed = claim::claim_due(&client, 50, &lease).await.expect("claim due");
+    let claimed = claim::claim_due(&client, 50, &lease)
+        .await
+        .expect("claim due");
     let ids: Vec<i64> = claimed.jobs.iter().map(|j| j.delivery_id).collect();
     labels(db, &ids).await
 }
@@ -146,6 +148,48 @@ async fn only_the_head_of_each_key_is_claimed_and_settling_it_releases_the_next(
     // Cancelled settles too.
     settle(&db, a1, "cancelled").await;
     assert_eq!(claim_due(&db, &pool).await, ["a#2"]);
+}
+
+#[tokio::test]
+async fn a_parked_delivery_another_claim_has_share_locked_is_still_released() {
+    let db = TestDb::new().await;
+    let pool = db::pool(&db.url, 2).unwrap();
+    ordered_endpoint(&db, "http://127.0.0.1:9/hooks", "skip").await;
+    for seq in 0..3 {
+        emit_keyed(&db, "a", seq).await;
+    }
+    fan_out(&db, &pool).await;
+    assert_eq!(claim_due(&db, &pool).await, ["a#0"]);
+    let (a0, a1) = (delivery(&db, "a", 0).await, delivery(&db, "a", 1).await);
+    // A claim parking a#2 behind a#1 holds a share lock on a#1 while a#0 settles.
+    let mut other = connect(&db.url).await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM hookrelay.deliveries WHERE id = $1 FOR SHARE",
+        &[&a1],
+    )
+    .await
+    .unwrap();
+    let url = db.url.clone();
+    let settling = tokio::spawn(async move {
+        let client = connect(&url).await;
+        client
+            .execute(
+                "UPDATE hookrelay.deliveries SET state = 'delivered', locked_until = NULL,
+                        next_attempt_at = NULL WHERE id = $1",
+                &[&a0],
+            )
+            .await
+            .unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), settling)
+        .await
+        .expect("the settling transaction finishes once the claim commits")
+        .unwrap();
+    assert!(!parked(&db, a1).await, "a#1 is released");
+    assert_eq!(claim_due(&db, &pool).await, ["a#1"]);
 }
 
 #[tokio::test]
@@ -236,12 +280,74 @@ async fn a_dead_head_blocks_its_key_only_when_on_dead_is_block() {
 }
 
 #[tokio::test]
+async fn a_tracked_tables_ordering_column_is_the_events_key() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total numeric);
+             SELECT hookrelay.track_table('orders', ordering_key => 'customer_id');
+             INSERT INTO orders VALUES (1, 42, 10), (2, 42, 20), (3, NULL, 5);
+             UPDATE orders SET total = 11 WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let keys: Vec<(String, Option<String>, String)> = db
+        .client
+        .query(
+            "SELECT event, ordering_key,
+                    hookrelay.event_ordering_key(ordering_key, model, object_id)
+             FROM hookrelay.events ORDER BY created_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let want =
+        |e: &str, k: Option<&str>, eff: &str| (e.to_string(), k.map(String::from), eff.to_string());
+    assert_eq!(
+        keys,
+        [
+            want("created", Some("42"), "42"),
+            want("created", Some("42"), "42"),
+            want("created", None, "public.orders:3"),
+            want("updated", Some("42"), "42"),
+        ]
+    );
+    let shown: Option<String> = db
+        .client
+        .query_one(
+            "SELECT ordering_key FROM hookrelay.tracked_tables WHERE tbl = 'orders'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown.as_deref(), Some("customer_id"));
+    let err = db
+        .client
+        .batch_execute("SELECT hookrelay.track_table('orders', ordering_key => 'customer')")
+        .await
+        .unwrap_err();
+    let message = hookrelay::db::explain(&err);
+    assert!(
+        message.contains("ordering_key names no column of orders")
+            && message.contains("customer_id"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
     let db = TestDb::new().await;
     let mut first = connect(&db.url).await;
     let tx = first.transaction().await.unwrap();
     let early: uuid::Uuid = tx
-        .query_one("SELECT hookrelay.emit('a', ordering_key => 'customer:42')", &[])
+        .query_one(
+            "SELECT hookrelay.emit('a', ordering_key => 'customer:42')",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -249,7 +355,10 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
     let second = tokio::spawn(async move {
         let client = connect(&url).await;
         let id: uuid::Uuid = client
-            .query_one("SELECT hookrelay.emit('b', ordering_key => 'customer:42')", &[])
+            .query_one(
+                "SELECT hookrelay.emit('b', ordering_key => 'customer:42')",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -258,8 +367,10 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
     // Another key does not wait.
     let other = tokio::time::timeout(
         Duration::from_secs(5),
-        db.client
-            .query_one("SELECT hookrelay.emit('c', ordering_key => 'customer:7')", &[]),
+        db.client.query_one(
+            "SELECT hookrelay.emit('c', ordering_key => 'customer:7')",
+            &[],
+        ),
     )
     .await;
     assert!(other.is_ok(), "a different key is not held");
@@ -283,7 +394,10 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
         .await
         .unwrap()
         .get(0);
-    assert!(in_order, "the later writer's event is written after the commit");
+    assert!(
+        in_order,
+        "the later writer's event is written after the commit"
+    );
 
     let empty = db
         .client

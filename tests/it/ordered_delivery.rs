@@ -132,14 +132,12 @@ async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
             .unwrap();
     }
     let total = i64::from(KEYS * PER_KEY);
-    let started = Instant::now();
     // Killed mid-run: once a third is delivered.
     let deadline = Instant::now() + Duration::from_secs(60);
     while delivered(&db).await < total / 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(delivered(&db).await < total, "still running when killed");
-    eprintln!("third after {:?}", started.elapsed());
     first.kill();
     let third = WorkerProcess::spawn(&db.url, "ordered-c", &flags);
     let done = db
@@ -149,7 +147,6 @@ async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
             Duration::from_secs(40),
         )
         .await;
-    eprintln!("all after {:?}", started.elapsed());
     second.terminate();
     third.terminate();
     if done != total {
@@ -184,7 +181,10 @@ async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
     assert_eq!(done, total, "every delivery ends delivered");
     let seen = seen.lock().unwrap();
     let failures = receiver.requests().len() as i64 - total;
-    assert!(failures > total / 10, "the receiver failed {failures} requests");
+    assert!(
+        failures > total / 10,
+        "the receiver failed {failures} requests"
+    );
     let expected: Vec<i64> = (0..i64::from(PER_KEY)).collect();
     for k in 1..=KEYS {
         let key = format!("k{k}");
@@ -319,11 +319,14 @@ async fn on_dead_skip_lets_the_keys_next_delivery_go() {
         )
         .await;
     assert_eq!(done, 2);
+    worker.stop().await;
     let seen = seen.lock().unwrap();
     let tried: Vec<i64> = seen.arrivals["a"].iter().map(|a| a.0).collect();
-    assert_eq!(tried, [0, 0, 1, 2], "a#0 tried twice, then the rest in order");
-    drop(seen);
-    worker.stop().await;
+    assert_eq!(
+        tried,
+        [0, 0, 1, 2],
+        "a#0 tried twice, then the rest in order"
+    );
 }
 
 #[tokio::test]
@@ -348,13 +351,12 @@ async fn replay_sends_each_key_again_in_event_order() {
     assert!(out.status.success(), "{out:?}");
     let all = receiver.wait_for(16, Duration::from_secs(10)).await;
     assert_eq!(all.len(), 16);
+    worker.stop().await;
     let seen = seen.lock().unwrap();
     let mut twice: Vec<i64> = (0..8).collect();
     twice.extend(0..8);
     assert_eq!(seen.accepted["a"], twice);
     assert_one_at_a_time(&seen);
-    drop(seen);
-    worker.stop().await;
 }
 
 #[tokio::test]
@@ -384,7 +386,10 @@ async fn the_cli_and_apply_files_set_ordered_and_on_dead() {
 
     let out = hookrelay(&db, &["endpoint", "update", "crm", "--on-dead", "later"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("skip, block"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("skip, block"),
+        "{err}"
+    );
     let out = hookrelay(&db, &["endpoint", "update", "crm", "--ordered=false"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("unordered, on_dead block"));
@@ -398,7 +403,10 @@ async fn the_cli_and_apply_files_set_ordered_and_on_dead() {
     assert!(out.status.success(), "{out:?}");
     let json = hookrelay(&db, &["endpoint", "show", "crm", "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!((shown["ordered"].clone(), shown["on_dead"].clone()), (true.into(), "skip".into()));
+    assert_eq!(
+        (shown["ordered"].clone(), shown["on_dead"].clone()),
+        (true.into(), "skip".into())
+    );
 
     let bad = temp_file(
         "ordered-bad.toml",
