@@ -1212,10 +1212,11 @@ BEGIN
         END IF;
     END IF;
     -- Another delivery of the key in flight (an earlier one reopened by redeliver or replay
-    -- while a later one was sent): never two at once. Looked up among the endpoint's leases.
+    -- while a later one was sent): never two at once. Looked up among the endpoint's leases;
+    -- an expired lease is not in flight (its worker is gone, and it is due again itself).
     SELECT p.id INTO blocker
     FROM hookrelay.deliveries p
-    WHERE p.endpoint_id = ep_id AND p.locked_until IS NOT NULL AND p.state = 'pending'
+    WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
       AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me
     LIMIT 1
     FOR SHARE SKIP LOCKED;
@@ -1228,7 +1229,7 @@ BEGIN
                  AND p.state = ANY (CASE WHEN blocks_on_dead THEN '{pending,dead}'::text[] ELSE '{pending}' END)
                  AND (p.ordering_at, p.event_id) < (at, evt))
        OR EXISTS (SELECT 1 FROM hookrelay.deliveries p
-                  WHERE p.endpoint_id = ep_id AND p.locked_until IS NOT NULL AND p.state = 'pending'
+                  WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
                     AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me)
     THEN
         RETURN 'later';

@@ -31,9 +31,13 @@ WITH due AS (
     WHERE due.ordering_key IS NOT NULL
 ), waits AS (
     -- Parked: out of the due range until released (0022); later: looked at again shortly.
+    -- A parked delivery whose lease expired gives the lease up: the release looks for
+    -- unleased deliveries, and a lease would count as one of the key in flight.
     UPDATE hookrelay.deliveries d
     SET next_attempt_at = CASE WHEN t.verdict = 'park' THEN NULL
                                ELSE now() + interval '200 milliseconds' END,
+        locked_until = CASE WHEN t.verdict = 'park' THEN NULL ELSE d.locked_until END,
+        locked_by = CASE WHEN t.verdict = 'park' THEN NULL ELSE d.locked_by END,
         updated_at = now()
     FROM turn t
     WHERE d.id = t.id AND t.verdict <> 'send'

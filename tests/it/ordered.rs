@@ -193,6 +193,44 @@ async fn a_parked_delivery_another_claim_has_share_locked_is_still_released() {
 }
 
 #[tokio::test]
+async fn a_reopened_earlier_delivery_goes_before_a_later_one_whose_worker_died() {
+    let db = TestDb::new().await;
+    let pool = db::pool(&db.url, 2).unwrap();
+    ordered_endpoint(&db, "http://127.0.0.1:9/hooks", "skip").await;
+    emit_keyed(&db, "a", 0).await;
+    emit_keyed(&db, "a", 1).await;
+    fan_out(&db, &pool).await;
+    let (a0, a1) = (delivery(&db, "a", 0).await, delivery(&db, "a", 1).await);
+    assert_eq!(claim_due(&db, &pool).await, ["a#0"]);
+    settle(&db, a0, "delivered").await;
+    assert_eq!(claim_due(&db, &pool).await, ["a#1"]);
+    // a#1's worker died mid-request (its lease ran out), and an operator redelivers a#0.
+    db.client
+        .execute(
+            "UPDATE hookrelay.deliveries SET locked_until = now() - interval '1 second',
+                    next_attempt_at = now() - interval '1 second' WHERE id = $1",
+            &[&a1],
+        )
+        .await
+        .unwrap();
+    let redelivered: bool = db
+        .client
+        .query_one("SELECT hookrelay.redeliver($1)", &[&a0])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(redelivered);
+    assert_eq!(
+        claim_due(&db, &pool).await,
+        ["a#0"],
+        "the earlier one first"
+    );
+    assert!(parked(&db, a1).await, "a#1 waits behind it");
+    settle(&db, a0, "delivered").await;
+    assert_eq!(claim_due(&db, &pool).await, ["a#1"]);
+}
+
+#[tokio::test]
 async fn a_head_another_worker_is_claiming_still_holds_its_key() {
     let db = TestDb::new().await;
     let pool = db::pool(&db.url, 2).unwrap();
