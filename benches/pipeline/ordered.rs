@@ -29,9 +29,12 @@ async fn drain(b: &Bench, events: i64, keys: i64) -> f64 {
             "INSERT INTO hookrelay.events (event, model, object, ordering_key)
              SELECT 'order.paid', 'store.Order', jsonb_build_object('id', i::text),
                     'customer:' || (i % {keys})
-             FROM generate_series(1, {events}) i;
-             VACUUM ANALYZE hookrelay.events"
+             FROM generate_series(1, {events}) i"
         ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE hookrelay.events")
         .await
         .unwrap();
     b.sink.reset();
