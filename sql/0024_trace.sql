@@ -100,31 +100,41 @@ ALTER TABLE hookrelay.events
     ALTER COLUMN tracestate  SET DEFAULT hookrelay.current_tracestate();
 
 -- emit with the trace context as arguments, for apps that carry it in hand rather than in a
--- setting. Without them the columns' defaults read the settings, as for any INSERT.
-DROP FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text);
+-- setting. Without them the columns' defaults read the settings, as for any INSERT. The
+-- ordering key (0022) is kept as it was: checked, and locked before the insert.
+DROP FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text, text);
 CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb,
                                model text DEFAULT NULL, object_id text DEFAULT NULL,
                                changes jsonb DEFAULT NULL, account_id text DEFAULT NULL,
+                               ordering_key text DEFAULT NULL,
                                traceparent text DEFAULT NULL, tracestate text DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
     new_id uuid;
 BEGIN
+    IF emit.ordering_key = '' THEN
+        RAISE EXCEPTION 'ordering_key is empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give a key such as ''customer:42'', or leave ordering_key out (NULL) to order by model and object_id';
+    END IF;
+    -- Before the insert: the event's id and created_at are made once the key is ours.
+    PERFORM hookrelay.lock_ordering_key(emit.ordering_key);
     IF emit.traceparent IS NULL AND emit.tracestate IS NULL THEN
-        INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id)
+        INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
+                                      ordering_key)
         VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
                 coalesce(emit.object_id,
                          CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
-                emit.changes, emit.account_id)
+                emit.changes, emit.account_id, emit.ordering_key)
         RETURNING id INTO new_id;
     ELSE
         INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
-                                      traceparent, tracestate)
+                                      ordering_key, traceparent, tracestate)
         VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
                 coalesce(emit.object_id,
                          CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
-                emit.changes, emit.account_id,
+                emit.changes, emit.account_id, emit.ordering_key,
                 coalesce(hookrelay.trace_parent(emit.traceparent), hookrelay.current_traceparent()),
                 coalesce(hookrelay.trace_state(emit.tracestate), hookrelay.current_tracestate()))
         RETURNING id INTO new_id;
@@ -253,20 +263,24 @@ REVOKE EXECUTE ON FUNCTION hookrelay.endpoint_disabled_event(), hookrelay.endpoi
     hookrelay.delivery_dead_event(), hookrelay.ops_event(text, text, text, jsonb, text) FROM PUBLIC;
 
 -- The new emit, the trace defaults and the new endpoint columns for the roles of 0008.
--- 0008's grants name emit by its old signature, which no longer exists: that one line of it
--- is rewritten to name the new one (the rest of 0008's function is left as it is).
+-- 0008's and 0022's grants name emit by its old signature, which no longer exists: that line
+-- of each is rewritten to name the new one (the rest of their functions is left as it is).
+ALTER FUNCTION hookrelay.grant_roles() RENAME TO grant_roles_0022;
 DO $$
+DECLARE
+    f text;
 BEGIN
-    EXECUTE replace(pg_get_functiondef('hookrelay.grant_roles_0008()'::regprocedure),
-                    'hookrelay.emit(text, jsonb, text, text, jsonb, text)',
-                    'hookrelay.emit(text, jsonb, text, text, jsonb, text, text, text)');
+    FOREACH f IN ARRAY ARRAY['hookrelay.grant_roles_0008()', 'hookrelay.grant_roles_0022()'] LOOP
+        EXECUTE replace(pg_get_functiondef(f::regprocedure),
+                        'hookrelay.emit(text, jsonb, text, text, jsonb, text, text)',
+                        'hookrelay.emit(text, jsonb, text, text, jsonb, text, text, text, text)');
+    END LOOP;
 END
 $$;
-ALTER FUNCTION hookrelay.grant_roles() RENAME TO grant_roles_0021;
 CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    granted text[] := hookrelay.grant_roles_0021();
+    granted text[] := hookrelay.grant_roles_0022();
     role_name text;
 BEGIN
     FOREACH role_name IN ARRAY granted LOOP

@@ -202,7 +202,9 @@ CREATE TABLE hookrelay.tracking (
     ignore_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
     columns text[] DEFAULT '{}'::text[] NOT NULL,
     column_attnums smallint[] DEFAULT '{}'::smallint[] NOT NULL,
-    condition text
+    condition text,
+    ordering_column text,
+    ordering_attnum smallint
 );
 
 --
@@ -723,29 +725,37 @@ END
 $$;
 
 --
--- Name: emit(text, jsonb, text, text, jsonb, text, text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: emit(text, jsonb, text, text, jsonb, text, text, text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, model text DEFAULT NULL::text, object_id text DEFAULT NULL::text, changes jsonb DEFAULT NULL::jsonb, account_id text DEFAULT NULL::text, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
+CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, model text DEFAULT NULL::text, object_id text DEFAULT NULL::text, changes jsonb DEFAULT NULL::jsonb, account_id text DEFAULT NULL::text, ordering_key text DEFAULT NULL::text, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
 DECLARE
     new_id uuid;
 BEGIN
+    IF emit.ordering_key = '' THEN
+        RAISE EXCEPTION 'ordering_key is empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give a key such as ''customer:42'', or leave ordering_key out (NULL) to order by model and object_id';
+    END IF;
+    -- Before the insert: the event's id and created_at are made once the key is ours.
+    PERFORM hookrelay.lock_ordering_key(emit.ordering_key);
     IF emit.traceparent IS NULL AND emit.tracestate IS NULL THEN
-        INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id)
+        INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
+                                      ordering_key)
         VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
                 coalesce(emit.object_id,
                          CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
-                emit.changes, emit.account_id)
+                emit.changes, emit.account_id, emit.ordering_key)
         RETURNING id INTO new_id;
     ELSE
         INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
-                                      traceparent, tracestate)
+                                      ordering_key, traceparent, tracestate)
         VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
                 coalesce(emit.object_id,
                          CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
-                emit.changes, emit.account_id,
+                emit.changes, emit.account_id, emit.ordering_key,
                 coalesce(hookrelay.trace_parent(emit.traceparent), hookrelay.current_traceparent()),
                 coalesce(hookrelay.trace_state(emit.tracestate), hookrelay.current_tracestate()))
         RETURNING id INTO new_id;
@@ -819,6 +829,29 @@ BEGIN
     WHERE d.endpoint_id = ANY (endpoint_ids) AND d.state = 'pending';
     GET DIAGNOSTICS cancelled = ROW_COUNT;
     RETURN cancelled;
+END
+$$;
+
+--
+-- Name: endpoint_ordering_changed(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.endpoint_ordering_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT NEW.ordered THEN
+        UPDATE hookrelay.deliveries d
+        SET next_attempt_at = CASE WHEN NEW.active THEN now() ELSE 'infinity' END,
+            updated_at = now()
+        WHERE d.endpoint_id = NEW.id AND d.state = 'pending' AND d.next_attempt_at IS NULL;
+    ELSIF NEW.on_dead = 'skip' THEN
+        PERFORM hookrelay.release_key(NEW.id, k.ordering_key)
+        FROM (SELECT DISTINCT d.ordering_key FROM hookrelay.deliveries d
+              WHERE d.endpoint_id = NEW.id AND d.state = 'dead' AND d.ordering_key IS NOT NULL) k;
+    END IF;
+    PERFORM hookrelay.wake_idle_workers();
+    RETURN NULL;
 END
 $$;
 
@@ -905,6 +938,16 @@ CREATE FUNCTION hookrelay.event_name_problem(event text) RETURNS text
                    hookrelay.shown(event, 60),
                    hookrelay.shown_char(substring(event FROM '[^A-Za-z0-9._:/-]')))
     END
+$$;
+
+--
+-- Name: event_ordering_key(text, text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.event_ordering_key(ordering_key text, model text, object_id text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT coalesce(ordering_key, coalesce(model, '') || ':' || object_id)
 $$;
 
 --
@@ -1012,7 +1055,7 @@ CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    granted text[] := hookrelay.grant_roles_0021();
+    granted text[] := hookrelay.grant_roles_0022();
     role_name text;
 BEGIN
     FOREACH role_name IN ARRAY granted LOOP
@@ -1074,7 +1117,7 @@ BEGIN
         GRANT SELECT (id) ON hookrelay.events TO hookrelay_app;
         -- The wake-up trigger looks for idle workers; nothing else of theirs.
         GRANT SELECT (waiting, heartbeat_at) ON hookrelay.workers TO hookrelay_app;
-        GRANT EXECUTE ON FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text, text, text)
+        GRANT EXECUTE ON FUNCTION hookrelay.emit(text, jsonb, text, text, jsonb, text, text, text, text)
             TO hookrelay_app;
     END IF;
 
@@ -1125,25 +1168,53 @@ END
 $$;
 
 --
--- Name: grant_roles_0021(); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: grant_roles_0022(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.grant_roles_0021() RETURNS text[]
+CREATE FUNCTION hookrelay.grant_roles_0022() RETURNS text[]
     LANGUAGE plpgsql
     AS $$
 DECLARE
     granted text[] := hookrelay.grant_roles_0008();
 BEGIN
+    IF 'hookrelay_app' = ANY (granted) THEN
+        GRANT INSERT (ordering_key) ON hookrelay.events TO hookrelay_app;
+        GRANT EXECUTE ON FUNCTION
+            hookrelay.emit(text, jsonb, text, text, jsonb, text, text, text, text),
+            hookrelay.lock_ordering_key(text)
+            TO hookrelay_app;
+    END IF;
     IF 'hookrelay_operator' = ANY (granted) THEN
-        GRANT SELECT (filter, number_format, skip_empty_changes) ON hookrelay.endpoints
-            TO hookrelay_operator;
+        GRANT SELECT (filter, number_format, skip_empty_changes, ordered, on_dead)
+            ON hookrelay.endpoints TO hookrelay_operator;
         GRANT EXECUTE ON FUNCTION
             hookrelay.replay(text, timestamptz, timestamptz, text[], boolean, interval)
             TO hookrelay_operator;
-        GRANT SELECT ON hookrelay.backfills TO hookrelay_operator;
+        GRANT SELECT ON hookrelay.backfills, hookrelay.held_keys TO hookrelay_operator;
     END IF;
     RETURN granted;
 END
+$$;
+
+--
+-- Name: id_floor(timestamp with time zone); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.id_floor(at timestamp with time zone) RETURNS uuid
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0')
+            || '00000000000000000000')::uuid
+$$;
+
+--
+-- Name: id_time(uuid); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.id_time(id uuid) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT to_timestamp(('x' || left(replace(id::text, '-', ''), 12))::bit(48)::bigint / 1000.0)
 $$;
 
 --
@@ -1166,7 +1237,10 @@ BEGIN
                   coalesce(t.account_column, ''), t.ignore_columns::text]
             || t.exclude_attnums::text[] || t.key_attnums::text[]
             || CASE WHEN t.account_column IS NOT NULL THEN ARRAY[t.account_attnum::text] ELSE '{}' END
-            || t.ignore_attnums::text[];
+            || t.ignore_attnums::text[]
+            || CASE WHEN t.ordering_column IS NOT NULL
+                    THEN ARRAY['ordering', t.ordering_column, t.ordering_attnum::text]
+                    ELSE '{}' END;
     call := format('hookrelay.tracked_row(%s)',
                    (SELECT string_agg(quote_literal(a), ', ' ORDER BY i) FROM unnest(args) WITH ORDINALITY AS u(a, i)));
     IF 'created' = ANY (t.events) THEN
@@ -1260,6 +1334,96 @@ CREATE FUNCTION hookrelay.kept_fields(include_fields jsonb, model text) RETURNS 
 $$;
 
 --
+-- Name: key_turn(bigint, bigint, text, timestamp with time zone, uuid, boolean, uuid); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.key_turn(delivery_id bigint, endpoint_id bigint, key text, at timestamp with time zone, event_id uuid, blocks_on_dead boolean, first_unfanned uuid) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    me      bigint := key_turn.delivery_id;
+    ep_id   bigint := key_turn.endpoint_id;
+    evt     uuid := key_turn.event_id;
+    blocker bigint;
+BEGIN
+    -- An earlier event of the key not fanned out yet gets its delivery ahead of this one. Events
+    -- are looked at first: a fan-out marks an event and creates its deliveries at once, so the
+    -- deliveries read below include those of every event seen fanned out here. An id is made
+    -- no later than its created_at (rounded to the millisecond), hence the bounds.
+    IF first_unfanned IS NOT NULL AND hookrelay.id_time(first_unfanned) <= at + interval '1 millisecond'
+       AND EXISTS (SELECT 1 FROM hookrelay.events e
+                   WHERE e.fanned_out_at IS NULL
+                     AND e.id < hookrelay.id_floor(at + interval '2 milliseconds')
+                     AND (e.created_at, e.id) < (at, evt)
+                     AND hookrelay.event_ordering_key(e.ordering_key, e.model, e.object_id) = key)
+    THEN
+        RETURN 'later';
+    END IF;
+    -- The nearest earlier delivery still pending (or dead, holding the key), locked so that it
+    -- cannot settle before this claim commits: its release then sees this delivery parked.
+    -- Pending and dead are looked up apart, each a walk back along deliveries_by_key.
+    SELECT p.id INTO blocker
+    FROM hookrelay.deliveries p
+    WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.state = 'pending'
+      AND (p.ordering_at, p.event_id) < (at, evt)
+    ORDER BY p.ordering_at DESC, p.event_id DESC
+    LIMIT 1
+    FOR SHARE SKIP LOCKED;
+    IF FOUND THEN
+        RETURN 'park';
+    END IF;
+    IF blocks_on_dead THEN
+        SELECT p.id INTO blocker
+        FROM hookrelay.deliveries p
+        WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.state = 'dead'
+          AND (p.ordering_at, p.event_id) < (at, evt)
+        ORDER BY p.ordering_at DESC, p.event_id DESC
+        LIMIT 1
+        FOR SHARE SKIP LOCKED;
+        IF FOUND THEN
+            RETURN 'park';
+        END IF;
+    END IF;
+    -- Another delivery of the key in flight (an earlier one reopened by redeliver or replay
+    -- while a later one was sent): never two at once. Looked up among the endpoint's leases;
+    -- an expired lease is not in flight (its worker is gone, and it is due again itself).
+    SELECT p.id INTO blocker
+    FROM hookrelay.deliveries p
+    WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
+      AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me
+    LIMIT 1
+    FOR SHARE SKIP LOCKED;
+    IF FOUND THEN
+        RETURN 'park';
+    END IF;
+    -- Blockers seen but locked by another transaction (claiming or settling them): look again.
+    IF EXISTS (SELECT 1 FROM hookrelay.deliveries p
+               WHERE p.endpoint_id = ep_id AND p.ordering_key = key
+                 AND p.state = ANY (CASE WHEN blocks_on_dead THEN '{pending,dead}'::text[] ELSE '{pending}' END)
+                 AND (p.ordering_at, p.event_id) < (at, evt))
+       OR EXISTS (SELECT 1 FROM hookrelay.deliveries p
+                  WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
+                    AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me)
+    THEN
+        RETURN 'later';
+    END IF;
+    RETURN 'send';
+END
+$$;
+
+--
+-- Name: lock_ordering_key(text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.lock_ordering_key(key text) RETURNS void
+    LANGUAGE sql
+    AS $$
+    -- 1752198514: hookrelay's class of advisory locks, apart from the application's own.
+    SELECT pg_advisory_xact_lock(1752198514, hashtext(key)) WHERE key IS NOT NULL
+$$;
+
+--
 -- Name: ops_event(text, text, text, jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1271,6 +1435,19 @@ CREATE FUNCTION hookrelay.ops_event(event text, model text, object_id text, obje
                                   traceparent, tracestate)
     VALUES (ops_event.event, ops_event.model, ops_event.object_id, ops_event.object,
             ops_event.account_id, NULL, NULL, NULL)
+$$;
+
+--
+-- Name: ordered_delivery_added(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.ordered_delivery_added() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM hookrelay.wake_idle_workers();
+    RETURN NULL;
+END
 $$;
 
 --
@@ -1343,6 +1520,64 @@ CREATE FUNCTION hookrelay.redeliver_dead(endpoint_name text, since interval DEFA
 $$;
 
 --
+-- Name: release_key(bigint, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.release_key(endpoint_id bigint, key text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    ep_id   bigint := release_key.endpoint_id;
+    head    bigint;
+    touched integer;
+BEGIN
+    SELECT p.id INTO head
+    FROM hookrelay.deliveries p
+    WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.state = 'pending'
+      AND p.locked_until IS NULL
+    ORDER BY p.ordering_at, p.event_id
+    LIMIT 1;
+    IF head IS NULL THEN
+        RETURN false;
+    END IF;
+    -- A head waiting for a slot ('infinity' while active) is made due too: the waiting queue
+    -- may have passed it over while it was not its turn, and the due claim parks it again
+    -- for a slot if there is none.
+    UPDATE hookrelay.deliveries d
+    SET next_attempt_at = CASE WHEN d.next_attempt_at IS NULL
+                                    OR (d.next_attempt_at = 'infinity' AND ep.active)
+                               THEN CASE WHEN ep.active THEN now() ELSE 'infinity' END
+                               ELSE d.next_attempt_at END,
+        updated_at = now()
+    FROM hookrelay.endpoints ep
+    WHERE d.id = head AND ep.id = d.endpoint_id AND d.state = 'pending';
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    IF touched > 0 THEN
+        PERFORM hookrelay.wake_idle_workers();
+    END IF;
+    RETURN touched > 0;
+END
+$$;
+
+--
+-- Name: release_next_of_key(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.release_next_of_key() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.state = 'dead' AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep
+                                      WHERE ep.id = NEW.endpoint_id AND ep.on_dead = 'block') THEN
+        RETURN NULL;
+    END IF;
+    PERFORM hookrelay.release_key(NEW.endpoint_id, NEW.ordering_key);
+    RETURN NULL;
+END
+$$;
+
+--
 -- Name: replay(text, timestamp with time zone, timestamp with time zone, text[], boolean, interval); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1381,19 +1616,28 @@ BEGIN
         -- In event order: claims take due deliveries by next_attempt_at.
         SELECT c.event_id, c.rank,
                CASE WHEN ep.active THEN now() + c.rank * interval '1 microsecond'
-                    ELSE 'infinity' END AS at
+                    ELSE 'infinity' END AS at,
+               CASE WHEN ep.ordered
+                    THEN hookrelay.event_ordering_key(e.ordering_key, e.model, e.object_id) END AS key,
+               e.created_at
         FROM chosen c
+        JOIN hookrelay.events e ON e.id = c.event_id
     ), again AS (
         UPDATE hookrelay.deliveries d
         SET state = 'pending', attempts_base = d.attempts, next_attempt_at = due.at,
-            delivered_at = NULL, updated_at = now()
+            delivered_at = NULL, updated_at = now(),
+            ordering_key = coalesce(d.ordering_key, due.key),
+            ordering_at = CASE WHEN d.ordering_key IS NULL AND due.key IS NOT NULL
+                               THEN due.created_at ELSE d.ordering_at END
         FROM due
         WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id
           AND NOT (d.state = 'pending' AND d.locked_until > now())
         RETURNING 1
     ), added AS (
-        INSERT INTO hookrelay.deliveries (event_id, endpoint_id, next_attempt_at)
-        SELECT due.event_id, ep.id, due.at
+        INSERT INTO hookrelay.deliveries (event_id, endpoint_id, next_attempt_at, ordering_key,
+                                          ordering_at)
+        SELECT due.event_id, ep.id, due.at, due.key,
+               CASE WHEN due.key IS NOT NULL THEN due.created_at END
         FROM due
         WHERE NOT EXISTS (SELECT 1 FROM hookrelay.deliveries d
                           WHERE d.event_id = due.event_id AND d.endpoint_id = ep.id)
@@ -1436,8 +1680,11 @@ CREATE TABLE hookrelay.endpoints (
     filter jsonpath,
     number_format text DEFAULT 'json'::text NOT NULL,
     skip_empty_changes boolean DEFAULT false NOT NULL,
+    ordered boolean DEFAULT false NOT NULL,
+    on_dead text DEFAULT 'skip'::text NOT NULL,
     trace_context boolean DEFAULT true NOT NULL,
     emit_dead boolean DEFAULT false NOT NULL,
+    CONSTRAINT endpoint_on_dead_is_skip_or_block CHECK ((on_dead = ANY (ARRAY['skip'::text, 'block'::text]))),
     CONSTRAINT endpoint_url_must_be_http_or_https CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
 );
 
@@ -1667,17 +1914,21 @@ CREATE VIEW hookrelay.tracked_tables AS
         CASE
             WHEN ((t.tbl)::oid = t.tracked_oid) THEN COALESCE(hookrelay.tracked_condition_now(t.tbl), t.condition)
             ELSE t.condition
-        END AS condition
+        END AS condition,
+        CASE
+            WHEN ((t.ordering_column IS NULL) OR ((t.tbl)::oid <> t.tracked_oid)) THEN t.ordering_column
+            ELSE COALESCE((hookrelay.column_names(t.tbl, ARRAY[t.ordering_attnum]))[1], (t.ordering_column || ' (dropped)'::text))
+        END AS ordering_key
    FROM hookrelay.tracking t
   WHERE (EXISTS ( SELECT 1
            FROM pg_class c
           WHERE (c.oid = (t.tbl)::oid)));
 
 --
--- Name: track_table(regclass, text[], text[], text, text, text[], text[], text); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: track_table(regclass, text[], text[], text, text, text[], text[], text, text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[], columns text[] DEFAULT '{}'::text[], condition text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
+CREATE FUNCTION hookrelay.track_table(tbl regclass, events text[] DEFAULT '{created,updated,deleted}'::text[], exclude_columns text[] DEFAULT '{}'::text[], account_column text DEFAULT NULL::text, model text DEFAULT NULL::text, ignore_columns text[] DEFAULT '{}'::text[], columns text[] DEFAULT '{}'::text[], condition text DEFAULT NULL::text, ordering_key text DEFAULT NULL::text) RETURNS hookrelay.tracked_tables
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1709,6 +1960,15 @@ BEGIN
     ignore_columns := coalesce(ignore_columns, '{}');
     columns := coalesce(columns, '{}');
     condition := nullif(btrim(condition), '');
+    IF ordering_key IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_attribute a
+            WHERE a.attrelid = tbl AND a.attname = ordering_key AND a.attnum > 0
+              AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'ordering_key names no column of %: %', tbl, to_jsonb(ordering_key)
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'ordering_key is the column whose value orders the events, e.g. customer_id; '
+                         'leave it out to order each row''s events by the row';
+    END IF;
     key_columns := ARRAY(
         SELECT a.attname::text
         FROM pg_index i
@@ -1731,7 +1991,10 @@ BEGIN
                          THEN (hookrelay.column_numbers(tbl, ARRAY[account_column]))[1] END,
                     hookrelay.column_numbers(tbl, key_columns),
                     ignore_columns, hookrelay.column_numbers(tbl, ignore_columns),
-                    columns, hookrelay.column_numbers(tbl, columns), condition);
+                    columns, hookrelay.column_numbers(tbl, columns), condition,
+                    ordering_key,
+                    CASE WHEN ordering_key IS NOT NULL
+                         THEN (hookrelay.column_numbers(tbl, ARRAY[ordering_key]))[1] END);
     PERFORM hookrelay.drop_tracking_triggers(tbl);
     BEGIN
         PERFORM hookrelay.install_tracking(settings);
@@ -1816,6 +2079,10 @@ DECLARE
                                WHEN TG_NARGS = 5 + n_excluded + n_keys + (account IS NOT NULL)::int THEN 5
                                ELSE 6 END;
     ignored    text[] := CASE WHEN base = 6 THEN TG_ARGV[5]::text[] ELSE '{}' END;
+    -- 0022: 'ordering', the ordering column's name and number follow the numbers, if set.
+    ord_at     integer := base + n_excluded + n_keys + (account IS NOT NULL)::int + cardinality(ignored);
+    ord_col    text;
+    ord_key    text;
     tracked_as text := account;
     by_number  boolean;
     col        text;
@@ -1867,6 +2134,14 @@ BEGIN
         PERFORM hookrelay.tracking_out_of_step(CASE WHEN by_number THEN tbl ELSE TG_RELID END, format(
             'its account column (%I when tracked) was dropped, so the event''s account is unknown', tracked_as));
     END IF;
+    IF base = 6 AND TG_NARGS > ord_at + 2 AND TG_ARGV[ord_at] = 'ordering' THEN
+        ord_col := CASE WHEN by_number
+                        THEN coalesce(hookrelay.column_now(tbl, TG_ARGV[ord_at + 2]::int2), TG_ARGV[ord_at + 1])
+                        ELSE TG_ARGV[ord_at + 1] END;
+        ord_key := row_json ->> ord_col;
+        -- Rows sharing a key are not serialised by their row locks: the key's lock does it.
+        PERFORM hookrelay.lock_ordering_key(ord_key);
+    END IF;
     new_object := row_json - excluded;
     IF n_keys = 1 THEN
         row_id := row_json ->> key_cols[1];
@@ -1882,17 +2157,17 @@ BEGIN
         IF old_object - ignored = new_object - ignored THEN
             RETURN NULL;
         END IF;
-        INSERT INTO hookrelay.events (event, model, object_id, object, changes, account_id)
+        INSERT INTO hookrelay.events (event, model, object_id, object, changes, account_id, ordering_key)
         SELECT 'updated', TG_ARGV[0], row_id, new_object,
                jsonb_object_agg(n.key, jsonb_build_object('old', old_object -> n.key, 'new', n.value)),
-               row_json ->> account
+               row_json ->> account, ord_key
         FROM jsonb_each(new_object) AS n
         WHERE n.value IS DISTINCT FROM old_object -> n.key
         HAVING count(*) > 0;
     ELSE
-        INSERT INTO hookrelay.events (event, model, object_id, object, account_id)
+        INSERT INTO hookrelay.events (event, model, object_id, object, account_id, ordering_key)
         VALUES (CASE TG_OP WHEN 'INSERT' THEN 'created' ELSE 'deleted' END,
-                TG_ARGV[0], row_id, new_object, row_json ->> account);
+                TG_ARGV[0], row_id, new_object, row_json ->> account, ord_key);
     END IF;
     RETURN NULL;
 END
@@ -2137,6 +2412,24 @@ END
 $$;
 
 --
+-- Name: validate_endpoint_ordering(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.validate_endpoint_ordering() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.on_dead IS NULL OR NEW.on_dead NOT IN ('skip', 'block') THEN
+        RAISE EXCEPTION 'on_dead must be skip or block, not %', coalesce(to_jsonb(NEW.on_dead)::text, 'NULL')
+            USING ERRCODE = 'check_violation',
+                  HINT = 'skip: when a delivery of a key ends dead, the key''s next delivery proceeds; '
+                         'block: the key stays held until the dead delivery is redelivered or cancelled';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
 -- Name: validate_endpoint_protection(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -2305,6 +2598,20 @@ END
 $_$;
 
 --
+-- Name: wake_idle_workers(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.wake_idle_workers() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF pg_sequence_last_value('hookrelay.wake_until') > extract(epoch FROM now()) THEN
+        PERFORM pg_notify('hookrelay_events', '');
+    END IF;
+END
+$$;
+
+--
 -- Name: wake_workers(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -2382,6 +2689,8 @@ CREATE TABLE hookrelay.deliveries (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     attempts_base integer DEFAULT 0 NOT NULL,
+    ordering_key text,
+    ordering_at timestamp with time zone,
     CONSTRAINT delivery_state_is_known CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'cancelled'::text])))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
@@ -2401,6 +2710,7 @@ CREATE TABLE hookrelay.events (
     account_id text,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     fanned_out_at timestamp with time zone,
+    ordering_key text,
     traceparent text DEFAULT hookrelay.current_traceparent(),
     tracestate text DEFAULT hookrelay.current_tracestate()
 )
@@ -2598,6 +2908,51 @@ ALTER TABLE hookrelay.endpoints ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
 );
 
 --
+-- Name: held_keys; Type: VIEW; Schema: hookrelay; Owner: -
+--
+
+CREATE VIEW hookrelay.held_keys AS
+ SELECT ep.name AS endpoint,
+    h.ordering_key,
+    h.id AS delivery_id,
+    h.event_id,
+        CASE
+            WHEN (h.state = 'dead'::text) THEN 'dead'::text
+            ELSE 'retrying'::text
+        END AS reason,
+    h.attempts,
+    h.last_status,
+    h.last_error_code,
+    h.next_attempt_at,
+    h.updated_at AS since,
+    w.waiting
+   FROM ((hookrelay.endpoints ep
+     CROSS JOIN LATERAL ( SELECT DISTINCT ON (d.ordering_key) d.id,
+            d.event_id,
+            d.endpoint_id,
+            d.state,
+            d.attempts,
+            d.next_attempt_at,
+            d.locked_until,
+            d.locked_by,
+            d.last_status,
+            d.last_error_code,
+            d.last_error,
+            d.delivered_at,
+            d.created_at,
+            d.updated_at,
+            d.attempts_base,
+            d.ordering_key,
+            d.ordering_at
+           FROM hookrelay.deliveries d
+          WHERE ((d.endpoint_id = ep.id) AND (d.ordering_key IS NOT NULL) AND ((d.state = 'pending'::text) OR ((d.state = 'dead'::text) AND (ep.on_dead = 'block'::text))))
+          ORDER BY d.ordering_key, d.ordering_at, d.event_id) h)
+     CROSS JOIN LATERAL ( SELECT count(*) AS waiting
+           FROM hookrelay.deliveries n
+          WHERE ((n.endpoint_id = ep.id) AND (n.ordering_key = h.ordering_key) AND (n.state = 'pending'::text) AND (ROW(n.ordering_at, n.event_id) > ROW(h.ordering_at, h.event_id)))) w)
+  WHERE (ep.ordered AND ((h.state = 'dead'::text) OR (h.last_error_code IS NOT NULL)) AND (w.waiting > 0));
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: hookrelay; Owner: -
 --
 
@@ -2738,6 +3093,12 @@ ALTER TABLE ONLY hookrelay.workers
 CREATE INDEX attempts_by_delivery ON hookrelay.attempts USING btree (delivery_id, attempt);
 
 --
+-- Name: deliveries_by_key; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_by_key ON hookrelay.deliveries USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
+
+--
 -- Name: deliveries_dead; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
@@ -2816,6 +3177,18 @@ CREATE TRIGGER deliveries_dead_event AFTER UPDATE OF state ON hookrelay.deliveri
 CREATE TRIGGER deliveries_forget_attempts AFTER DELETE ON hookrelay.deliveries REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_attempts_of_deliveries();
 
 --
+-- Name: deliveries deliveries_ordered_added; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER deliveries_ordered_added AFTER INSERT ON hookrelay.deliveries FOR EACH ROW WHEN (((new.ordering_key IS NOT NULL) AND (new.locked_until IS NULL))) EXECUTE FUNCTION hookrelay.ordered_delivery_added();
+
+--
+-- Name: deliveries deliveries_release_key; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER deliveries_release_key AFTER UPDATE OF state ON hookrelay.deliveries FOR EACH ROW WHEN (((new.ordering_key IS NOT NULL) AND (new.state <> 'pending'::text) AND (old.state IS DISTINCT FROM new.state))) EXECUTE FUNCTION hookrelay.release_next_of_key();
+
+--
 -- Name: endpoint_state endpoint_state_recovered_event; Type: TRIGGER; Schema: hookrelay; Owner: -
 --
 
@@ -2840,6 +3213,12 @@ CREATE TRIGGER endpoints_disabled_event AFTER UPDATE OF active ON hookrelay.endp
 CREATE TRIGGER endpoints_forget_deliveries AFTER DELETE ON hookrelay.endpoints REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_deliveries_of_endpoints();
 
 --
+-- Name: endpoints endpoints_ordering_changed; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_ordering_changed AFTER UPDATE OF ordered, on_dead ON hookrelay.endpoints FOR EACH ROW WHEN ((old.ordered AND ((NOT new.ordered) OR ((old.on_dead = 'block'::text) AND (new.on_dead = 'skip'::text))))) EXECUTE FUNCTION hookrelay.endpoint_ordering_changed();
+
+--
 -- Name: endpoints endpoints_reenabled; Type: TRIGGER; Schema: hookrelay; Owner: -
 --
 
@@ -2856,6 +3235,12 @@ CREATE TRIGGER endpoints_validate BEFORE INSERT OR UPDATE ON hookrelay.endpoints
 --
 
 CREATE TRIGGER endpoints_validate_delivery_options BEFORE INSERT OR UPDATE OF filter, number_format ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_delivery_options();
+
+--
+-- Name: endpoints endpoints_validate_ordering; Type: TRIGGER; Schema: hookrelay; Owner: -
+--
+
+CREATE TRIGGER endpoints_validate_ordering BEFORE INSERT OR UPDATE OF on_dead ON hookrelay.endpoints FOR EACH ROW EXECUTE FUNCTION hookrelay.validate_endpoint_ordering();
 
 --
 -- Name: endpoints endpoints_validate_protection; Type: TRIGGER; Schema: hookrelay; Owner: -

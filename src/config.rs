@@ -148,7 +148,10 @@ impl WorkerConfig {
             range(&s::MAX_ATTEMPTS, Value::Count(n.into()))?;
         }
         range(&s::RETENTION, Value::Duration(self.retention.keep))?;
-        range(&s::DEAD_RETENTION, Value::Duration(self.retention.keep_dead))?;
+        range(
+            &s::DEAD_RETENTION,
+            Value::Duration(self.retention.keep_dead),
+        )?;
         range(&s::MAX_PAYLOAD_BYTES, count(self.max_payload_bytes))?;
         if !self.disable_after.is_zero() {
             range(&s::DISABLE_AFTER, Value::Duration(self.disable_after))?;

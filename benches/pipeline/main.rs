@@ -6,11 +6,14 @@
 //! process (the `hookrelay` binary built with the bench). Scenarios:
 //! burn-down, defaults (one endpoint, every setting at its default), HTTP ceiling, plan
 //! stability, latency, producer cost, cost growth with history, footprint.
+//! burn-down, HTTP ceiling, latency, producer cost, cost growth with history, footprint,
+//! ordered delivery per key.
 
 mod burn;
 mod defaults;
 mod growth;
 mod latency;
+mod ordered;
 mod plans;
 mod producer;
 mod sink;
@@ -300,6 +303,9 @@ fn main() {
         }
         if wanted("cost-growth") {
             figures.extend(growth::run(&bench).await);
+        }
+        if wanted("ordered") {
+            figures.extend(ordered::run(&bench).await);
         }
         print(&figures);
         eprintln!("benchmark took {:.0} s", started.elapsed().as_secs_f64());

@@ -5,18 +5,49 @@
 -- endpoint no more than its max_in_flight and rate_limit allow, across all workers; due
 -- deliveries it cannot take are parked, out of the due range, so a saturated endpoint's
 -- backlog never fills the batches of others.
+-- A delivery of an ordered endpoint goes only when it is its key's turn (hookrelay.key_turn,
+-- 0022); the others are parked until the delivery they wait for settles.
 -- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id.
 WITH due AS (
-    SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at
+    SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at,
+           d.ordering_key, d.ordering_at, d.event_id
     FROM hookrelay.deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
       AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep WHERE ep.id = d.endpoint_id AND ep.active)
     ORDER BY d.next_attempt_at
     LIMIT $1
-    FOR UPDATE OF d SKIP LOCKED
+    -- NO KEY: key_turn's share locks on the deliveries a key waits for must not wait for claims.
+    FOR NO KEY UPDATE OF d SKIP LOCKED
+), turn AS (
+    -- Only deliveries with a key to an endpoint still ordered; the first unfanned event is
+    -- looked up once, and only if one of them is there.
+    SELECT due.id,
+           hookrelay.key_turn(due.id, due.endpoint_id, due.ordering_key, due.ordering_at,
+                              due.event_id, ep.on_dead = 'block',
+                              (SELECT e.id FROM hookrelay.events e WHERE e.fanned_out_at IS NULL
+                               ORDER BY e.id, e.created_at LIMIT 1)) AS verdict
+    FROM due
+    JOIN hookrelay.endpoints ep ON ep.id = due.endpoint_id AND ep.ordered
+    WHERE due.ordering_key IS NOT NULL
+), waits AS (
+    -- Parked: out of the due range until released (0022); later: looked at again shortly.
+    -- A parked delivery whose lease expired gives the lease up: the release looks for
+    -- unleased deliveries, and a lease would count as one of the key in flight.
+    UPDATE hookrelay.deliveries d
+    SET next_attempt_at = CASE WHEN t.verdict = 'park' THEN NULL
+                               ELSE now() + interval '200 milliseconds' END,
+        locked_until = CASE WHEN t.verdict = 'park' THEN NULL ELSE d.locked_until END,
+        locked_by = CASE WHEN t.verdict = 'park' THEN NULL ELSE d.locked_by END,
+        updated_at = now()
+    FROM turn t
+    WHERE d.id = t.id AND t.verdict <> 'send'
+      AND d.id = ANY (ARRAY(SELECT k.id FROM turn k))
+    RETURNING d.id
+), ready AS (
+    SELECT due.* FROM due WHERE NOT EXISTS (SELECT 1 FROM waits w WHERE w.id = due.id)
 ), wanted AS (
     SELECT w.endpoint_id, sum(w.n)::integer AS n
-    FROM (SELECT due.endpoint_id, count(*) AS n FROM due GROUP BY due.endpoint_id
+    FROM (SELECT ready.endpoint_id, count(*) AS n FROM ready GROUP BY ready.endpoint_id
           UNION ALL
           SELECT t.endpoint_id, 0
           FROM hookrelay.endpoint_throttle t
@@ -29,9 +60,9 @@ WITH due AS (
                          ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id),
                          $1::integer, false) a
 ), ranked AS (
-    SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id
-                                     ORDER BY due.next_attempt_at, due.id) AS rank
-    FROM due
+    SELECT ready.*, row_number() OVER (PARTITION BY ready.endpoint_id
+                                       ORDER BY ready.next_attempt_at, ready.id) AS rank
+    FROM ready
 ), admitted AS (
     SELECT r.id, r.attempts, r.locked_until, r.locked_by
     FROM ranked r
@@ -54,10 +85,17 @@ WITH due AS (
           AND d.state = 'pending'
           AND d.next_attempt_at = 'infinity'
           AND (d.locked_until IS NULL OR d.locked_until <= now())
+          -- An ordered delivery waited here after its turn came; it goes if still its turn.
+          AND (d.ordering_key IS NULL
+               OR hookrelay.key_turn(d.id, d.endpoint_id, d.ordering_key, d.ordering_at,
+                                     d.event_id,
+                                     (SELECT ep.on_dead = 'block' FROM hookrelay.endpoints ep
+                                      WHERE ep.id = d.endpoint_id),
+                                     NULL) = 'send')
         -- Oldest first, in an order only deliveries_waiting has (see 0012).
         ORDER BY d.endpoint_id, d.created_at, d.id
         LIMIT g.from_waiting
-        FOR UPDATE OF d SKIP LOCKED
+        FOR NO KEY UPDATE OF d SKIP LOCKED
     ) w
     WHERE g.from_waiting > 0
 ), parked AS (

@@ -19,7 +19,7 @@ WITH claimed AS (
     SET fanned_out_at = now()
     WHERE e.id = ANY (ARRAY(SELECT c.id FROM claimed c))
     RETURNING e.id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
-              e.account_id, e.created_at, e.traceparent, e.tracestate,
+              e.account_id, e.created_at, e.traceparent, e.tracestate, e.ordering_key,
               -- What content filters test (0019): built once per event, and only while some
               -- active endpoint has a filter, so a setup without filters pays nothing.
               CASE WHEN (SELECT bool_or(f.filter IS NOT NULL) FROM hookrelay.endpoints f
@@ -28,8 +28,10 @@ WITH claimed AS (
                                            e.object_id, e.object, e.changes, e.actor)
               END AS envelope
 ), matched AS (
-    SELECT m.id AS event_id, ep.id AS endpoint_id,
-           row_number() OVER (PARTITION BY ep.id ORDER BY m.id) AS rank
+    -- A delivery to an ordered endpoint with a key (0022) is created due but not leased: the
+    -- due claim sends it when it is its key's turn. Only the others are ranked for a lease.
+    SELECT m.id AS event_id, ep.id AS endpoint_id, k.key, m.created_at,
+           row_number() OVER (PARTITION BY ep.id, k.key IS NOT NULL ORDER BY m.id) AS rank
     FROM marked m
     JOIN hookrelay.endpoints ep
       ON ep.active
@@ -44,8 +46,15 @@ WITH claimed AS (
      AND (ep.filter IS NULL OR jsonb_path_match(m.envelope, ep.filter, '{}', true))
      AND (NOT ep.skip_empty_changes
           OR NOT hookrelay.changes_left_empty(m.changes, m.model, ep.include_fields))
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN ep.ordered
+                    THEN hookrelay.event_ordering_key(m.ordering_key, m.model, m.object_id)
+               END AS key
+    ) k
 ), wanted AS (
-    SELECT x.endpoint_id, count(*)::integer AS n FROM matched x GROUP BY x.endpoint_id
+    SELECT x.endpoint_id, count(*)::integer AS n FROM matched x
+    WHERE x.key IS NULL
+    GROUP BY x.endpoint_id
 ), granted AS (
     -- Each endpoint gets no more leases than its free slots and rate-limit tokens allow; its
     -- other deliveries are created parked, waiting for a slot or a token (see claim_due).
@@ -54,13 +63,16 @@ WITH claimed AS (
                          ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id), 0, true) a
 ), fanned AS (
     INSERT INTO hookrelay.deliveries
-        (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by)
-    SELECT x.event_id, x.endpoint_id, l.attempts, l.next_attempt_at, l.locked_until, l.locked_by
+        (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by,
+         ordering_key, ordering_at)
+    SELECT x.event_id, x.endpoint_id, l.attempts, l.next_attempt_at, l.locked_until, l.locked_by,
+           x.key, CASE WHEN x.key IS NOT NULL THEN x.created_at END
     FROM matched x
-    JOIN granted g ON g.endpoint_id = x.endpoint_id
+    LEFT JOIN granted g ON g.endpoint_id = x.endpoint_id AND x.key IS NULL
     CROSS JOIN LATERAL (
         SELECT CASE WHEN x.rank <= g.granted THEN 1 ELSE 0 END AS attempts,
-               CASE WHEN x.rank <= g.granted
+               CASE WHEN x.key IS NOT NULL THEN now()
+                    WHEN x.rank <= g.granted
                     THEN now() + $2::bigint * interval '1 millisecond' ELSE 'infinity' END
                    AS next_attempt_at,
                CASE WHEN x.rank <= g.granted

@@ -15,6 +15,8 @@
 //! skip_empty_changes = true
 //! trace_context = false                    # no traceparent/tracestate headers (default true)
 //! emit_dead = true                         # hookrelay.delivery.dead events (default false)
+//! ordered = true                           # one delivery at a time per ordering key
+//! on_dead = "block"                        # or "skip" (the default)
 //! ```
 //!
 //! Endpoints are matched by name: missing ones are created, differing ones updated, and with
@@ -88,6 +90,11 @@ pub struct EndpointSpec {
     /// Write a `hookrelay.delivery.dead` event when a delivery to it dies (default false).
     #[serde(default)]
     pub emit_dead: bool,
+    /// Deliveries that share an ordering key go one at a time, in event order (default false).
+    #[serde(default)]
+    pub ordered: bool,
+    /// `skip` (default) or `block`: what a dead delivery does to its key's next ones.
+    pub on_dead: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +227,8 @@ fn desired(spec: &EndpointSpec) -> Result<Map<String, Value>, ApplyError> {
         "skip_empty_changes": spec.skip_empty_changes,
         "trace_context": spec.trace_context.unwrap_or(true),
         "emit_dead": spec.emit_dead,
+        "ordered": spec.ordered,
+        "on_dead": endpoint::check_on_dead(spec.on_dead.as_deref()).map_err(bad)?,
     });
     let Value::Object(mut map) = value else {
         unreachable!("a JSON object literal")

@@ -68,6 +68,10 @@ pub struct NewEndpoint {
     pub trace_context: bool,
     /// Write a `hookrelay.delivery.dead` event when one of its deliveries dies.
     pub emit_dead: bool,
+    /// Deliveries that share an ordering key go one at a time, in event order.
+    pub ordered: bool,
+    /// `skip` or `block` (`None`: `skip`): what a dead delivery does to its key's next ones.
+    pub on_dead: Option<String>,
 }
 
 /// The `max_in_flight` of an endpoint that does not set one (the column's default).
@@ -113,6 +117,10 @@ pub struct EndpointInfo {
     pub trace_context: bool,
     /// Whether a dead delivery writes a `hookrelay.delivery.dead` event.
     pub emit_dead: bool,
+    /// Whether deliveries that share an ordering key go one at a time, in event order.
+    pub ordered: bool,
+    /// `skip` or `block`: whether a dead delivery lets its key's next one go or holds the key.
+    pub on_dead: String,
 }
 
 /// What operators see of an endpoint. Secrets and header values come as fingerprints from the
@@ -126,7 +134,7 @@ const COLUMNS: &str = "ep.id, ep.name, ep.url, ep.account_id, ep.events, ep.mode
                            THEN ep.previous_secret_expires_at END AS previous_secret_expires_at, \
                        ep.max_in_flight, ep.rate_limit, ep.disabled_reason, ep.disabled_at, \
                        ep.filter::text AS filter, ep.number_format, ep.skip_empty_changes, \
-                       ep.trace_context, ep.emit_dead";
+                       ep.trace_context, ep.emit_dead, ep.ordered, ep.on_dead";
 
 /// The tables [`COLUMNS`] reads.
 const FROM: &str = "hookrelay.endpoints ep \
@@ -169,6 +177,8 @@ fn info(row: &Row) -> Result<EndpointInfo, tokio_postgres::Error> {
         skip_empty_changes: row.try_get("skip_empty_changes")?,
         trace_context: row.try_get("trace_context")?,
         emit_dead: row.try_get("emit_dead")?,
+        ordered: row.try_get("ordered")?,
+        on_dead: row.try_get("on_dead")?,
     })
 }
 
@@ -225,9 +235,11 @@ pub async fn add(
     let sql = "INSERT INTO hookrelay.endpoints (name, url, secret, events, models, account_id, \
                signature_scheme, max_attempts, timeout_ms, headers, include_fields, \
                redact_fields, max_in_flight, rate_limit, filter, number_format, \
-               skip_empty_changes, trace_context, emit_dead) \
+               skip_empty_changes, trace_context, emit_dead, ordered, on_dead) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                       hookrelay.check_filter($15), coalesce($16, 'json'), $17, $18, $19)";
+                       hookrelay.check_filter($15), coalesce($16, 'json'), $17, $18, $19, $20, \
+                       $21)";
+    let on_dead = check_on_dead(new.on_dead.as_deref())?;
     let headers = headers_json(new.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
     let written = client
         .execute(
@@ -252,6 +264,8 @@ pub async fn add(
                 &new.skip_empty_changes,
                 &new.trace_context,
                 &new.emit_dead,
+                &new.ordered,
+                &on_dead,
             ],
         )
         .await;
@@ -427,6 +441,43 @@ pub async fn enable(
         .await?
         .ok_or_else(|| EndpointError::NotFound(name.into()))?;
     Ok(row.get(0))
+}
+
+/// What a dead delivery of an ordered endpoint does to its key's next ones.
+pub const ON_DEAD: [&str; 2] = ["skip", "block"];
+
+/// `on_dead` as given (`None`: `skip`), or an error naming the values it may take.
+pub fn check_on_dead(on_dead: Option<&str>) -> Result<&str, EndpointError> {
+    match on_dead.unwrap_or("skip") {
+        value @ ("skip" | "block") => Ok(value),
+        other => Err(EndpointError::Invalid(format!(
+            "on_dead {other:?} is not skip or block: skip lets a key's next delivery go when \
+             one ends dead, block holds the key until the dead one is redelivered or cancelled"
+        ))),
+    }
+}
+
+/// Changes whether an endpoint delivers in order per key, and what a dead delivery does
+/// (`None`: unchanged). Returns the endpoint as it now is.
+pub async fn set_ordering(
+    client: &impl GenericClient,
+    name: &str,
+    ordered: Option<bool>,
+    on_dead: Option<&str>,
+) -> Result<EndpointInfo, EndpointError> {
+    let on_dead = on_dead.map(|v| check_on_dead(Some(v))).transpose()?;
+    let n = client
+        .execute(
+            "UPDATE hookrelay.endpoints SET ordered = coalesce($2, ordered), \
+             on_dead = coalesce($3, on_dead), updated_at = now() WHERE name = $1",
+            &[&name, &ordered, &on_dead],
+        )
+        .await
+        .map_err(|e| write_error(e, name))?;
+    if n == 0 {
+        return Err(EndpointError::NotFound(name.into()));
+    }
+    get(client, name).await
 }
 
 /// Removes an endpoint with its deliveries and their attempts.

@@ -125,6 +125,16 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0021_condition_names.sql"),
     },
     Migration {
+        version: 22,
+        name: "0022_ordered_delivery.sql",
+        sql: include_str!("../../sql/0022_ordered_delivery.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "0023_ordering_column.sql",
+        sql: include_str!("../../sql/0023_ordering_column.sql"),
+    },
+    Migration {
         version: 24,
         name: "0024_trace.sql",
         sql: include_str!("../../sql/0024_trace.sql"),

@@ -114,6 +114,30 @@ pub struct Health {
     pub max_in_flight: i32,
 }
 
+/// A key of an ordered endpoint held back by its failing first delivery (the
+/// `hookrelay.held_keys` view).
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldKey {
+    pub endpoint: String,
+    pub ordering_key: String,
+    /// The delivery holding the key.
+    pub delivery_id: i64,
+    /// `retrying` or `dead` (with `on_dead = block`).
+    pub reason: String,
+    pub attempts: i32,
+    pub last_error_code: Option<String>,
+    pub since: DateTime<Utc>,
+    /// Deliveries of the key waiting behind it.
+    pub waiting: i64,
+}
+
+/// Ordered keys held back, and how many deliveries wait for their key's turn in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    pub keys: Vec<HeldKey>,
+    pub waiting_for_key: i64,
+}
+
 const STATES: [&str; 4] = ["pending", "delivered", "dead", "cancelled"];
 
 fn seconds(d: Option<Duration>) -> Option<f64> {
@@ -249,6 +273,46 @@ pub async fn backlog(client: &impl GenericClient) -> Result<Backlog, OperatorErr
         paused: row.try_get(5)?,
         oldest_pending_age_seconds: row.try_get(6)?,
         waiting_for_slot: row.try_get(7)?,
+    })
+}
+
+/// The held keys (longest held first) and the deliveries parked behind their keys.
+pub async fn held(client: &impl GenericClient) -> Result<Held, OperatorError> {
+    let rows = client
+        .query(
+            "SELECT endpoint, ordering_key, delivery_id, reason, attempts, last_error_code,
+                    since, waiting
+             FROM hookrelay.held_keys ORDER BY since, endpoint, ordering_key",
+            &[],
+        )
+        .await?;
+    let keys = rows
+        .iter()
+        .map(|r| {
+            Ok(HeldKey {
+                endpoint: r.try_get(0)?,
+                ordering_key: r.try_get(1)?,
+                delivery_id: r.try_get(2)?,
+                reason: r.try_get(3)?,
+                attempts: r.try_get(4)?,
+                last_error_code: r.try_get(5)?,
+                since: r.try_get(6)?,
+                waiting: r.try_get(7)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    // Parked deliveries are the pending ones without a next attempt time (0022).
+    let waiting_for_key = client
+        .query_one(
+            "SELECT count(*) FROM hookrelay.deliveries
+             WHERE state = 'pending' AND next_attempt_at IS NULL",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(Held {
+        keys,
+        waiting_for_key,
     })
 }
 

@@ -449,7 +449,10 @@ fn demo_worker_config() -> WorkerConfig {
 
 /// Prints the tour's deliveries as they arrive (one body per endpoint: the update, with
 /// changes and shaping applied); returns how many arrived within a minute.
-async fn watch_tour(rx: &mut mpsc::UnboundedReceiver<Received>, token: &CancellationToken) -> usize {
+async fn watch_tour(
+    rx: &mut mpsc::UnboundedReceiver<Received>,
+    token: &CancellationToken,
+) -> usize {
     let mut seen = 0;
     let mut shown = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -43,6 +43,8 @@ pub enum EndpointCommand {
     RotateSecret(rotate::RotateArgs),
     // `[[endpoints]]` is TOML, not a link; the help text shows it as written.
     #[allow(rustdoc::broken_intra_doc_links)]
+    /// Change how an endpoint orders its deliveries (options left out stay as they are).
+    Update(EndpointUpdateArgs),
     /// Make the endpoints match the [[endpoints]] of a TOML file (create or update by name).
     Apply {
         /// The file, e.g. hookrelay.toml.
@@ -122,6 +124,26 @@ pub struct EndpointAddArgs {
     /// Write a hookrelay.delivery.dead event when a delivery to this endpoint dies.
     #[arg(long)]
     pub emit_dead: bool,
+    /// Send deliveries that share an ordering key one at a time, in the order their events
+    /// were written (other keys still go concurrently).
+    #[arg(long)]
+    pub ordered: bool,
+    /// When a delivery of a key ends dead: skip (the key's next one goes) or block (the key
+    /// waits until the dead one is redelivered or cancelled).
+    #[arg(long, value_parser = endpoint::ON_DEAD)]
+    pub on_dead: Option<String>,
+}
+
+/// `endpoint update` arguments.
+#[derive(Debug, Args)]
+pub struct EndpointUpdateArgs {
+    pub name: String,
+    /// Deliver in order per key (--ordered or --ordered=true), or not (--ordered=false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ordered: Option<bool>,
+    /// When a delivery of a key ends dead: skip or block.
+    #[arg(long, value_parser = endpoint::ON_DEAD)]
+    pub on_dead: Option<String>,
 }
 
 /// Runs an endpoint command.
@@ -166,6 +188,8 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
                 skip_empty_changes: args.skip_empty_changes,
                 trace_context: !args.no_trace_context,
                 emit_dead: args.emit_dead,
+                ordered: args.ordered,
+                on_dead: args.on_dead.clone(),
             };
             let (info, generated) = endpoint::add(&client, &new).await?;
             println!("added endpoint {} -> {}", info.name, info.url);
@@ -236,6 +260,26 @@ pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Re
             println!("endpoint {name} removed");
         }
         EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
+        EndpointCommand::Update(args) => {
+            if args.ordered.is_none() && args.on_dead.is_none() {
+                anyhow::bail!(
+                    "nothing to update: give --ordered[=true|false] and/or --on-dead skip|block"
+                );
+            }
+            let info =
+                endpoint::set_ordering(&client, &args.name, args.ordered, args.on_dead.as_deref())
+                    .await?;
+            println!(
+                "endpoint {}: {}, on_dead {}",
+                info.name,
+                if info.ordered {
+                    "ordered per key"
+                } else {
+                    "unordered"
+                },
+                info.on_dead
+            );
+        }
         EndpointCommand::Apply {
             file,
             prune,

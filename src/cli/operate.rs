@@ -103,11 +103,18 @@ pub(super) async fn run(cli: &Cli) -> Result<()> {
         Command::Stats { json } => {
             let backlog = operator::backlog(&client).await?;
             let health = operator::health(&client).await?;
+            let held = operator::held(&client).await?;
             if *json {
-                let value = serde_json::json!({ "backlog": backlog, "endpoints": health });
+                let value = serde_json::json!({
+                    "backlog": backlog,
+                    "endpoints": health,
+                    "held_keys": held.keys,
+                    "waiting_for_key": held.waiting_for_key,
+                });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 report::print_stats(&backlog, &health);
+                report::print_held(&held);
             }
         }
         _ => unreachable!("dispatch sends only operator commands here"),

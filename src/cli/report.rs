@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::admin::operator::{Backlog, DeliveryDetail, DeliveryRow, Health};
+use crate::admin::operator::{Backlog, DeliveryDetail, DeliveryRow, Health, Held};
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
@@ -229,6 +229,50 @@ pub fn print_stats(b: &Backlog, health: &[Health]) {
         .collect();
     print_table(&header, &cells);
 }
+
+/// Held ordered keys, after the endpoints table; nothing when no key is held.
+pub fn print_held(held: &Held) {
+    if held.keys.is_empty() && held.waiting_for_key == 0 {
+        return;
+    }
+    println!(
+        "\nordered keys: {} held, {} deliveries waiting for their key's turn",
+        held.keys.len(),
+        held.waiting_for_key
+    );
+    if held.keys.is_empty() {
+        return;
+    }
+    let header = ["ENDPOINT", "KEY", "HELD BY", "REASON", "SINCE", "WAITING"];
+    let cells: Vec<[String; 6]> = held
+        .keys
+        .iter()
+        .take(HELD_SHOWN)
+        .map(|k| {
+            [
+                k.endpoint.clone(),
+                cell(Some(&k.ordering_key), 40),
+                format!("delivery {}", k.delivery_id),
+                match &k.last_error_code {
+                    Some(code) => format!("{} after {} attempts ({code})", k.reason, k.attempts),
+                    None => format!("{} after {} attempts", k.reason, k.attempts),
+                },
+                when(Some(k.since)),
+                k.waiting.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&header, &cells);
+    if held.keys.len() > HELD_SHOWN {
+        println!(
+            "… and {} more: SELECT * FROM hookrelay.held_keys",
+            held.keys.len() - HELD_SHOWN
+        );
+    }
+}
+
+/// Held keys listed by `hookrelay stats`; the view has them all.
+const HELD_SHOWN: usize = 20;
 
 /// The LAST ERROR cell: how long ago, and whether a success came after it, so an old
 /// failure of a healthy endpoint does not read as its current state. Shown rather than hidden

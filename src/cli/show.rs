@@ -80,8 +80,18 @@ pub(super) fn print_endpoints(endpoints: &[EndpointInfo]) {
     crate::cli::report::print_table(&header, &rows);
 }
 
+/// `endpoint show`: every setting of one endpoint, one per line; `secret` is shown instead of
+/// the fingerprint only right after it was generated.
 pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
-    let lines = [
+    let lines = [who_and_where(e, secret), what_is_sent(e), how_it_is_sent(e)];
+    for (k, v) in lines.into_iter().flatten() {
+        println!("{k:>15}: {v}");
+    }
+}
+
+/// The endpoint's name, address, state, subscription and signing.
+fn who_and_where(e: &EndpointInfo, secret: Option<&str>) -> Vec<(&'static str, String)> {
+    vec![
         ("name", e.name.clone()),
         ("url", e.url.clone()),
         ("state", state(e)),
@@ -98,6 +108,33 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
         ),
         ("previous secret", rotation(e)),
         ("headers", header_list(e, true)),
+    ]
+}
+
+/// How the payload is shaped for it.
+fn what_is_sent(e: &EndpointInfo) -> Vec<(&'static str, String)> {
+    let shown = |v: &Option<serde_json::Value>, none: &str| {
+        v.as_ref().map_or(none.to_string(), |v| v.to_string())
+    };
+    vec![
+        ("include fields", shown(&e.include_fields, "all")),
+        ("redact fields", shown(&e.redact_fields, "none")),
+        ("filter", e.filter.clone().unwrap_or_else(|| "none".into())),
+        ("number format", e.number_format.clone()),
+        (
+            "empty changes",
+            if e.skip_empty_changes { "skipped" } else { "sent" }.into(),
+        ),
+        (
+            "trace context",
+            if e.trace_context { "sent" } else { "not sent" }.into(),
+        ),
+    ]
+}
+
+/// Attempts, order, pace and what a dead delivery writes.
+fn how_it_is_sent(e: &EndpointInfo) -> Vec<(&'static str, String)> {
+    vec![
         (
             "max attempts",
             e.max_attempts
@@ -109,40 +146,16 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
                 .map_or("worker default".into(), |n| format!("{n} ms")),
         ),
         (
-            "include fields",
-            e.include_fields
-                .as_ref()
-                .map_or("all".into(), |v| v.to_string()),
-        ),
-        (
-            "redact fields",
-            e.redact_fields
-                .as_ref()
-                .map_or("none".into(), |v| v.to_string()),
-        ),
-        ("filter", e.filter.clone().unwrap_or_else(|| "none".into())),
-        ("number format", e.number_format.clone()),
-        (
-            "empty changes",
-            if e.skip_empty_changes {
-                "skipped"
+            "order",
+            if e.ordered {
+                format!("one at a time per ordering key; on dead: {}", e.on_dead)
             } else {
-                "sent"
-            }
-            .into(),
-        ),
-        (
-            "trace context",
-            if e.trace_context { "sent" } else { "not sent" }.into(),
+                "none (concurrent)".into()
+            },
         ),
         (
             "dead events",
-            if e.emit_dead {
-                "hookrelay.delivery.dead"
-            } else {
-                "none"
-            }
-            .into(),
+            if e.emit_dead { "hookrelay.delivery.dead" } else { "none" }.into(),
         ),
         ("max in flight", e.max_in_flight.to_string()),
         (
@@ -151,8 +164,5 @@ pub(super) fn print_endpoint(e: &EndpointInfo, secret: Option<&str>) {
                 .map_or("none".into(), |r| format!("{r} requests/s")),
         ),
         ("created", e.created_at.to_rfc3339()),
-    ];
-    for (k, v) in lines {
-        println!("{k:>15}: {v}");
-    }
+    ]
 }

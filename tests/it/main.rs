@@ -21,6 +21,8 @@ mod model_events;
 mod operations;
 mod operator_cli;
 mod ops_events;
+mod ordered;
+mod ordered_delivery;
 mod plans;
 mod pooler;
 mod processes;

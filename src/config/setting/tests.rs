@@ -122,7 +122,11 @@ fn every_range_fits_its_kind_and_holds_its_default() {
                 | (Kind::Count, Bounds::Count(..))
                 | (Kind::Duration, Bounds::Millis(..) | Bounds::Secs(..))
         );
-        assert!(fits, "{}: {:?} for a {:?}", setting.key, setting.bounds, setting.kind);
+        assert!(
+            fits,
+            "{}: {:?} for a {:?}",
+            setting.key, setting.bounds, setting.kind
+        );
         let Some(text) = setting.default else {
             continue;
         };
@@ -131,7 +135,12 @@ fn every_range_fits_its_kind_and_holds_its_default() {
             Kind::Duration => Value::Duration(duration(text).unwrap()),
             _ => continue,
         };
-        assert_eq!(setting.outside(value), None, "{}'s default {text}", setting.key);
+        assert_eq!(
+            setting.outside(value),
+            None,
+            "{}'s default {text}",
+            setting.key
+        );
     }
 }
 
