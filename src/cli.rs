@@ -175,6 +175,16 @@ pub struct EmitArgs {
     /// Acting user: a JSON object or an id.
     #[arg(long)]
     pub actor: Option<String>,
+    /// The sequence the event belongs to for ordered endpoints, e.g. customer:42 (default:
+    /// its model and object id).
+    #[arg(long)]
+    pub ordering_key: Option<String>,
+    /// W3C traceparent of the trace the event belongs to (sent on with every attempt).
+    #[arg(long)]
+    pub traceparent: Option<String>,
+    /// W3C tracestate, sent on unchanged (with --traceparent).
+    #[arg(long)]
+    pub tracestate: Option<String>,
 }
 
 /// Makes writing to a closed pipe end the process quietly, as other command-line tools do
@@ -289,6 +299,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     .transpose()?,
                 account_id: args.account.clone(),
                 actor: args.actor.clone(),
+                ordering_key: args.ordering_key.clone(),
+                traceparent: args.traceparent.clone(),
+                tracestate: args.tracestate.clone(),
             };
             let id = emit::emit(&mut client, &event).await?;
             println!("{}", crate::pipeline::payload::event_id(&id));

@@ -27,6 +27,12 @@ pub struct NewEvent {
     pub account_id: Option<String>,
     /// Recorded as the acting user, like `SET LOCAL hookrelay.actor` in an application.
     pub actor: Option<String>,
+    /// The sequence it belongs to for ordered endpoints (`None`: its model and object id).
+    pub ordering_key: Option<String>,
+    /// W3C trace context of the trace it belongs to, sent on with every attempt.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate`, sent on unchanged.
+    pub tracestate: Option<String>,
 }
 
 /// The characters an event name may have, as documented: the name travels in the
@@ -122,12 +128,31 @@ pub fn check_actor(actor: &str) -> Result<(), EmitError> {
     Ok(())
 }
 
+/// Checks `--traceparent` as the receiver's tracing will read it. The database drops a
+/// malformed one with a warning rather than fail an application's transaction; from the
+/// command line it is refused instead.
+fn check_trace(event: &NewEvent) -> Result<(), EmitError> {
+    match &event.traceparent {
+        Some(tp) if crate::trace::parse_traceparent(tp).is_none() => Err(EmitError::Invalid(
+            "--traceparent is not a W3C traceparent: give 00-<32 lowercase hex trace id>-<16 \
+             lowercase hex parent id>-<2 hex flags>, ids not all zero, e.g. \
+             00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .into(),
+        )),
+        _ if event.tracestate.is_some() && event.traceparent.is_none() => Err(EmitError::Invalid(
+            "--tracestate needs --traceparent: it belongs to that trace".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Writes one event in its own transaction and returns its id.
 pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitError> {
     check_event_name(&event.event)?;
     if let Some(actor) = &event.actor {
         check_actor(actor)?;
     }
+    check_trace(event)?;
     let tx = client.transaction().await?;
     if let Some(actor) = &event.actor {
         tx.execute("SELECT set_config('hookrelay.actor', $1, true)", &[actor])
@@ -139,7 +164,8 @@ pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitErr
         .unwrap_or_else(|| Value::Object(Default::default()));
     let row = tx
         .query_one(
-            "SELECT hookrelay.emit($1, $2, $3, $4, $5, $6)",
+            "SELECT hookrelay.emit($1, $2, $3, $4, $5, $6, ordering_key => $7, \
+             traceparent => $8, tracestate => $9)",
             &[
                 &event.event,
                 &object,
@@ -147,6 +173,9 @@ pub async fn emit(client: &mut Client, event: &NewEvent) -> Result<Uuid, EmitErr
                 &event.object_id,
                 &event.changes,
                 &event.account_id,
+                &event.ordering_key,
+                &event.traceparent,
+                &event.tracestate,
             ],
         )
         .await

@@ -41,6 +41,8 @@ pub struct TrackRequest {
     pub columns: Vec<String>,
     /// A boolean SQL expression over `OLD`/`NEW`, as in a trigger's WHEN clause.
     pub condition: Option<String>,
+    /// The column whose value is the events' ordering key (`None`: the row's own key).
+    pub ordering_key: Option<String>,
 }
 
 /// A tracked table, as `hookrelay.tracked_tables` records it.
@@ -58,6 +60,8 @@ pub struct Tracked {
     pub columns: Vec<String>,
     /// The condition rows must meet, as given.
     pub condition: Option<String>,
+    /// The column whose value orders the events, by its current name.
+    pub ordering_key: Option<String>,
     /// What is wrong with the tracking (its columns changed in a way it cannot follow), if
     /// anything: hookrelay then refuses the table's writes or reads columns by name.
     pub problem: Option<String>,
@@ -66,7 +70,7 @@ pub struct Tracked {
 /// Column names are the current ones: the view resolves them from column numbers, so they
 /// follow renames.
 const COLUMNS: &str = "tbl::text AS tbl, model, events, exclude_columns, account_column, \
-                       key_columns, ignore_columns, problem, columns, condition";
+                       key_columns, ignore_columns, problem, columns, condition, ordering_key";
 
 fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
     Ok(Tracked {
@@ -80,6 +84,7 @@ fn tracked(row: &Row) -> Result<Tracked, tokio_postgres::Error> {
         problem: row.try_get("problem")?,
         columns: row.try_get("columns")?,
         condition: row.try_get("condition")?,
+        ordering_key: row.try_get("ordering_key")?,
     })
 }
 
@@ -119,7 +124,7 @@ pub async fn track(
 ) -> Result<Tracked, TrackError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM hookrelay.track_table($1::text::regclass, $2, $3, $4, $5, \
-         ignore_columns => $6, columns => $7, condition => $8)"
+         ignore_columns => $6, columns => $7, condition => $8, ordering_key => $9)"
     );
     let row = client
         .query_one(
@@ -133,6 +138,7 @@ pub async fn track(
                 &request.ignore_columns,
                 &request.columns,
                 &request.condition,
+                &request.ordering_key,
             ],
         )
         .await
@@ -188,6 +194,9 @@ pub fn describe(t: &Tracked) -> String {
     if let Some(column) = &t.account_column {
         out.push_str(&format!("; account from {column}"));
     }
+    if let Some(column) = &t.ordering_key {
+        out.push_str(&format!("; ordering key from {column}"));
+    }
     match t.key_columns.as_slice() {
         [] => out.push_str("; no primary key, so object_id is null"),
         [key] => out.push_str(&format!("; object_id from {key}")),
@@ -217,6 +226,7 @@ mod tests {
             ignore_columns: vec![],
             columns: vec![],
             condition: None,
+            ordering_key: None,
             problem: None,
         }
     }

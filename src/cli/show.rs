@@ -123,7 +123,12 @@ fn what_is_sent(e: &EndpointInfo) -> Vec<(&'static str, String)> {
         ("number format", e.number_format.clone()),
         (
             "empty changes",
-            if e.skip_empty_changes { "skipped" } else { "sent" }.into(),
+            if e.skip_empty_changes {
+                "skipped"
+            } else {
+                "sent"
+            }
+            .into(),
         ),
         (
             "trace context",
@@ -155,7 +160,12 @@ fn how_it_is_sent(e: &EndpointInfo) -> Vec<(&'static str, String)> {
         ),
         (
             "dead events",
-            if e.emit_dead { "hookrelay.delivery.dead" } else { "none" }.into(),
+            if e.emit_dead {
+                "hookrelay.delivery.dead"
+            } else {
+                "none"
+            }
+            .into(),
         ),
         ("max in flight", e.max_in_flight.to_string()),
         (

@@ -36,8 +36,12 @@ pub struct TrackArgs {
     /// Model name events carry (default: schema.table).
     #[arg(long)]
     pub model: Option<String>,
+    /// Column whose value is the events' ordering key, for ordered endpoints (default: the
+    /// row's own key, model and primary key).
+    #[arg(long)]
+    pub ordering_key: Option<String>,
     /// List the tracked tables instead.
-    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "ignore_columns", "account_column", "model", "columns", "condition"])]
+    #[arg(long, conflicts_with_all = ["table", "events", "exclude", "ignore_columns", "account_column", "model", "columns", "condition", "ordering_key"])]
     pub list: bool,
 }
 
@@ -63,6 +67,7 @@ pub(super) async fn track_command(cli: &Cli, args: &TrackArgs) -> Result<()> {
         ignore_columns: args.ignore_columns.clone(),
         columns: args.columns.clone(),
         condition: args.condition.clone(),
+        ordering_key: args.ordering_key.clone(),
     };
     let tracked = track::track(&client, &request).await?;
     println!("tracking {}", track::describe(&tracked));

@@ -448,3 +448,39 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn the_track_command_takes_the_ordering_column() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute("CREATE TABLE invoices (id int PRIMARY KEY, customer_id int, total int)")
+        .await
+        .unwrap();
+    let out =
+        crate::support::hookrelay(&db, &["track", "invoices", "--ordering-key", "customer_id"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("; ordering key from customer_id"),
+        "{stdout}"
+    );
+    db.client
+        .batch_execute("INSERT INTO invoices VALUES (1, 42, 100)")
+        .await
+        .unwrap();
+    let key: Option<String> = db
+        .client
+        .query_one("SELECT ordering_key FROM hookrelay.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(key.as_deref(), Some("42"));
+    let out = crate::support::hookrelay(&db, &["track", "invoices", "--ordering-key", "nosuch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ordering_key names no column"), "{stderr}");
+}

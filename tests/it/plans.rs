@@ -121,6 +121,16 @@ fn allowed(statement: &str, table: &str) -> &'static [&'static str] {
     }
 }
 
+/// Indexes a statement may read from their start, without a condition: the due claim's
+/// lookup of the first event not fanned out yet (for ordered endpoints, 0022) takes the first
+/// entry of the partial index that holds only unfanned events.
+fn from_the_start(statement: &str, table: &str) -> &'static [&'static str] {
+    match (statement, table) {
+        ("claim_due", "events") => &["events_to_fan_out"],
+        _ => &[],
+    }
+}
+
 /// Prepares every hot statement in a worker session and runs it once, while `prepare` left the
 /// tables as they are; fills them; returns each statement's scans as it then runs.
 async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
@@ -186,7 +196,8 @@ fn check(found: &[(&'static str, Vec<Scan>)]) {
         assert!(!scans.is_empty(), "{statement}: no scan found");
         for (table, index, with_condition) in scans {
             let allowed = allowed(statement, table);
-            let fits = allowed.contains(&index.as_str()) && *with_condition;
+            let fits = (allowed.contains(&index.as_str()) && *with_condition)
+                || from_the_start(statement, table).contains(&index.as_str());
             if !allowed.is_empty() && !fits {
                 wrong.push(format!(
                     "{statement} reads {table} through {index} (index condition: \

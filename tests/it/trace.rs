@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::bad_input::connect_with_notices;
-use crate::support::{Receiver, Reply, TestDb};
+use crate::support::{hookrelay, Receiver, Reply, TestDb};
 
 mod otlp;
 
@@ -196,4 +196,71 @@ async fn each_attempt_sends_the_event_trace_with_a_span_id_of_its_own() {
     let request = &quiet.requests()[0];
     assert!(request.headers.get("traceparent").is_none());
     assert!(request.headers.get("tracestate").is_none());
+}
+
+#[tokio::test]
+async fn the_emit_command_takes_an_ordering_key_and_trace_context_and_refuses_bad_ones() {
+    let db = TestDb::new().await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let out = hookrelay(
+        &db,
+        &[
+            "emit",
+            "order.paid",
+            "--object",
+            r#"{"id": 7}"#,
+            "--ordering-key",
+            "customer:42",
+            "--traceparent",
+            parent,
+            "--tracestate",
+            "vendor=value",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = db
+        .client
+        .query_one(
+            "SELECT ordering_key, traceparent, tracestate FROM hookrelay.events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("customer:42")
+    );
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(parent));
+    assert_eq!(
+        row.get::<_, Option<String>>(2).as_deref(),
+        Some("vendor=value")
+    );
+
+    let refused = [
+        (
+            vec![
+                "--traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            ],
+            "--traceparent is not a W3C traceparent",
+        ),
+        (
+            vec!["--tracestate", "vendor=value"],
+            "--tracestate needs --traceparent",
+        ),
+        (vec!["--ordering-key", ""], "ordering_key is empty"),
+    ];
+    for (extra, message) in refused {
+        let mut args = vec!["emit", "order.paid"];
+        args.extend(extra);
+        let out = hookrelay(&db, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.events").await, 1);
 }
