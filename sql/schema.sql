@@ -1701,7 +1701,9 @@ CREATE FUNCTION hookrelay.replay_events(ep hookrelay.endpoints, since timestamp 
     WHERE e.created_at >= since AND e.created_at < until
       AND e.fanned_out_at IS NOT NULL
       AND (cardinality(only_events) = 0 OR e.event = ANY (only_events))
-      AND (cardinality(ep.events) = 0 OR e.event = ANY (ep.events))
+      AND ((cardinality(ep.events) = 0 AND left(e.event, 10) <> 'hookrelay.')
+           OR e.event = ANY (ep.events))
+      AND (left(e.event, 10) <> 'hookrelay.' OR e.object ->> 'endpoint' IS DISTINCT FROM ep.name)
       AND (cardinality(ep.models) = 0 OR e.model = ANY (ep.models))
       AND (ep.account_id IS NULL OR ep.account_id = e.account_id)
       AND (ep.filter IS NULL

@@ -206,3 +206,51 @@ async fn trace_context_and_dead_events_are_set_from_the_cli_and_apply_files() {
         (true, false)
     );
 }
+
+/// Replay routes operational events as fan-out does: a catch-all endpoint's replay leaves them
+/// out, an ops endpoint's replay has them except those about itself.
+#[tokio::test]
+async fn replay_sends_operational_events_only_where_fan_out_would() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    endpoint(&db, "all", &receiver, "").await;
+    endpoint(&db, "ops", &receiver, &format!("events = '{OPS_EVENTS}'")).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO hookrelay.events (event, object, fanned_out_at) VALUES
+               ('order.paid', '{\"id\": \"1\"}', now()),
+               ('hookrelay.endpoint.disabled', '{\"endpoint\": \"all\"}', now()),
+               ('hookrelay.endpoint.disabled', '{\"endpoint\": \"ops\"}', now())",
+        )
+        .await
+        .unwrap();
+    let replayed = |name: &'static str| {
+        let db = &db;
+        async move {
+            let rows = db
+                .client
+                .query(
+                    "SELECT e.event, coalesce(e.object ->> 'endpoint', '')
+                     FROM hookrelay.endpoints ep,
+                          hookrelay.replay_events(ep, now() - interval '1 hour',
+                                                  now() + interval '1 hour', '{}') r
+                     JOIN hookrelay.events e ON e.id = r.event_id
+                     WHERE ep.name = $1 ORDER BY r.rank",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        replayed("all").await,
+        [("order.paid".into(), String::new())]
+    );
+    assert_eq!(
+        replayed("ops").await,
+        [("hookrelay.endpoint.disabled".into(), "all".into())]
+    );
+}
