@@ -484,3 +484,16 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write a temporary file");
     path
 }
+
+/// Sends SIGTERM to a `hookrelay` process and waits (off the runtime's threads) for it to exit.
+pub async fn sigterm_and_wait(mut child: std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join the waiting task")
+        .expect("wait for the process")
+}
