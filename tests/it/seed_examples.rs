@@ -7,7 +7,7 @@ use std::process::Output;
 use serde_json::{json, Value};
 
 use crate::model_events::{bodies, drain, parse};
-use crate::support::{self, hmac_hex, Receiver, TestDb};
+use crate::support::{self, hmac_hex, Receiver, Request, TestDb};
 
 /// Runs `hookrelay ARGS`, which must succeed.
 fn hookrelay(db: &TestDb, args: &[&str]) -> Output {
@@ -28,14 +28,11 @@ fn add_endpoint(db: &TestDb, name: &str, url: &str, secret: &str, extra: &[&str]
     hookrelay(db, &args);
 }
 
-#[tokio::test]
-async fn the_rails_card_moved_event_with_its_particulars() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::ok().await;
-    let secret = "rails-webhook-secret";
-    // The Rails webhook: belongs to an account, filters by event, signs the body in hex.
+/// The Rails webhook, which belongs to an account, filters by event and signs the body in
+/// hex; and two that must not get the card event (another event, another account).
+fn add_rails_endpoints(db: &TestDb, receiver: &Receiver, secret: &str) {
     add_endpoint(
-        &db,
+        db,
         "rails",
         &receiver.url("/rails"),
         secret,
@@ -49,41 +46,23 @@ async fn the_rails_card_moved_event_with_its_particulars() {
         ],
     );
     add_endpoint(
-        &db,
+        db,
         "other-events",
         &receiver.url("/other"),
         secret,
         &["--events", "created"],
     );
     add_endpoint(
-        &db,
+        db,
         "other-account",
         &receiver.url("/globex"),
         secret,
         &["--account", "acct-2"],
     );
-    hookrelay(
-        &db,
-        &[
-            "emit",
-            "moved",
-            "--model",
-            "Card",
-            "--object-id",
-            "abc-123",
-            "--object",
-            r#"{"old_column_id": "col-1", "new_column_id": "col-2"}"#,
-            "--actor",
-            "user-456",
-            "--account",
-            "acct-1",
-        ],
-    );
-    drain(&db).await;
-    let requests = receiver.requests();
-    assert_eq!(requests.len(), 1, "only the Rails webhook wants it");
-    let r = &requests[0];
-    assert_eq!(r.path, "/rails");
+}
+
+/// The card event's body in the seed's vocabulary, signed as the Rails app signs.
+fn assert_rails_card_moved(r: &Request, secret: &str) {
     let body = r.json();
     // eventable_type → model, eventable_id → object_id, particulars → object,
     // creator_id → user, created_at → timestamp.
@@ -107,19 +86,48 @@ async fn the_rails_card_moved_event_with_its_particulars() {
 }
 
 #[tokio::test]
-async fn the_django_order_paid_event_with_changes_and_user() {
+async fn the_rails_card_moved_event_with_its_particulars() {
     let db = TestDb::new().await;
     let receiver = Receiver::ok().await;
-    let secret = "your-signing-secret";
-    add_endpoint(
+    let secret = "rails-webhook-secret";
+    add_rails_endpoints(&db, &receiver, secret);
+    hookrelay(
         &db,
+        &[
+            "emit",
+            "moved",
+            "--model",
+            "Card",
+            "--object-id",
+            "abc-123",
+            "--object",
+            r#"{"old_column_id": "col-1", "new_column_id": "col-2"}"#,
+            "--actor",
+            "user-456",
+            "--account",
+            "acct-1",
+        ],
+    );
+    drain(&db).await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "only the Rails webhook wants it");
+    let r = &requests[0];
+    assert_eq!(r.path, "/rails");
+    assert_rails_card_moved(r, secret);
+}
+
+/// An endpoint for every store.Order event, and the CRM, which takes created and updated
+/// only.
+fn add_order_endpoints(db: &TestDb, receiver: &Receiver, secret: &str) {
+    add_endpoint(
+        db,
         "orders",
         &receiver.url("/orders"),
         secret,
         &["--models", "store.Order"],
     );
     add_endpoint(
-        &db,
+        db,
         "primary_crm",
         &receiver.url("/crm"),
         secret,
@@ -130,6 +138,43 @@ async fn the_django_order_paid_event_with_changes_and_user() {
             "store.Order,store.Customer",
         ],
     );
+}
+
+/// The order.paid body as the seed writes it, with the printed id, and the signature the
+/// seed's Node verifier computes.
+fn assert_order_paid(r: &Request, printed_id: &str, secret: &str) {
+    let mut body = r.json();
+    assert_eq!(body["id"], printed_id);
+    assert_eq!(r.header("x-webhook-event-id"), printed_id);
+    let object = body.as_object_mut().unwrap();
+    assert!(object.remove("timestamp").unwrap().is_string());
+    object.remove("id");
+    assert_eq!(
+        body,
+        json!({
+            "event": "order.paid",
+            "account_id": null,
+            "model": {"app": "store", "name": "Order"},
+            "object_id": "42",
+            "object": {"id": "42", "reference": "ORD-123", "total": "150.00", "status": "PAID"},
+            "changes": {"status": {"old": "PENDING", "new": "PAID"}},
+            "user": {"id": "1", "username": "admin"}
+        })
+    );
+    // The document's Node verifier: 'sha256=' + HMAC(secret, `${timestamp}.${payload}`).
+    let message = [r.header("x-webhook-timestamp").as_bytes(), b".", &r.body].concat();
+    assert_eq!(
+        r.header("x-webhook-signature"),
+        format!("sha256={}", hmac_hex(secret.as_bytes(), &message))
+    );
+}
+
+#[tokio::test]
+async fn the_django_order_paid_event_with_changes_and_user() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    let secret = "your-signing-secret";
+    add_order_endpoints(&db, &receiver, secret);
     // dispatch_model_event("order.paid", instance), from the application's shell.
     let out = hookrelay(
         &db,
@@ -156,30 +201,7 @@ async fn the_django_order_paid_event_with_changes_and_user() {
     );
     let r = &requests[0];
     assert_eq!(r.path, "/orders");
-    let mut body = r.json();
-    assert_eq!(body["id"], printed_id.as_str());
-    assert_eq!(r.header("x-webhook-event-id"), printed_id);
-    let object = body.as_object_mut().unwrap();
-    assert!(object.remove("timestamp").unwrap().is_string());
-    object.remove("id");
-    assert_eq!(
-        body,
-        json!({
-            "event": "order.paid",
-            "account_id": null,
-            "model": {"app": "store", "name": "Order"},
-            "object_id": "42",
-            "object": {"id": "42", "reference": "ORD-123", "total": "150.00", "status": "PAID"},
-            "changes": {"status": {"old": "PENDING", "new": "PAID"}},
-            "user": {"id": "1", "username": "admin"}
-        })
-    );
-    // The document's Node verifier: 'sha256=' + HMAC(secret, `${timestamp}.${payload}`).
-    let message = [r.header("x-webhook-timestamp").as_bytes(), b".", &r.body].concat();
-    assert_eq!(
-        r.header("x-webhook-signature"),
-        format!("sha256={}", hmac_hex(secret.as_bytes(), &message))
-    );
+    assert_order_paid(r, &printed_id, secret);
 }
 
 /// The seed's Django models, `store.Order` and `store.Customer`, tracked.
