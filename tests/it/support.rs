@@ -177,11 +177,16 @@ impl TestDb {
 
     /// Starts a worker in this process.
     pub fn start_worker(&self, config: WorkerConfig) -> RunningWorker {
-        let token = CancellationToken::new();
-        let pool = db::pool(&self.url, 4).expect("pool");
-        let handle = tokio::spawn(worker::run(config, pool, token.clone()));
-        RunningWorker { token, handle }
+        start_worker_at(&self.url, config)
     }
+}
+
+/// Starts a worker in this process that connects through `url` (a proxy, or another role).
+pub fn start_worker_at(url: &str, config: WorkerConfig) -> RunningWorker {
+    let token = CancellationToken::new();
+    let pool = db::pool(url, 4).expect("pool");
+    let handle = tokio::spawn(worker::run(config, pool, token.clone()));
+    RunningWorker { token, handle }
 }
 
 /// A worker task, stopped cleanly by [`RunningWorker::stop`].
