@@ -5,11 +5,10 @@
 use std::time::{Duration, Instant};
 
 use hookrelay::embedded::{Cluster, Shutdown};
-use hookrelay::migrate;
 
 use super::{
-    blocking, chaos, duplicates_only_after_expired_leases, own_cluster, receipts, wait_status,
-    WorkerProcess,
+    blocking, chaos, duplicates_only_after_expired_leases, migrated_db, own_cluster, receipts,
+    wait_status, WorkerProcess,
 };
 use crate::support::{connect, free_addr, Receiver, Reply, TestDb};
 
@@ -20,11 +19,7 @@ const DELIVERED: &str = "SELECT count(*) FROM hookrelay.deliveries WHERE state =
 /// A migrated database `faults` on `cluster`, with an endpoint whose receiver takes 20 ms a
 /// request: with 8 at once a batch takes a few seconds, so the restart lands mid-run.
 async fn slow_receiver_db(cluster: &Cluster) -> (TestDb, Receiver) {
-    cluster.ensure_database("faults").await.unwrap();
-    let url = cluster.url("faults");
-    let mut client = connect(&url).await;
-    migrate::migrate(&mut client).await.unwrap();
-    let db = TestDb { url, client };
+    let db = migrated_db(cluster, "faults").await;
     let receiver = Receiver::with(|_, _| Reply {
         status: 200,
         delay: Duration::from_millis(20),
