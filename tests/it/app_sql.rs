@@ -288,9 +288,9 @@ async fn set_actor_is_transaction_local_takes_a_bind_parameter_and_refuses_autoc
     );
 }
 
-#[tokio::test]
-async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() {
-    let db = TestDb::new().await;
+/// orders, tracked from the command line with updated_at and lock_version ignored, which the
+/// command says.
+async fn track_ignoring_timestamps(db: &TestDb) {
     db.client
         .batch_execute(
             "CREATE TABLE orders (id int PRIMARY KEY, status text, updated_at timestamptz,
@@ -299,7 +299,7 @@ async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() 
         .await
         .unwrap();
     let listed = hookrelay(
-        &db,
+        db,
         &[
             "track",
             "orders",
@@ -312,6 +312,45 @@ async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() 
         "{}",
         stdout(&listed)
     );
+}
+
+/// `track --list` and tracked_tables follow the rename of an ignored column.
+async fn assert_ignored_follow_the_rename(db: &TestDb) {
+    let list = stdout(&hookrelay(db, &["track", "--list"]));
+    assert!(
+        list.contains("no update sent when only lock_version, modified_at changed"),
+        "{list}"
+    );
+    let ignored: Vec<String> = db
+        .client
+        .query_one("SELECT ignore_columns FROM hookrelay.tracked_tables", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ignored, ["lock_version", "modified_at"]);
+}
+
+/// Ignoring a column that is not there, or one also excluded, is refused by name.
+async fn assert_bad_ignores_refused(db: &TestDb) {
+    for (sql, says) in [
+        (
+            "SELECT hookrelay.track_table('orders', ignore_columns => '{nope}')",
+            "table orders has no column nope to ignore",
+        ),
+        (
+            "SELECT hookrelay.track_table('orders', exclude_columns => '{status}', ignore_columns => '{status}')",
+            "column status of orders is both excluded and ignored",
+        ),
+    ] {
+        let e = db.client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(first_line(&e), says);
+    }
+}
+
+#[tokio::test]
+async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() {
+    let db = TestDb::new().await;
+    track_ignoring_timestamps(&db).await;
     // One transaction each, so the events' order is their commit order.
     for sql in [
         "INSERT INTO orders VALUES (1, 'NEW', '2026-01-01', 0)",
@@ -332,30 +371,6 @@ async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() 
         json!({"old": "NEW", "new": "PAID"})
     );
     assert!(all[2]["object"]["modified_at"].is_string());
-    let list = stdout(&hookrelay(&db, &["track", "--list"]));
-    assert!(
-        list.contains("no update sent when only lock_version, modified_at changed"),
-        "{list}"
-    );
-    let ignored: Vec<String> = db
-        .client
-        .query_one("SELECT ignore_columns FROM hookrelay.tracked_tables", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(ignored, ["lock_version", "modified_at"]);
-
-    for (sql, says) in [
-        (
-            "SELECT hookrelay.track_table('orders', ignore_columns => '{nope}')",
-            "table orders has no column nope to ignore",
-        ),
-        (
-            "SELECT hookrelay.track_table('orders', exclude_columns => '{status}', ignore_columns => '{status}')",
-            "column status of orders is both excluded and ignored",
-        ),
-    ] {
-        let e = db.client.batch_execute(sql).await.unwrap_err();
-        assert_eq!(first_line(&e), says);
-    }
+    assert_ignored_follow_the_rename(&db).await;
+    assert_bad_ignores_refused(&db).await;
 }
