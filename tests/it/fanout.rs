@@ -28,10 +28,11 @@ async fn one_endpoint_per_filter(db: &TestDb, receiver: &Receiver) {
     }
 }
 
+/// (endpoint, event) pairs.
+type Pairs = BTreeSet<(String, String)>;
+
 /// (endpoint, event) of every request the receiver got, and of what the filters let through.
-fn received_and_wanted(
-    receiver: &Receiver,
-) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+fn received_and_wanted(receiver: &Receiver) -> (Pairs, Pairs) {
     let got: BTreeSet<(String, String)> = receiver
         .requests()
         .iter()
