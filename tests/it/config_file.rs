@@ -63,6 +63,21 @@ async fn a_bad_configuration_file_is_refused_with_the_key_named() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the configuration file"));
 }
 
+/// SIGTERM, a clean exit, and everything the process wrote to its piped stderr.
+fn stop_and_read_stderr(mut child: std::process::Child) -> String {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    stderr
+}
+
 /// Every line of `stderr` is a JSON log record, and one says delivery is paused.
 fn assert_json_log_says_paused(stderr: &str) {
     let lines: Vec<serde_json::Value> = stderr
@@ -91,7 +106,7 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
             db.url
         ),
     );
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args(["--config", path.to_str().unwrap(), "run"])
         .env_remove("HOOKRELAY_DATABASE_URL")
         .env_remove("DATABASE_URL")
@@ -110,17 +125,7 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
         1,
         "the event waits in the outbox"
     );
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_json_log_says_paused(&stderr);
+    assert_json_log_says_paused(&stop_and_read_stderr(child));
 
     // A flag beats the file: the same file with --enabled true delivers.
     let worker = Command::new(binary())
