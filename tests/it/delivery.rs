@@ -236,6 +236,24 @@ async fn a_delivery_that_always_fails_ends_dead_after_the_allowed_attempts() {
     assert_eq!(row.get::<_, i64>(6), 3);
 }
 
+/// The error code, status and duration of endpoint `endpoint`'s one attempt.
+async fn only_attempt(db: &TestDb, endpoint: i64) -> (String, Option<i32>, i32) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT a.error_code, a.status, a.duration_ms FROM hookrelay.attempts a
+             JOIN hookrelay.deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = $1",
+            &[&endpoint],
+        )
+        .await
+        .unwrap();
+    (
+        row.get::<_, String>(0),
+        row.get::<_, Option<i32>>(1),
+        row.get::<_, i32>(2),
+    )
+}
+
 #[tokio::test]
 async fn network_failures_are_recorded_with_stable_codes() {
     let db = TestDb::new().await;
@@ -272,27 +290,9 @@ async fn network_failures_are_recorded_with_stable_codes() {
         .await;
     worker.stop().await;
     assert_eq!(dead, 2);
-    let code = |endpoint: i64| {
-        let client = &db.client;
-        async move {
-            let row = client
-                .query_one(
-                    "SELECT a.error_code, a.status, a.duration_ms FROM hookrelay.attempts a
-                     JOIN hookrelay.deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = $1",
-                    &[&endpoint],
-                )
-                .await
-                .unwrap();
-            (
-                row.get::<_, String>(0),
-                row.get::<_, Option<i32>>(1),
-                row.get::<_, i32>(2),
-            )
-        }
-    };
-    let (refused_code, refused_status, _) = code(refused).await;
+    let (refused_code, refused_status, _) = only_attempt(&db, refused).await;
     assert_eq!((refused_code.as_str(), refused_status), ("connect", None));
-    let (hang_code, hang_status, hang_ms) = code(hanging).await;
+    let (hang_code, hang_status, hang_ms) = only_attempt(&db, hanging).await;
     assert_eq!((hang_code.as_str(), hang_status), ("timeout", None));
     assert!(
         (250..2000).contains(&hang_ms),
