@@ -164,46 +164,26 @@ fn print_row(label: &str, plain: f64, tracked: f64) {
     );
 }
 
-async fn run(url: &str, settings: &Settings) {
-    let mut client = connect(url).await;
-    hookrelay::admin::migrate::migrate(&mut client)
-        .await
-        .expect("migrate");
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await
-        .unwrap()
-        .get(0);
-    println!(
-        "hookrelay trigger cost per row, PostgreSQL {version}, best of {} runs (µs/row)\n",
-        settings.repeat
-    );
-    println!(
-        "{:<44} {:>10} {:>10} {:>8} {:>10}",
-        "operation", "untracked", "tracked", "ratio", "added"
-    );
-    for case in cases(settings) {
-        let plain = measure(&client, &case, false, settings.repeat).await;
-        let tracked = measure(&client, &case, true, settings.repeat).await;
-        print_row(
-            &case.label,
-            per_row(plain, case.rows),
-            per_row(tracked, case.rows),
-        );
-    }
-    let m = settings.statements;
-    let count = (m / 4).max(1);
+/// One INSERT per transaction from the client, untracked and tracked, best of the runs.
+async fn print_client_inserts(client: &Client, settings: &Settings) {
+    let count = (settings.statements / 4).max(1);
     let mut plain = Duration::MAX;
     let mut tracked = Duration::MAX;
     for _ in 0..settings.repeat {
-        plain = plain.min(client_inserts(&client, false, count).await);
-        tracked = tracked.min(client_inserts(&client, true, count).await);
+        plain = plain.min(client_inserts(client, false, count).await);
+        tracked = tracked.min(client_inserts(client, true, count).await);
     }
     print_row(
         &format!("{count} client INSERTs, 1 per transaction"),
         per_row(plain, count),
         per_row(tracked, count),
     );
+}
+
+/// For reference, the outbox row alone, written by the application through INSERT and through
+/// emit, best of the runs.
+async fn print_outbox_alone(client: &Client, settings: &Settings) {
+    let m = settings.statements;
     println!("\nfor reference, the outbox row alone, written {m} times by the application:");
     for (label, call) in [
         (
@@ -233,6 +213,37 @@ async fn run(url: &str, settings: &Settings) {
         }
         println!("{label:<44} {:>21.2}", per_row(best, m));
     }
+}
+
+async fn run(url: &str, settings: &Settings) {
+    let mut client = connect(url).await;
+    hookrelay::admin::migrate::migrate(&mut client)
+        .await
+        .expect("migrate");
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "hookrelay trigger cost per row, PostgreSQL {version}, best of {} runs (µs/row)\n",
+        settings.repeat
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>8} {:>10}",
+        "operation", "untracked", "tracked", "ratio", "added"
+    );
+    for case in cases(settings) {
+        let plain = measure(&client, &case, false, settings.repeat).await;
+        let tracked = measure(&client, &case, true, settings.repeat).await;
+        print_row(
+            &case.label,
+            per_row(plain, case.rows),
+            per_row(tracked, case.rows),
+        );
+    }
+    print_client_inserts(&client, settings).await;
+    print_outbox_alone(&client, settings).await;
     println!("\n(the throwaway cluster runs with fsync off; a durable commit adds its flush time to both)");
 }
 

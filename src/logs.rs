@@ -9,7 +9,7 @@
 //! paste into a bug report. (Server notices and warnings do not go through its log: the
 //! connection driver in `db::connect` shows them, once each, at the default level.)
 //!
-//! Other crates were checked at `trace` with the test in `tests/it/secrets.rs`: reqwest and
+//! Other crates were checked at `trace` with the tests in `tests/it/secrets/`: reqwest and
 //! hyper log connections by scheme and host only, and static header values are marked
 //! sensitive, so `Debug` prints of requests show them as `Sensitive`.
 

@@ -45,7 +45,9 @@ async fn add_history(client: &tokio_postgres::Client, endpoint: i64, rows: i64) 
     );
 }
 
-async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
+/// A fresh database with the sink as its endpoint, `history` finished deliveries and
+/// `events` new events, analysed and checkpointed; returns its URL.
+async fn loaded_database(b: &Bench, history: i64, events: i64) -> String {
     let (url, client) = b.database().await;
     let endpoint: i64 = client
         .query_one(
@@ -69,6 +71,11 @@ async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
         .unwrap();
     // Measure the claims, not the writing-back of what was just loaded.
     client.batch_execute("CHECKPOINT").await.unwrap();
+    url
+}
+
+async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
+    let url = loaded_database(b, history, events).await;
     let db = hookrelay::db::pool(&url, 2).unwrap();
     let pooled = db.pool.get().await.unwrap();
     let lease = Lease {

@@ -19,8 +19,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// Returns latencies in milliseconds, sorted.
-async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
+/// A fresh database with the sink as its endpoint and a worker with its defaults, idle.
+async fn idle_worker(b: &Bench) -> (String, Worker) {
     let (url, client) = b.database().await;
     client
         .execute(
@@ -39,16 +39,19 @@ async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
     )
     .await
     .expect("the worker goes idle");
-    b.sink.reset();
-    b.sink.record_arrivals(true);
-    // Several producer connections, each committing its share of the schedule, so one
-    // connection's round trips do not limit the rate.
+    (url, worker)
+}
+
+/// Commits `rate` events a second for `seconds` from several connections, each its share of
+/// the schedule, so one connection's round trips do not limit the rate. Returns each event's
+/// id and when its commit returned.
+async fn produce(url: &str, rate: u32, seconds: u32) -> HashMap<String, Instant> {
     const PRODUCERS: u32 = 4;
     let total = rate * seconds;
     let start = tokio::time::Instant::now();
     let mut producers = Vec::new();
     for p in 0..PRODUCERS {
-        let producer = crate::connect(&url).await;
+        let producer = crate::connect(url).await;
         producers.push(tokio::spawn(async move {
             let emit = producer
                 .prepare("SELECT hookrelay.emit('order.paid', $1::jsonb, 'store.Order')")
@@ -75,12 +78,11 @@ async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
             "  note: the producer fell behind ({produced_in:.1} s for {seconds} s of events)"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while b.sink.count() < total as u64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    b.sink.record_arrivals(false);
-    worker.stop();
+    committed
+}
+
+/// Each arrival's time after its commit, in milliseconds, sorted.
+fn latencies(b: &Bench, committed: &HashMap<String, Instant>, total: u32) -> Vec<f64> {
     let mut latencies: Vec<f64> = b
         .sink
         .arrivals()
@@ -96,6 +98,22 @@ async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
         eprintln!("  note: {} of {total} events arrived", latencies.len());
     }
     latencies
+}
+
+/// Returns latencies in milliseconds, sorted.
+async fn measure(b: &Bench, rate: u32, seconds: u32) -> Vec<f64> {
+    let (url, worker) = idle_worker(b).await;
+    b.sink.reset();
+    b.sink.record_arrivals(true);
+    let total = rate * seconds;
+    let committed = produce(&url, rate, seconds).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.sink.count() < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.sink.record_arrivals(false);
+    worker.stop();
+    latencies(b, &committed, total)
 }
 
 pub async fn run(b: &Bench) -> Vec<Figure> {

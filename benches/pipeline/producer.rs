@@ -77,8 +77,9 @@ const TRACKED: &str = "INSERT INTO app_orders_tracked (status, total) VALUES ('P
 const SECOND_ROW: &str = "WITH o AS (INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00) RETURNING id, status, total)
      INSERT INTO bare_outbox (body) SELECT jsonb_build_object('id', o.id, 'status', o.status, 'total', o.total) FROM o";
 
-pub async fn run(b: &Bench) -> Vec<Figure> {
-    let seconds = if b.quick { 4 } else { 10 };
+/// A fresh database with the application's tables (plain, tracked, a bare outbox) and a
+/// worker with no endpoints, idle: it claims and fans out, and goes idle when it can.
+async fn tables_and_idle_worker(b: &Bench) -> (String, Worker) {
     let (url, client) = b.database().await;
     client
         .batch_execute(
@@ -95,7 +96,6 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
         )
         .await
         .unwrap();
-    // The worker runs with no endpoints: it claims and fans out, and goes idle when it can.
     let worker = Worker::start(&url, &[]);
     wait_count(
         &client,
@@ -105,6 +105,12 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
     )
     .await
     .expect("the worker goes idle");
+    (url, worker)
+}
+
+pub async fn run(b: &Bench) -> Vec<Figure> {
+    let seconds = if b.quick { 4 } else { 10 };
+    let (url, worker) = tables_and_idle_worker(b).await;
     eprintln!("producer: {CLIENTS} clients, plain inserts, {seconds} s");
     let plain = throughput(&url, PLAIN, seconds).await;
     // Right after the plain run, before any event exists: the worker has nothing to fan out

@@ -12,6 +12,7 @@ use tokio_postgres::Client;
 use crate::roles::login;
 use crate::support::{connect, hookrelay, TestDb};
 
+/// What a successful command printed.
 fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -42,6 +43,7 @@ pub fn psql(url: &str, sql: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The recorded migrations: version, name and checksum.
 async fn versions(client: &Client) -> Vec<(i32, String, String)> {
     client
         .query(
@@ -55,16 +57,63 @@ async fn versions(client: &Client) -> Vec<(i32, String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_printed_schema_installs_as_migrate_does_and_upgrades_on_top() {
-    let printed = TestDb::empty().await;
-    let full = stdout(&hookrelay(&printed, &["migrate", "--print-sql"]));
-    let out = psql(&printed.url, &full);
+/// Panics with psql's error unless it succeeded.
+fn assert_psql_ok(out: &Output) {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An app that embedded an older hookrelay's SQL (`older`, everything before the newest
+/// migration) upgrades, with `hookrelay migrate` or with the printed step, to what
+/// `migrated` has.
+async fn assert_upgrade_on_top(older: &str, upgrade_with_cli: bool, migrated: &TestDb) {
+    let last = hookrelay::admin::migrate::MIGRATIONS.last().unwrap().name;
+    let latest = hookrelay::admin::migrate::latest_version();
+    let db = TestDb::empty().await;
+    assert_psql_ok(&psql(&db.url, older));
+    if upgrade_with_cli {
+        let said = stdout(&hookrelay(&db, &["migrate"]));
+        assert_eq!(
+            said.trim(),
+            format!("applied {last}\nschema hookrelay is at version {latest}")
+        );
+    } else {
+        let from = (latest - 1).to_string();
+        let step = stdout(&hookrelay(
+            &db,
+            &["migrate", "--print-sql", "--from", from.as_str()],
+        ));
+        assert_eq!(step.matches("EXECUTE $hookrelay_").count(), 1);
+        assert_psql_ok(&psql(&db.url, &step));
+    }
+    assert_eq!(versions(&db.client).await, versions(&migrated.client).await);
+}
+
+/// A step from a version the schema has not reached says which step to print instead; an
+/// unknown version is named.
+async fn assert_wrong_steps_named() {
+    let db = TestDb::empty().await;
+    let out = psql(
+        &db.url,
+        &stdout(&hookrelay(&db, &["migrate", "--print-sql", "--from", "5"])),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("hookrelay migrate --print-sql --from 0"),
+        "{stderr}"
+    );
+    let out = hookrelay(&db, &["migrate", "--print-sql", "--from", "999"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from 999 is not a schema version"));
+}
+
+#[tokio::test]
+async fn the_printed_schema_installs_as_migrate_does_and_upgrades_on_top() {
+    let printed = TestDb::empty().await;
+    let full = stdout(&hookrelay(&printed, &["migrate", "--print-sql"]));
+    assert_psql_ok(&psql(&printed.url, &full));
     let again = stdout(&hookrelay(&printed, &["migrate"]));
     let latest = hookrelay::admin::migrate::latest_version();
     assert_eq!(
@@ -78,12 +127,7 @@ async fn the_printed_schema_installs_as_migrate_does_and_upgrades_on_top() {
         versions(&migrated.client).await
     );
     // Running it again (a second app migration, a re-run) changes nothing.
-    let out = psql(&printed.url, &full);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_psql_ok(&psql(&printed.url, &full));
     assert_eq!(
         printed
             .count("SELECT count(*) FROM hookrelay.schema_migrations")
@@ -91,54 +135,13 @@ async fn the_printed_schema_installs_as_migrate_does_and_upgrades_on_top() {
         latest as i64
     );
 
-    // An app that embedded an older hookrelay's SQL (everything before the newest migration),
-    // then upgrades: with `hookrelay migrate`, or with the printed step.
+    // An app that embedded an older hookrelay's SQL, then upgrades.
     let last = hookrelay::admin::migrate::MIGRATIONS.last().unwrap().name;
     let older = &full[..full.find(&format!("\n-- {last}\n")).unwrap()];
     for upgrade_with_cli in [true, false] {
-        let db = TestDb::empty().await;
-        let out = psql(&db.url, older);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if upgrade_with_cli {
-            let said = stdout(&hookrelay(&db, &["migrate"]));
-            assert_eq!(
-                said.trim(),
-                format!("applied {last}\nschema hookrelay is at version {latest}")
-            );
-        } else {
-            let from = (latest - 1).to_string();
-            let step = stdout(&hookrelay(
-                &db,
-                &["migrate", "--print-sql", "--from", from.as_str()],
-            ));
-            assert_eq!(step.matches("EXECUTE $hookrelay_").count(), 1);
-            let out = psql(&db.url, &step);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert_eq!(versions(&db.client).await, versions(&migrated.client).await);
+        assert_upgrade_on_top(older, upgrade_with_cli, &migrated).await;
     }
-
-    // A step from a version the schema has not reached says which step to print instead.
-    let db = TestDb::empty().await;
-    let out = psql(
-        &db.url,
-        &stdout(&hookrelay(&db, &["migrate", "--print-sql", "--from", "5"])),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("hookrelay migrate --print-sql --from 0"),
-        "{stderr}"
-    );
-    let out = hookrelay(&db, &["migrate", "--print-sql", "--from", "999"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--from 999 is not a schema version"));
+    assert_wrong_steps_named().await;
 }
 
 /// A tracked table the app role may write, and a connection as the app role.
@@ -285,9 +288,9 @@ async fn set_actor_is_transaction_local_takes_a_bind_parameter_and_refuses_autoc
     );
 }
 
-#[tokio::test]
-async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() {
-    let db = TestDb::new().await;
+/// orders, tracked from the command line with updated_at and lock_version ignored, which the
+/// command says.
+async fn track_ignoring_timestamps(db: &TestDb) {
     db.client
         .batch_execute(
             "CREATE TABLE orders (id int PRIMARY KEY, status text, updated_at timestamptz,
@@ -296,7 +299,7 @@ async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() 
         .await
         .unwrap();
     let listed = hookrelay(
-        &db,
+        db,
         &[
             "track",
             "orders",
@@ -309,6 +312,45 @@ async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() 
         "{}",
         stdout(&listed)
     );
+}
+
+/// `track --list` and tracked_tables follow the rename of an ignored column.
+async fn assert_ignored_follow_the_rename(db: &TestDb) {
+    let list = stdout(&hookrelay(db, &["track", "--list"]));
+    assert!(
+        list.contains("no update sent when only lock_version, modified_at changed"),
+        "{list}"
+    );
+    let ignored: Vec<String> = db
+        .client
+        .query_one("SELECT ignore_columns FROM hookrelay.tracked_tables", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ignored, ["lock_version", "modified_at"]);
+}
+
+/// Ignoring a column that is not there, or one also excluded, is refused by name.
+async fn assert_bad_ignores_refused(db: &TestDb) {
+    for (sql, says) in [
+        (
+            "SELECT hookrelay.track_table('orders', ignore_columns => '{nope}')",
+            "table orders has no column nope to ignore",
+        ),
+        (
+            "SELECT hookrelay.track_table('orders', exclude_columns => '{status}', ignore_columns => '{status}')",
+            "column status of orders is both excluded and ignored",
+        ),
+    ] {
+        let e = db.client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(first_line(&e), says);
+    }
+}
+
+#[tokio::test]
+async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() {
+    let db = TestDb::new().await;
+    track_ignoring_timestamps(&db).await;
     // One transaction each, so the events' order is their commit order.
     for sql in [
         "INSERT INTO orders VALUES (1, 'NEW', '2026-01-01', 0)",
@@ -329,30 +371,6 @@ async fn ignored_columns_alone_send_nothing_are_still_sent_and_follow_renames() 
         json!({"old": "NEW", "new": "PAID"})
     );
     assert!(all[2]["object"]["modified_at"].is_string());
-    let list = stdout(&hookrelay(&db, &["track", "--list"]));
-    assert!(
-        list.contains("no update sent when only lock_version, modified_at changed"),
-        "{list}"
-    );
-    let ignored: Vec<String> = db
-        .client
-        .query_one("SELECT ignore_columns FROM hookrelay.tracked_tables", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(ignored, ["lock_version", "modified_at"]);
-
-    for (sql, says) in [
-        (
-            "SELECT hookrelay.track_table('orders', ignore_columns => '{nope}')",
-            "table orders has no column nope to ignore",
-        ),
-        (
-            "SELECT hookrelay.track_table('orders', exclude_columns => '{status}', ignore_columns => '{status}')",
-            "column status of orders is both excluded and ignored",
-        ),
-    ] {
-        let e = db.client.batch_execute(sql).await.unwrap_err();
-        assert_eq!(first_line(&e), says);
-    }
+    assert_ignored_follow_the_rename(&db).await;
+    assert_bad_ignores_refused(&db).await;
 }

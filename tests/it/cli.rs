@@ -13,12 +13,11 @@ fn text(out: &Output) -> String {
     )
 }
 
-#[tokio::test]
-async fn endpoints_are_added_and_listed_with_secrets_masked() {
-    let db = TestDb::new().await;
-    let secret = "my-very-own-secret-value";
+/// Adds crm, with its own secret and filters, and std, standard-webhooks with a generated
+/// secret the command points to without printing.
+fn add_crm_and_std(db: &TestDb, secret: &str) {
     let out = hookrelay(
-        &db,
+        db,
         &[
             "endpoint",
             "add",
@@ -38,7 +37,7 @@ async fn endpoints_are_added_and_listed_with_secrets_masked() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let out = hookrelay(
-        &db,
+        db,
         &[
             "endpoint",
             "add",
@@ -52,17 +51,10 @@ async fn endpoints_are_added_and_listed_with_secrets_masked() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("--reveal-secret"));
+}
 
-    let generated: String = db
-        .client
-        .query_one(
-            "SELECT secret FROM hookrelay.endpoints WHERE name = 'std'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(generated.starts_with("whsec_"), "{generated}");
+/// crm's filters and scheme are stored as given.
+async fn assert_crm_stored(db: &TestDb) {
     let row = db
         .client
         .query_one(
@@ -78,6 +70,24 @@ async fn endpoints_are_added_and_listed_with_secrets_masked() {
     assert_eq!(row.get::<_, Vec<String>>(1), ["store.Order"]);
     assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("acme"));
     assert_eq!(row.get::<_, String>(3), "hookrelay");
+}
+
+#[tokio::test]
+async fn endpoints_are_added_and_listed_with_secrets_masked() {
+    let db = TestDb::new().await;
+    let secret = "my-very-own-secret-value";
+    add_crm_and_std(&db, secret);
+    let generated: String = db
+        .client
+        .query_one(
+            "SELECT secret FROM hookrelay.endpoints WHERE name = 'std'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(generated.starts_with("whsec_"), "{generated}");
+    assert_crm_stored(&db).await;
 
     for args in [
         &["endpoint", "list"][..],

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{binary, Receiver, TestDb};
+use crate::support::{binary, sigterm_and_wait, Receiver, TestDb};
 
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("hookrelay-{}-{name}.toml", std::process::id()));
@@ -63,6 +63,35 @@ async fn a_bad_configuration_file_is_refused_with_the_key_named() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the configuration file"));
 }
 
+/// SIGTERM, a clean exit, and everything the process wrote to its piped stderr.
+fn stop_and_read_stderr(mut child: std::process::Child) -> String {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    stderr
+}
+
+/// Every line of `stderr` is a JSON log record, and one says delivery is paused.
+fn assert_json_log_says_paused(stderr: &str) {
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("delivery is paused"))),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn enabled_false_pauses_delivery_and_keeps_the_events() {
     let db = TestDb::new().await;
@@ -77,7 +106,7 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
             db.url
         ),
     );
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args(["--config", path.to_str().unwrap(), "run"])
         .env_remove("HOOKRELAY_DATABASE_URL")
         .env_remove("DATABASE_URL")
@@ -96,29 +125,10 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
         1,
         "the event waits in the outbox"
     );
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    let lines: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
-        .collect();
-    assert!(
-        lines.iter().any(|l| l["fields"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("delivery is paused"))),
-        "{stderr}"
-    );
+    assert_json_log_says_paused(&stop_and_read_stderr(child));
 
     // A flag beats the file: the same file with --enabled true delivers.
-    let mut worker = Command::new(binary())
+    let worker = Command::new(binary())
         .args([
             "--config",
             path.to_str().unwrap(),
@@ -133,12 +143,7 @@ async fn enabled_false_pauses_delivery_and_keeps_the_events() {
         .spawn()
         .unwrap();
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
-    let pid = nix::unistd::Pid::from_raw(worker.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let stopped = tokio::task::spawn_blocking(move || worker.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let stopped = sigterm_and_wait(worker).await;
     assert!(stopped.success());
     assert_eq!(got.len(), 1);
     let _ = std::fs::remove_file(path);
@@ -166,10 +171,9 @@ fn lines(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
-    let db = TestDb::new().await;
-    let first = r#"
+/// Two endpoints with settings alongside: one's secret from the environment, the other's
+/// generated, with shaping.
+const FIRST_FILE: &str = r#"
         concurrency = 8  # settings may share the file
 
         [[endpoints]]
@@ -187,14 +191,21 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         include_fields = { "store.Order" = ["id", "total", "status"] }
         redact_fields = { "store.Customer" = { email = "***@***.com" } }
     "#;
-    let path = write_config("apply", first);
-    assert_eq!(
-        lines(&apply(&db, &path, &[])),
-        [
-            "created primary_crm",
-            "created analytics (secret generated; see `hookrelay endpoint show analytics --reveal-secret`)"
-        ]
-    );
+
+/// [`FIRST_FILE`] with primary_crm's events and URL changed and analytics gone.
+fn second_file() -> String {
+    let second = FIRST_FILE
+        .replace("[\"created\", \"updated\"]", "[\"created\"]")
+        .replace("crm.example.com/webhooks/", "crm.example.com/v2/");
+    second
+        .split("[[endpoints]]\n        name = \"analytics\"")
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The first apply stored what the file says; returns analytics' generated secret.
+async fn assert_first_file_stored(db: &TestDb) -> String {
     let row = db
         .client
         .query_one(
@@ -236,26 +247,14 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         json!({"store.Customer": {"email": "***@***.com"}})
     );
     assert_eq!(shaping.get::<_, Option<i32>>(2), Some(5000));
+    generated
+}
 
-    let again = apply(&db, &path, &[]);
+/// A dry run says what would change and changes nothing; the real run prunes, and a rerun
+/// finds nothing to do.
+async fn assert_prune_dry_run_then_prune(db: &TestDb, path: &std::path::Path) {
     assert_eq!(
-        lines(&again),
-        ["unchanged primary_crm", "unchanged analytics"]
-    );
-    let printed = String::from_utf8_lossy(&again.stdout).into_owned();
-    assert!(!printed.contains("from-the-environment") && !printed.contains(&generated));
-
-    let second = first
-        .replace("[\"created\", \"updated\"]", "[\"created\"]")
-        .replace("crm.example.com/webhooks/", "crm.example.com/v2/");
-    let second = second
-        .split("[[endpoints]]\n        name = \"analytics\"")
-        .next()
-        .unwrap()
-        .to_string();
-    std::fs::write(&path, &second).unwrap();
-    assert_eq!(
-        lines(&apply(&db, &path, &["--prune", "--dry-run"])),
+        lines(&apply(db, path, &["--prune", "--dry-run"])),
         [
             "updated primary_crm: events, url",
             "removed analytics",
@@ -267,11 +266,11 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         2
     );
     assert_eq!(
-        lines(&apply(&db, &path, &["--prune"])),
+        lines(&apply(db, path, &["--prune"])),
         ["updated primary_crm: events, url", "removed analytics"]
     );
     assert_eq!(
-        lines(&apply(&db, &path, &["--prune"])),
+        lines(&apply(db, path, &["--prune"])),
         ["unchanged primary_crm"]
     );
     let url: String = db
@@ -281,13 +280,19 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         .unwrap()
         .get(0);
     assert_eq!(url, "https://crm.example.com/v2/");
+}
 
-    // One bad endpoint: nothing of the file is applied.
+/// One bad endpoint in the file: nothing of the file is applied.
+async fn assert_one_bad_endpoint_applies_nothing(
+    db: &TestDb,
+    path: &std::path::Path,
+    second: &str,
+) {
     let bad = format!(
         "{second}\n[[endpoints]]\nname = \"new_one\"\nurl = \"https://ok.example.com\"\n\n[[endpoints]]\nname = \"broken\"\nurl = \"gopher://x\"\n"
     );
-    std::fs::write(&path, &bad).unwrap();
-    let out = apply(&db, &path, &[]);
+    std::fs::write(path, &bad).unwrap();
+    let out = apply(db, path, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -298,6 +303,32 @@ async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
         db.count("SELECT count(*) FROM hookrelay.endpoints").await,
         1
     );
+}
+
+#[tokio::test]
+async fn endpoint_apply_is_idempotent_reports_changes_and_prunes() {
+    let db = TestDb::new().await;
+    let path = write_config("apply", FIRST_FILE);
+    assert_eq!(
+        lines(&apply(&db, &path, &[])),
+        [
+            "created primary_crm",
+            "created analytics (secret generated; see `hookrelay endpoint show analytics --reveal-secret`)"
+        ]
+    );
+    let generated = assert_first_file_stored(&db).await;
+    let again = apply(&db, &path, &[]);
+    assert_eq!(
+        lines(&again),
+        ["unchanged primary_crm", "unchanged analytics"]
+    );
+    let printed = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(!printed.contains("from-the-environment") && !printed.contains(&generated));
+
+    let second = second_file();
+    std::fs::write(&path, &second).unwrap();
+    assert_prune_dry_run_then_prune(&db, &path).await;
+    assert_one_bad_endpoint_applies_nothing(&db, &path, &second).await;
     let _ = std::fs::remove_file(path);
 }
 

@@ -4,16 +4,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{hmac_hex, Receiver, Reply, TestDb};
+use crate::support::{hmac_hex, Receiver, Reply, Request, TestDb};
 
 const SECRET: &str = "test-secret-0123456789";
 
-#[tokio::test]
-async fn committed_events_are_delivered_and_rolled_back_ones_never_are() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::ok().await;
-    db.endpoint("crm", &receiver.url("/hooks"), SECRET).await;
-
+/// One event committed, one rolled back, and one inserted into the outbox directly.
+async fn commit_roll_back_and_insert(db: &TestDb) {
     let mut client = crate::support::connect(&db.url).await;
     let tx = client.transaction().await.unwrap();
     tx.execute(
@@ -39,7 +35,31 @@ async fn committed_events_are_delivered_and_rolled_back_ones_never_are() {
         )
         .await
         .unwrap();
+}
 
+/// order.created arrives with its model, object, id and timestamp, and no changes or account.
+fn assert_created_body(requests: &[Request]) {
+    let created = requests
+        .iter()
+        .find(|r| r.json()["event"] == "order.created")
+        .unwrap()
+        .json();
+    assert_eq!(created["model"], json!({"app": "store", "name": "Order"}));
+    assert_eq!(created["object"], json!({"id": "1"}));
+    assert_eq!(created["object_id"], "1");
+    assert_eq!(created["changes"], serde_json::Value::Null);
+    assert_eq!(created["account_id"], serde_json::Value::Null);
+    let ts = created["timestamp"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+}
+
+#[tokio::test]
+async fn committed_events_are_delivered_and_rolled_back_ones_never_are() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    db.endpoint("crm", &receiver.url("/hooks"), SECRET).await;
+
+    commit_roll_back_and_insert(&db).await;
     let worker = db.start_worker(db.config());
     let delivered = db
         .wait_count(
@@ -64,27 +84,11 @@ async fn committed_events_are_delivered_and_rolled_back_ones_never_are() {
             .await,
         0
     );
-    let created = requests
-        .iter()
-        .find(|r| r.json()["event"] == "order.created")
-        .unwrap()
-        .json();
-    assert_eq!(created["model"], json!({"app": "store", "name": "Order"}));
-    assert_eq!(created["object"], json!({"id": "1"}));
-    assert_eq!(created["object_id"], "1");
-    assert_eq!(created["changes"], serde_json::Value::Null);
-    assert_eq!(created["account_id"], serde_json::Value::Null);
-    let ts = created["timestamp"].as_str().unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+    assert_created_body(&requests);
 }
 
-#[tokio::test]
-async fn signatures_verify_independently_and_the_event_id_is_stable_across_retries() {
-    let db = TestDb::new().await;
-    // Fails twice, then succeeds.
-    let receiver = Receiver::with(|_, n| Reply::status(if n < 2 { 500 } else { 200 })).await;
-    db.endpoint("crm", &receiver.url("/hooks"), SECRET).await;
-
+/// order.paid with changes, in a transaction whose acting user is admin; returns its id.
+async fn emit_paid_as_admin(db: &TestDb) -> uuid::Uuid {
     let mut client = crate::support::connect(&db.url).await;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(r#"SET LOCAL hookrelay.actor = '{"id": "1", "username": "admin"}'"#)
@@ -101,43 +105,34 @@ async fn signatures_verify_independently_and_the_event_id_is_stable_across_retri
         .get(0);
     tx.commit().await.unwrap();
 
-    let worker = db.start_worker(db.config());
-    let requests = receiver.wait_for(3, Duration::from_secs(10)).await;
-    let state = db
-        .wait_count(
-            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered' AND attempts = 3",
-            1,
-            Duration::from_secs(5),
-        )
-        .await;
-    worker.stop().await;
-    assert_eq!(requests.len(), 3);
-    assert_eq!(state, 1);
+    id
+}
 
-    let expected_id = format!("evt_{id}");
-    for request in &requests {
-        let ts = request.header("x-webhook-timestamp");
-        let mut message = format!("{ts}.").into_bytes();
-        message.extend_from_slice(&request.body);
-        let expected = format!("sha256={}", hmac_hex(SECRET.as_bytes(), &message));
-        assert_eq!(request.header("x-webhook-signature"), expected);
-        assert_eq!(request.header("x-webhook-event-id"), expected_id);
-        assert_eq!(request.header("x-webhook-event"), "order.paid");
-        assert_eq!(request.header("content-type"), "application/json");
-        assert!(request.header("user-agent").starts_with("hookrelay/"));
-        let body = request.json();
-        assert_eq!(body["id"], expected_id.as_str());
-        assert_eq!(body["user"], json!({"id": "1", "username": "admin"}));
-        assert_eq!(
-            body["changes"],
-            json!({"status": {"old": "PENDING", "new": "PAID"}})
-        );
-        let age = chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap();
-        assert!((0..60).contains(&age), "timestamp is current: {ts}");
-    }
-    // The same bytes every time: receivers can compare retries byte for byte.
-    assert!(requests.iter().all(|r| r.body == requests[0].body));
+/// Each request is signed as a receiver verifies it, carries the event's id, name and user,
+/// and is timestamped now.
+fn assert_signed_with_the_event(request: &Request, expected_id: &str) {
+    let ts = request.header("x-webhook-timestamp");
+    let mut message = format!("{ts}.").into_bytes();
+    message.extend_from_slice(&request.body);
+    let expected = format!("sha256={}", hmac_hex(SECRET.as_bytes(), &message));
+    assert_eq!(request.header("x-webhook-signature"), expected);
+    assert_eq!(request.header("x-webhook-event-id"), expected_id);
+    assert_eq!(request.header("x-webhook-event"), "order.paid");
+    assert_eq!(request.header("content-type"), "application/json");
+    assert!(request.header("user-agent").starts_with("hookrelay/"));
+    let body = request.json();
+    assert_eq!(body["id"], expected_id);
+    assert_eq!(body["user"], json!({"id": "1", "username": "admin"}));
+    assert_eq!(
+        body["changes"],
+        json!({"status": {"old": "PENDING", "new": "PAID"}})
+    );
+    let age = chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "timestamp is current: {ts}");
+}
 
+/// Two failed attempts, then a success, each recorded with its status and code.
+async fn assert_attempts_recorded(db: &TestDb) {
     let rows = db
         .client
         .query(
@@ -161,6 +156,37 @@ async fn signatures_verify_independently_and_the_event_id_is_stable_across_retri
         ]
     );
     assert_eq!(rows[2].get::<_, Option<String>>(3).as_deref(), Some("ok"));
+}
+
+#[tokio::test]
+async fn signatures_verify_independently_and_the_event_id_is_stable_across_retries() {
+    let db = TestDb::new().await;
+    // Fails twice, then succeeds.
+    let receiver = Receiver::with(|_, n| Reply::status(if n < 2 { 500 } else { 200 })).await;
+    db.endpoint("crm", &receiver.url("/hooks"), SECRET).await;
+
+    let id = emit_paid_as_admin(&db).await;
+    let worker = db.start_worker(db.config());
+    let requests = receiver.wait_for(3, Duration::from_secs(10)).await;
+    let state = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered' AND attempts = 3",
+            1,
+            Duration::from_secs(5),
+        )
+        .await;
+    worker.stop().await;
+    assert_eq!(requests.len(), 3);
+    assert_eq!(state, 1);
+
+    let expected_id = format!("evt_{id}");
+    for request in &requests {
+        assert_signed_with_the_event(request, &expected_id);
+    }
+    // The same bytes every time: receivers can compare retries byte for byte.
+    assert!(requests.iter().all(|r| r.body == requests[0].body));
+
+    assert_attempts_recorded(&db).await;
 }
 
 #[tokio::test]
@@ -210,6 +236,24 @@ async fn a_delivery_that_always_fails_ends_dead_after_the_allowed_attempts() {
     assert_eq!(row.get::<_, i64>(6), 3);
 }
 
+/// The error code, status and duration of endpoint `endpoint`'s one attempt.
+async fn only_attempt(db: &TestDb, endpoint: i64) -> (String, Option<i32>, i32) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT a.error_code, a.status, a.duration_ms FROM hookrelay.attempts a
+             JOIN hookrelay.deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = $1",
+            &[&endpoint],
+        )
+        .await
+        .unwrap();
+    (
+        row.get::<_, String>(0),
+        row.get::<_, Option<i32>>(1),
+        row.get::<_, i32>(2),
+    )
+}
+
 #[tokio::test]
 async fn network_failures_are_recorded_with_stable_codes() {
     let db = TestDb::new().await;
@@ -246,27 +290,9 @@ async fn network_failures_are_recorded_with_stable_codes() {
         .await;
     worker.stop().await;
     assert_eq!(dead, 2);
-    let code = |endpoint: i64| {
-        let client = &db.client;
-        async move {
-            let row = client
-                .query_one(
-                    "SELECT a.error_code, a.status, a.duration_ms FROM hookrelay.attempts a
-                     JOIN hookrelay.deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = $1",
-                    &[&endpoint],
-                )
-                .await
-                .unwrap();
-            (
-                row.get::<_, String>(0),
-                row.get::<_, Option<i32>>(1),
-                row.get::<_, i32>(2),
-            )
-        }
-    };
-    let (refused_code, refused_status, _) = code(refused).await;
+    let (refused_code, refused_status, _) = only_attempt(&db, refused).await;
     assert_eq!((refused_code.as_str(), refused_status), ("connect", None));
-    let (hang_code, hang_status, hang_ms) = code(hanging).await;
+    let (hang_code, hang_status, hang_ms) = only_attempt(&db, hanging).await;
     assert_eq!((hang_code.as_str(), hang_status), ("timeout", None));
     assert!(
         (250..2000).contains(&hang_ms),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::guides::{environment, installed, project_dir, run, run_guide};
-use crate::support::{Receiver, TestDb};
+use crate::support::{Receiver, Request, TestDb};
 
 /// The virtualenv `.ci/run` creates with Django and psycopg (HOOKRELAY_DJANGO_VENV to move it).
 fn venv() -> std::path::PathBuf {
@@ -44,14 +44,9 @@ fn verified(dir: &std::path::Path, env: &[(String, String)], cases: &[Value]) ->
     serde_json::from_str(out.trim()).unwrap()
 }
 
-#[tokio::test]
-async fn the_django_guide_runs_and_its_events_arrive_signed() {
-    let venv_bin = venv();
-    let db = TestDb::empty().await;
-    let receiver = Receiver::ok().await;
-    let dir = project_dir("django");
-    let mut env = environment(&db, &[&venv_bin]);
-    env.extend([
+/// The guide's environment variables for its two webhooks, pointed at `receiver`.
+fn webhook_env(receiver: &Receiver) -> Vec<(String, String)> {
+    vec![
         ("CRM_WEBHOOK_URL".to_string(), receiver.url("/crm")),
         ("CRM_WEBHOOK_SECRET".to_string(), CRM_SECRET.to_string()),
         (
@@ -63,19 +58,14 @@ async fn the_django_guide_runs_and_its_events_arrive_signed() {
             FULFILMENT_SECRET.to_string(),
         ),
         ("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()),
-    ]);
-    let said = run_guide("django.md", &dir, &env);
-    assert!(said.contains("schema hookrelay is up to date"), "{said}");
-    assert!(said.contains("2 endpoints synced"), "{said}");
+    ]
+}
 
-    let worker = db.start_worker(db.config());
-    receiver.wait_for(4, Duration::from_secs(20)).await;
-    // Anything late (an event that should not exist) would show up meanwhile.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    worker.stop().await;
-    let got = receiver.requests();
+/// The bodies each path got, and checks them: one event per real change (none for the no-op
+/// save, the rolled-back ORD-999 or the backfill).
+fn bodies_by_path(got: &[Request]) -> BTreeMap<String, Vec<Value>> {
     let mut by_path: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for r in &got {
+    for r in got {
         by_path.entry(r.path.clone()).or_default().push(r.json());
     }
     let summary: Vec<(String, String, String)> = by_path
@@ -102,6 +92,12 @@ async fn the_django_guide_runs_and_its_events_arrive_signed() {
         ],
         "no event for the no-op save, the rolled-back ORD-999 or the backfill: {by_path:#?}"
     );
+    by_path
+}
+
+/// order.paid carries the model, the values and the request's user; the CRM's update
+/// carries the change, the same user and the ignored-but-sent updated_at.
+fn assert_django_bodies(by_path: &BTreeMap<String, Vec<Value>>) {
     let paid = &by_path["/fulfilment"][0];
     assert_eq!(paid["model"], json!({"app": "store", "name": "Order"}));
     assert_eq!(paid["object"]["total"], "150.00");
@@ -120,11 +116,13 @@ async fn the_django_guide_runs_and_its_events_arrive_signed() {
         updated["object"]["updated_at"].is_string(),
         "ignored, still sent"
     );
+}
 
-    // The receiving side, with the guide's own code: every delivery verifies with its
-    // endpoint's secret, and a tampered body does not.
+/// Each delivery with its endpoint's secret, then the same with its body tampered: what the
+/// guide's verify_webhook must accept and refuse, alternately.
+fn verify_cases(got: &[Request]) -> Vec<Value> {
     let mut cases = Vec::new();
-    for r in &got {
+    for r in got {
         let secret = if r.path == "/crm" {
             CRM_SECRET
         } else {
@@ -142,6 +140,33 @@ async fn the_django_guide_runs_and_its_events_arrive_signed() {
         let tampered = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tampered);
         cases.push(json!({"secret": secret, "headers": headers, "body": tampered}));
     }
+    cases
+}
+
+#[tokio::test]
+async fn the_django_guide_runs_and_its_events_arrive_signed() {
+    let venv_bin = venv();
+    let db = TestDb::empty().await;
+    let receiver = Receiver::ok().await;
+    let dir = project_dir("django");
+    let mut env = environment(&db, &[&venv_bin]);
+    env.extend(webhook_env(&receiver));
+    let said = run_guide("django.md", &dir, &env);
+    assert!(said.contains("schema hookrelay is up to date"), "{said}");
+    assert!(said.contains("2 endpoints synced"), "{said}");
+
+    let worker = db.start_worker(db.config());
+    receiver.wait_for(4, Duration::from_secs(20)).await;
+    // Anything late (an event that should not exist) would show up meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.stop().await;
+    let got = receiver.requests();
+    let by_path = bodies_by_path(&got);
+    assert_django_bodies(&by_path);
+
+    // The receiving side, with the guide's own code: every delivery verifies with its
+    // endpoint's secret, and a tampered body does not.
+    let cases = verify_cases(&got);
     let results = verified(&dir, &env, &cases);
     let expected: Vec<bool> = (0..cases.len()).map(|i| i % 2 == 0).collect();
     assert_eq!(results, expected);

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use crate::support::{Receiver, TestDb};
 
-#[tokio::test]
-async fn fan_out_honours_event_model_account_and_active_filters() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::ok().await;
+/// One endpoint per filter: everything, one event, one model, one account, and a paused one.
+async fn one_endpoint_per_filter(db: &TestDb, receiver: &Receiver) {
     let endpoints = [
         ("everything", "'{}'", "'{}'", "NULL", true),
         ("paid-only", "'{order.paid}'", "'{}'", "NULL", true),
@@ -28,27 +26,13 @@ async fn fan_out_honours_event_model_account_and_active_filters() {
             .await
             .unwrap();
     }
-    db.client
-        .batch_execute(
-            "SELECT hookrelay.emit('order.paid', '{\"id\": \"1\"}', 'store.Order', account_id => 'a');
-             SELECT hookrelay.emit('order.created', '{\"id\": \"2\"}', 'store.Customer', account_id => 'b');
-             SELECT hookrelay.emit('customer.deleted', '{\"id\": \"3\"}', 'store.Customer');",
-        )
-        .await
-        .unwrap();
+}
 
-    let worker = db.start_worker(db.config());
-    let delivered = db
-        .wait_count(
-            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
-            7,
-            Duration::from_secs(10),
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    worker.stop().await;
-    assert_eq!(delivered, 7);
+/// (endpoint, event) pairs.
+type Pairs = BTreeSet<(String, String)>;
 
+/// (endpoint, event) of every request the receiver got, and of what the filters let through.
+fn received_and_wanted(receiver: &Receiver) -> (Pairs, Pairs) {
     let got: BTreeSet<(String, String)> = receiver
         .requests()
         .iter()
@@ -71,6 +55,36 @@ async fn fan_out_honours_event_model_account_and_active_filters() {
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
+    (got, want)
+}
+
+#[tokio::test]
+async fn fan_out_honours_event_model_account_and_active_filters() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    one_endpoint_per_filter(&db, &receiver).await;
+    db.client
+        .batch_execute(
+            "SELECT hookrelay.emit('order.paid', '{\"id\": \"1\"}', 'store.Order', account_id => 'a');
+             SELECT hookrelay.emit('order.created', '{\"id\": \"2\"}', 'store.Customer', account_id => 'b');
+             SELECT hookrelay.emit('customer.deleted', '{\"id\": \"3\"}', 'store.Customer');",
+        )
+        .await
+        .unwrap();
+
+    let worker = db.start_worker(db.config());
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            7,
+            Duration::from_secs(10),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.stop().await;
+    assert_eq!(delivered, 7);
+
+    let (got, want) = received_and_wanted(&receiver);
     assert_eq!(got, want);
     assert_eq!(receiver.requests().len(), 7, "no duplicates");
     assert_eq!(

@@ -2,6 +2,7 @@
 //! that are left out, not frozen, while the database cannot be read.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -220,6 +221,45 @@ async fn a_scrape_does_not_wait_for_a_database_that_never_answers() {
     held.abort();
 }
 
+/// The text format passes promtool, has every counter with its help text and the retry
+/// counted, and promtool names each counter by its series.
+async fn assert_text_format_passes_promtool(addr: SocketAddr) {
+    let (_, _, text) = scrape(addr, None).await;
+    let (passed, problems) = promtool_check(&text, &[]);
+    assert!(
+        passed && problems.is_empty(),
+        "promtool check metrics found problems:\n{problems}\nin:\n{text}"
+    );
+    let text_counters = counters(&text);
+    for counter in [
+        "hookrelay_deliveries_total",
+        "hookrelay_claims_total",
+        "hookrelay_notifications_total",
+        "hookrelay_database_errors_total",
+    ] {
+        assert!(text_counters.iter().any(|c| c == counter), "{text}");
+    }
+    assert_counters_have_help(&text);
+    assert!(
+        text.contains("# HELP hookrelay_deliveries_total Delivery attempts finished"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"hookrelay_deliveries_total{outcome="retry"}"#),
+        Some(1.0)
+    );
+    // promtool's own parse names the counters by their series.
+    let (_, listed) = promtool_check(&text, &["--extended"]);
+    for counter in &text_counters {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(counter.as_str())),
+            "promtool did not see {counter}:\n{listed}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn metrics_come_in_the_format_asked_for_and_pass_promtool() {
     promtool();
@@ -255,40 +295,7 @@ async fn metrics_come_in_the_format_asked_for_and_pass_promtool() {
             "{body}"
         );
     }
-    let (_, _, text) = scrape(addr, None).await;
-    let (passed, problems) = promtool_check(&text, &[]);
-    assert!(
-        passed && problems.is_empty(),
-        "promtool check metrics found problems:\n{problems}\nin:\n{text}"
-    );
-    let text_counters = counters(&text);
-    for counter in [
-        "hookrelay_deliveries_total",
-        "hookrelay_claims_total",
-        "hookrelay_notifications_total",
-        "hookrelay_database_errors_total",
-    ] {
-        assert!(text_counters.iter().any(|c| c == counter), "{text}");
-    }
-    assert_counters_have_help(&text);
-    assert!(
-        text.contains("# HELP hookrelay_deliveries_total Delivery attempts finished"),
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, r#"hookrelay_deliveries_total{outcome="retry"}"#),
-        Some(1.0)
-    );
-    // promtool's own parse names the counters by their series.
-    let (_, listed) = promtool_check(&text, &["--extended"]);
-    for counter in &text_counters {
-        assert!(
-            listed
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(counter.as_str())),
-            "promtool did not see {counter}:\n{listed}"
-        );
-    }
+    assert_text_format_passes_promtool(addr).await;
 
     // Prometheus asks for OpenMetrics first: it gets it, ended by # EOF.
     let (status, content_type, openmetrics) = scrape(addr, Some(PROMETHEUS_3_ACCEPT)).await;

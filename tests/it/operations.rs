@@ -8,7 +8,9 @@ use std::time::Duration;
 use hookrelay::pipeline::sweep::Retention;
 use serde_json::json;
 
-use crate::support::{free_addr, metric, socket_of, Proxy, Receiver, Reply, TestDb};
+use crate::support::{
+    free_addr, metric, socket_of, start_worker_at, Proxy, Receiver, Reply, TestDb,
+};
 
 const SECRET: &str = "secret-secret-secret";
 
@@ -55,10 +57,8 @@ async fn known_sequence(db: &TestDb) -> (Receiver, Arc<AtomicBool>) {
     (receiver, down_fixed)
 }
 
-#[tokio::test]
-async fn the_views_show_what_happened() {
-    let db = TestDb::new().await;
-    known_sequence(&db).await;
+/// endpoint_health's figures per endpoint after the known sequence.
+async fn assert_endpoint_health(db: &TestDb) {
     let rows = db
         .client
         .query(
@@ -97,7 +97,10 @@ async fn the_views_show_what_happened() {
     );
     let down_error: Option<String> = rows[0].get(8);
     assert!(down_error.unwrap().contains("500"));
+}
 
+/// delivery_log has every attempt, each with its event and webhook id.
+async fn assert_delivery_log(db: &TestDb) {
     let log = db
         .client
         .query(
@@ -112,7 +115,10 @@ async fn the_views_show_what_happened() {
     assert!(log.iter().all(
         |r| r.get::<_, String>(2).starts_with("evt_") && r.get::<_, String>(1) == "order.paid"
     ));
+}
 
+/// Nothing is left in the backlog.
+async fn assert_backlog_empty(db: &TestDb) {
     let backlog = db
         .client
         .query_one(
@@ -128,10 +134,17 @@ async fn the_views_show_what_happened() {
 }
 
 #[tokio::test]
-async fn dead_deliveries_are_redelivered_with_a_fresh_budget() {
+async fn the_views_show_what_happened() {
     let db = TestDb::new().await;
-    let (receiver, down_fixed) = known_sequence(&db).await;
-    down_fixed.store(true, Ordering::SeqCst);
+    known_sequence(&db).await;
+    assert_endpoint_health(&db).await;
+    assert_delivery_log(&db).await;
+    assert_backlog_empty(&db).await;
+}
+
+/// The three dead deliveries are scheduled again from SQL: one by id, the rest by endpoint
+/// and age; an unknown id is not. Returns their ids.
+async fn redeliver_from_sql(db: &TestDb) -> Vec<i64> {
     let dead: Vec<i64> = db
         .client
         .query(
@@ -167,25 +180,17 @@ async fn dead_deliveries_are_redelivered_with_a_fresh_budget() {
         .get(0);
     assert!(!missing);
 
-    let before = receiver.requests().len();
-    let worker = db.start_worker(db.config());
-    let delivered = db
-        .wait_count(
-            "SELECT count(*) FROM hookrelay.deliveries d JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id
-             WHERE ep.name = 'down' AND d.state = 'delivered'",
-            3,
-            Duration::from_secs(10),
-        )
-        .await;
-    worker.stop().await;
-    assert_eq!(delivered, 3);
-    assert_eq!(receiver.requests().len(), before + 3);
-    // Attempt numbers go on from the history: attempts 1-2 failed, 3 succeeded.
+    dead
+}
+
+/// Attempt numbers go on from the history (attempts 1-2 failed, 3 succeeded), and a success
+/// resets the failure streak.
+async fn assert_history_goes_on(db: &TestDb, id: i64) {
     let numbers: Vec<(i32, Option<i32>)> = db
         .client
         .query(
             "SELECT attempt, status FROM hookrelay.attempts WHERE delivery_id = $1 ORDER BY attempt",
-            &[&dead[0]],
+            &[&id],
         )
         .await
         .unwrap()
@@ -206,8 +211,30 @@ async fn dead_deliveries_are_redelivered_with_a_fresh_budget() {
 }
 
 #[tokio::test]
-async fn retention_prunes_finished_history_and_keeps_the_rest() {
+async fn dead_deliveries_are_redelivered_with_a_fresh_budget() {
     let db = TestDb::new().await;
+    let (receiver, down_fixed) = known_sequence(&db).await;
+    down_fixed.store(true, Ordering::SeqCst);
+    let dead = redeliver_from_sql(&db).await;
+    let before = receiver.requests().len();
+    let worker = db.start_worker(db.config());
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries d JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id
+             WHERE ep.name = 'down' AND d.state = 'delivered'",
+            3,
+            Duration::from_secs(10),
+        )
+        .await;
+    worker.stop().await;
+    assert_eq!(delivered, 3);
+    assert_eq!(receiver.requests().len(), before + 3);
+    assert_history_goes_on(&db, dead[0]).await;
+}
+
+/// `ok` answers 200, `down` 500 with one attempt allowed, `retrying` 500 with retries; each
+/// takes only its own event.
+async fn one_endpoint_per_outcome(db: &TestDb) -> Receiver {
     let receiver =
         Receiver::with(|req, _| Reply::status(if req.path == "/ok" { 200 } else { 500 })).await;
     db.endpoint("ok", &receiver.url("/ok"), SECRET).await;
@@ -222,34 +249,12 @@ async fn retention_prunes_finished_history_and_keeps_the_rest() {
         )
         .await
         .unwrap();
-    let delivered = db.emit("only.ok", json!({})).await;
-    db.emit("only.down", json!({})).await;
-    // Fails and waits an hour for its retry: pending work is never pruned.
-    db.emit("only.retrying", json!({})).await;
-    let unmatched = db.emit("nobody.listens", json!({})).await;
-    let mut config = db.config();
-    config.retry_schedule = hookrelay::pipeline::retry::RetrySchedule::parse("1h").unwrap();
-    config.retention = Retention {
-        keep: Duration::from_secs(1),
-        keep_dead: Duration::from_secs(3600),
-        interval: Duration::from_millis(200),
-    };
-    let worker = db.start_worker(config);
-    let gone = db
-        .wait_count(
-            &format!(
-                "SELECT count(*) FROM hookrelay.events WHERE id IN ('{delivered}', '{unmatched}')"
-            ),
-            0,
-            Duration::from_secs(15),
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    worker.stop().await;
-    assert_eq!(
-        gone, 0,
-        "finished events older than the retention are removed"
-    );
+    receiver
+}
+
+/// What is left: the dead and the retrying events with their deliveries and attempts, and
+/// no orphan attempt.
+async fn assert_only_unfinished_history_left(db: &TestDb) {
     let left: HashMap<String, i64> = db
         .client
         .query(
@@ -283,6 +288,41 @@ async fn retention_prunes_finished_history_and_keeps_the_rest() {
     );
 }
 
+#[tokio::test]
+async fn retention_prunes_finished_history_and_keeps_the_rest() {
+    let db = TestDb::new().await;
+    let _receiver = one_endpoint_per_outcome(&db).await;
+    let delivered = db.emit("only.ok", json!({})).await;
+    db.emit("only.down", json!({})).await;
+    // Fails and waits an hour for its retry: pending work is never pruned.
+    db.emit("only.retrying", json!({})).await;
+    let unmatched = db.emit("nobody.listens", json!({})).await;
+    let mut config = db.config();
+    config.retry_schedule = hookrelay::pipeline::retry::RetrySchedule::parse("1h").unwrap();
+    config.retention = Retention {
+        keep: Duration::from_secs(1),
+        keep_dead: Duration::from_secs(3600),
+        interval: Duration::from_millis(200),
+    };
+    let worker = db.start_worker(config);
+    let gone = db
+        .wait_count(
+            &format!(
+                "SELECT count(*) FROM hookrelay.events WHERE id IN ('{delivered}', '{unmatched}')"
+            ),
+            0,
+            Duration::from_secs(15),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    worker.stop().await;
+    assert_eq!(
+        gone, 0,
+        "finished events older than the retention are removed"
+    );
+    assert_only_unfinished_history_left(&db).await;
+}
+
 async fn get(url: &str) -> (u16, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match reqwest::get(url).await {
@@ -295,34 +335,45 @@ async fn get(url: &str) -> (u16, String) {
     }
 }
 
-#[tokio::test]
-async fn metrics_change_after_deliveries_and_readiness_follows_the_database() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::with(|_, n| Reply::status(if n == 0 { 503 } else { 200 })).await;
-    db.endpoint("crm", &receiver.url("/"), SECRET).await;
-    let proxy = Proxy::start(socket_of(&db.url)).await;
-    let addr = free_addr();
-    let mut config = db.config();
-    config.metrics_addr = Some(addr);
-    let pool = hookrelay::db::pool(&proxy.url(&db.url), 4).unwrap();
-    let token = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(hookrelay::pipeline::worker::run(
-        config,
-        pool,
-        token.clone(),
-    ));
-    let base = format!("http://{addr}");
-
-    let mut ready = (0, String::new());
-    for _ in 0..100 {
-        ready = get(&format!("{base}/readyz")).await;
-        if ready.0 == 200 {
+/// Polls `url` up to `tries` times, `pause` apart, until it answers `status`; returns the
+/// last answer.
+async fn poll_status(url: &str, status: u16, tries: usize, pause: Duration) -> (u16, String) {
+    let mut answer = (0, String::new());
+    for _ in 0..tries {
+        answer = get(url).await;
+        if answer.0 == status {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
     }
-    assert_eq!(ready.0, 200, "{}", ready.1);
-    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    answer
+}
+
+/// Two deliveries, one after a retry, three attempts timed, a notification heard, nothing
+/// due and the listener connected.
+async fn assert_delivery_metrics(base: &str) {
+    let (status, after) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&after, r#"hookrelay_deliveries_total{outcome="delivered"}"#),
+        2.0
+    );
+    assert_eq!(
+        metric(&after, r#"hookrelay_deliveries_total{outcome="retry"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&after, "hookrelay_attempt_duration_seconds_count"),
+        3.0
+    );
+    assert!(metric(&after, "hookrelay_notifications_total") >= 1.0);
+    assert_eq!(metric(&after, r#"hookrelay_backlog{kind="due"}"#), 0.0);
+    assert_eq!(metric(&after, "hookrelay_listener_connected"), 1.0);
+}
+
+/// No delivery counted yet; once the worker is idle, two events are delivered (one after a
+/// retry).
+async fn deliver_two_from_idle(db: &TestDb, base: &str) {
     let (_, before) = get(&format!("{base}/metrics")).await;
     assert!(!before.contains(r#"hookrelay_deliveries_total{outcome="delivered"}"#));
     let idle = db
@@ -343,33 +394,40 @@ async fn metrics_change_after_deliveries_and_readiness_follows_the_database() {
         Duration::from_secs(10),
     )
     .await;
-    let (status, after) = get(&format!("{base}/metrics")).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        metric(&after, r#"hookrelay_deliveries_total{outcome="delivered"}"#),
-        2.0
-    );
-    assert_eq!(
-        metric(&after, r#"hookrelay_deliveries_total{outcome="retry"}"#),
-        1.0
-    );
-    assert_eq!(
-        metric(&after, "hookrelay_attempt_duration_seconds_count"),
-        3.0
-    );
-    assert!(metric(&after, "hookrelay_notifications_total") >= 1.0);
-    assert_eq!(metric(&after, r#"hookrelay_backlog{kind="due"}"#), 0.0);
-    assert_eq!(metric(&after, "hookrelay_listener_connected"), 1.0);
+}
+
+#[tokio::test]
+async fn metrics_change_after_deliveries_and_readiness_follows_the_database() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::with(|_, n| Reply::status(if n == 0 { 503 } else { 200 })).await;
+    db.endpoint("crm", &receiver.url("/"), SECRET).await;
+    let proxy = Proxy::start(socket_of(&db.url)).await;
+    let addr = free_addr();
+    let mut config = db.config();
+    config.metrics_addr = Some(addr);
+    let worker = start_worker_at(&proxy.url(&db.url), config);
+    let base = format!("http://{addr}");
+
+    let ready = poll_status(
+        &format!("{base}/readyz"),
+        200,
+        100,
+        Duration::from_millis(50),
+    )
+    .await;
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    deliver_two_from_idle(&db, &base).await;
+    assert_delivery_metrics(&base).await;
 
     proxy.cut();
-    let mut down = (0, String::new());
-    for _ in 0..100 {
-        down = get(&format!("{base}/readyz")).await;
-        if down.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let down = poll_status(
+        &format!("{base}/readyz"),
+        503,
+        100,
+        Duration::from_millis(100),
+    )
+    .await;
     assert_eq!(
         down.0, 503,
         "readiness goes false when the database is unreachable"
@@ -377,19 +435,17 @@ async fn metrics_change_after_deliveries_and_readiness_follows_the_database() {
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200, "still alive");
 
     proxy.restore();
-    let mut back = (0, String::new());
-    for _ in 0..200 {
-        back = get(&format!("{base}/readyz")).await;
-        if back.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let back = poll_status(
+        &format!("{base}/readyz"),
+        200,
+        200,
+        Duration::from_millis(100),
+    )
+    .await;
     assert_eq!(
         back.0, 200,
         "ready again once the database is back: {}",
         back.1
     );
-    token.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }

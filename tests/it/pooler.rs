@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -37,17 +37,9 @@ fn session_pooler() -> &'static Bouncer {
     BOUNCER.get_or_init(|| start("session"))
 }
 
-/// Starts PgBouncer in `mode` on a free port, forwarding every database to the test server,
-/// with trust authentication. It runs as a child that gets SIGTERM when this process exits
-/// (forked on a thread that lives as long as the process: the parent-death signal follows the
-/// forking thread), as the `postgres` user when the tests run as root (PgBouncer refuses root).
-fn start(mode: &str) -> Bouncer {
-    let server = socket_of(&crate::support::admin_url());
-    let addr = free_addr();
-    let dir =
-        std::env::temp_dir().join(format!("hookrelay-pgbouncer-{mode}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// Writes PgBouncer's user list and configuration for `mode`, listening on `addr` and
+/// forwarding to `server`, into `dir`; returns the configuration's path.
+fn write_config(dir: &Path, mode: &str, addr: SocketAddr, server: SocketAddr) -> PathBuf {
     let users = dir.join("userlist.txt");
     std::fs::write(&users, "\"postgres\" \"\"\n").unwrap();
     let ini = dir.join("pgbouncer.ini");
@@ -66,6 +58,21 @@ fn start(mode: &str) -> Bouncer {
         ),
     )
     .unwrap();
+    ini
+}
+
+/// Starts PgBouncer in `mode` on a free port, forwarding every database to the test server,
+/// with trust authentication. It runs as a child that gets SIGTERM when this process exits
+/// (forked on a thread that lives as long as the process: the parent-death signal follows the
+/// forking thread), as the `postgres` user when the tests run as root (PgBouncer refuses root).
+fn start(mode: &str) -> Bouncer {
+    let server = socket_of(&crate::support::admin_url());
+    let addr = free_addr();
+    let dir =
+        std::env::temp_dir().join(format!("hookrelay-pgbouncer-{mode}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ini = write_config(&dir, mode, addr, server);
     let mut command = Command::new(pgbouncer());
     command
         .arg("-q")

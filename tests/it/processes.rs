@@ -14,6 +14,7 @@ fn spawn_worker(db: &TestDb, name: &str, extra: &[&str]) -> Child {
     support::spawn_worker(db, name, &flags)
 }
 
+/// SIGTERM, and a clean exit within 10 s.
 fn terminate(mut child: Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -57,12 +58,7 @@ async fn two_worker_processes_deliver_every_event_exactly_once() {
     terminate(b);
     assert_eq!(delivered, 2000);
 
-    let mut per_event: HashMap<String, usize> = HashMap::new();
-    for request in receiver.requests() {
-        *per_event
-            .entry(request.header("x-webhook-event-id").to_string())
-            .or_default() += 1;
-    }
+    let per_event = requests_per_event(&receiver);
     assert_eq!(per_event.len(), 2000);
     assert!(per_event.values().all(|&n| n == 1), "no event sent twice");
     assert_eq!(
@@ -75,10 +71,20 @@ async fn two_worker_processes_deliver_every_event_exactly_once() {
     assert_eq!(both, 2, "both workers took part");
 }
 
-#[tokio::test]
-async fn a_worker_killed_after_claiming_loses_nothing() {
-    let db = TestDb::new().await;
-    // While `hang` is set, requests are held open far beyond the kill.
+/// How many requests the receiver got per event id.
+fn requests_per_event(receiver: &Receiver) -> HashMap<String, usize> {
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for request in receiver.requests() {
+        *per_event
+            .entry(request.header("x-webhook-event-id").to_string())
+            .or_default() += 1;
+    }
+    per_event
+}
+
+/// 20 events for one endpoint with room for all at once, and a receiver that holds requests
+/// open far beyond a kill while the returned flag is set.
+async fn twenty_held_requests(db: &TestDb) -> (Receiver, Arc<AtomicBool>) {
     let hang = Arc::new(AtomicBool::new(true));
     let holding = hang.clone();
     let receiver = Receiver::with(move |_, _| {
@@ -108,25 +114,11 @@ async fn a_worker_killed_after_claiming_loses_nothing() {
         .await
         .unwrap();
 
-    let lease = ["--lease", "4s", "--request-timeout", "2s"];
-    let mut victim = spawn_worker(&db, "victim", &lease);
-    let held = receiver.wait_for(20, Duration::from_secs(10)).await;
-    assert_eq!(held.len(), 20, "the victim claimed and sent every event");
-    victim.kill().expect("SIGKILL");
-    victim.wait().unwrap();
-    hang.store(false, Ordering::SeqCst);
+    (receiver, hang)
+}
 
-    let rescuer = spawn_worker(&db, "rescuer", &lease);
-    let delivered = db
-        .wait_count(
-            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
-            20,
-            Duration::from_secs(20),
-        )
-        .await;
-    terminate(rescuer);
-    assert_eq!(delivered, 20);
-
+/// Each delivery has a lease_expired record by the victim, then a success by the rescuer.
+async fn assert_expired_then_delivered(db: &TestDb) {
     let rows = db
         .client
         .query(
@@ -157,13 +149,34 @@ async fn a_worker_killed_after_claiming_loses_nothing() {
             Some("rescuer")
         );
     }
+}
+
+#[tokio::test]
+async fn a_worker_killed_after_claiming_loses_nothing() {
+    let db = TestDb::new().await;
+    let (receiver, hang) = twenty_held_requests(&db).await;
+    let lease = ["--lease", "4s", "--request-timeout", "2s"];
+    let mut victim = spawn_worker(&db, "victim", &lease);
+    let held = receiver.wait_for(20, Duration::from_secs(10)).await;
+    assert_eq!(held.len(), 20, "the victim claimed and sent every event");
+    victim.kill().expect("SIGKILL");
+    victim.wait().unwrap();
+    hang.store(false, Ordering::SeqCst);
+
+    let rescuer = spawn_worker(&db, "rescuer", &lease);
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            20,
+            Duration::from_secs(20),
+        )
+        .await;
+    terminate(rescuer);
+    assert_eq!(delivered, 20);
+
+    assert_expired_then_delivered(&db).await;
     // Each event reached the receiver twice: once held open at the kill, once delivered.
-    let mut per_event: HashMap<String, usize> = HashMap::new();
-    for request in receiver.requests() {
-        *per_event
-            .entry(request.header("x-webhook-event-id").to_string())
-            .or_default() += 1;
-    }
+    let per_event = requests_per_event(&receiver);
     assert_eq!(per_event.len(), 20);
     assert!(per_event.values().all(|&n| n == 2));
 }

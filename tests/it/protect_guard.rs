@@ -34,6 +34,33 @@ async fn refused_endpoints(db: &TestDb, receiver: &Receiver) -> Vec<(&'static st
     endpoints
 }
 
+/// One refused attempt: final, coded blocked_address, no status, and an error naming the
+/// address, why it is refused and the setting that would allow it.
+fn assert_refused_by_name(row: &tokio_postgres::Row) {
+    let name: String = row.get(0);
+    let error: String = row.get(3);
+    assert_eq!(row.get::<_, i32>(1), 1, "{name}");
+    assert_eq!(
+        row.get::<_, String>(2),
+        "blocked_address",
+        "{name}: {error}"
+    );
+    assert_eq!(row.get::<_, Option<i32>>(4), None, "{name}");
+    assert!(
+        error.contains("--allow-network") && error.contains("HOOKRELAY_ALLOW_NETWORKS"),
+        "{name}: {error}"
+    );
+    let expected = match name.as_str() {
+        "literal" | "decimal" => "refused 127.0.0.1: it is a loopback address",
+        "name" => "refused localhost: it resolves to",
+        "mapped" => "an IPv4-mapped form of 127.0.0.1, which is a loopback address",
+        "ipv6" => "refused ::1: it is a loopback address",
+        "metadata" => "refused 169.254.169.254: it is a link-local address",
+        other => panic!("unexpected endpoint {other}"),
+    };
+    assert!(error.contains(expected), "{name}: {error}");
+}
+
 #[tokio::test]
 async fn non_public_receivers_are_refused_by_literal_and_by_name_and_never_contacted() {
     let db = TestDb::new().await;
@@ -78,28 +105,7 @@ async fn non_public_receivers_are_refused_by_literal_and_by_name_and_never_conta
         "one attempt each: refusals are final"
     );
     for row in &rows {
-        let name: String = row.get(0);
-        let error: String = row.get(3);
-        assert_eq!(row.get::<_, i32>(1), 1, "{name}");
-        assert_eq!(
-            row.get::<_, String>(2),
-            "blocked_address",
-            "{name}: {error}"
-        );
-        assert_eq!(row.get::<_, Option<i32>>(4), None, "{name}");
-        assert!(
-            error.contains("--allow-network") && error.contains("HOOKRELAY_ALLOW_NETWORKS"),
-            "{name}: {error}"
-        );
-        let expected = match name.as_str() {
-            "literal" | "decimal" => "refused 127.0.0.1: it is a loopback address",
-            "name" => "refused localhost: it resolves to",
-            "mapped" => "an IPv4-mapped form of 127.0.0.1, which is a loopback address",
-            "ipv6" => "refused ::1: it is a loopback address",
-            "metadata" => "refused 169.254.169.254: it is a link-local address",
-            other => panic!("unexpected endpoint {other}"),
-        };
-        assert!(error.contains(expected), "{name}: {error}");
+        assert_refused_by_name(row);
     }
 }
 

@@ -13,7 +13,8 @@ use axum::routing::post;
 use hookrelay::config::WorkerConfig;
 
 use crate::protect_policy::serve;
-use crate::support::{self, TestDb};
+use crate::signing_cli::text;
+use crate::support::{self, hookrelay, TestDb};
 
 const SECRET: &str = "test-secret-0123456789";
 
@@ -66,10 +67,9 @@ async fn idle_in_transaction(db: &TestDb) -> i64 {
     .await
 }
 
-/// Time until every delivery to a healthy receiver (50 ms per request) is done, with or
-/// without a hanging endpoint receiving the same events.
-async fn healthy_finish(with_hanging: bool) -> Duration {
-    let db = TestDb::new().await;
+/// A healthy receiver (50 ms per request) with room for 24 at once, and, if asked, a
+/// hanging one (30 s) beside it; returns what the hanging one saw.
+async fn healthy_and_maybe_hanging(db: &TestDb, with_hanging: bool) -> Option<Arc<Seen>> {
     let (healthy, _) = tracked(Duration::from_millis(50)).await;
     db.endpoint("healthy", &format!("http://{healthy}/hooks"), SECRET)
         .await;
@@ -81,21 +81,18 @@ async fn healthy_finish(with_hanging: bool) -> Duration {
         )
         .await
         .unwrap();
-    let hanging = if with_hanging {
-        let (addr, seen) = tracked(Duration::from_secs(30)).await;
-        db.endpoint("hanging", &format!("http://{addr}/hooks"), SECRET)
-            .await;
-        Some(seen)
-    } else {
-        None
-    };
-    db.emit_many(EVENTS).await;
-    let config = WorkerConfig {
-        concurrency: 32,
-        ..db.config()
-    };
-    let started = Instant::now();
-    let worker = db.start_worker(config);
+    if !with_hanging {
+        return None;
+    }
+    let (addr, seen) = tracked(Duration::from_secs(30)).await;
+    db.endpoint("hanging", &format!("http://{addr}/hooks"), SECRET)
+        .await;
+    Some(seen)
+}
+
+/// Polls until every healthy delivery is done; when `watch_hanging`, also sums sessions idle
+/// in a transaction and tracks the most leases the hanging endpoint held. Returns both.
+async fn wait_healthy_done(db: &TestDb, started: Instant, watch_hanging: bool) -> (i64, i64) {
     let mut held_open = 0;
     let mut most_leased = 0;
     loop {
@@ -105,8 +102,8 @@ async fn healthy_finish(with_hanging: bool) -> Duration {
                  ON ep.id = d.endpoint_id WHERE ep.name = 'healthy' AND d.state = 'delivered'",
             )
             .await;
-        if hanging.is_some() {
-            held_open += idle_in_transaction(&db).await;
+        if watch_hanging {
+            held_open += idle_in_transaction(db).await;
             most_leased = most_leased.max(
                 db.count(
                     "SELECT count(*) FROM hookrelay.deliveries d JOIN hookrelay.endpoints ep
@@ -125,35 +122,62 @@ async fn healthy_finish(with_hanging: bool) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (held_open, most_leased)
+}
+
+/// The hanging endpoint held exactly its max_in_flight, its backlog is parked out of the due
+/// range, and no transaction stayed open while its requests hung.
+async fn assert_hanging_held_to_its_cap(
+    db: &TestDb,
+    seen: &Seen,
+    started: Instant,
+    (held_open, most_leased): (i64, i64),
+) {
+    // No request to it can time out (2 s) within the first 1.5 s: whatever arrived by then
+    // was in flight at once.
+    let early = seen
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|at| at.duration_since(started) < Duration::from_millis(1500))
+        .count();
+    assert_eq!(
+        early, 8,
+        "the hanging endpoint got exactly its max_in_flight"
+    );
+    assert!(most_leased <= 8, "at most 8 leases, saw {most_leased}");
+    // The rest of its backlog is parked out of the due range, not walked by every claim.
+    let row = db
+        .client
+        .query_one("SELECT waiting_for_slot, due FROM hookrelay.backlog", &[])
+        .await
+        .unwrap();
+    let (waiting, due): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        waiting >= EVENTS - 8 - 8,
+        "{waiting} deliveries waiting for a slot"
+    );
+    assert!(due <= 8, "{due} deliveries left due");
+    assert_eq!(held_open, 0, "no transaction open while requests hang");
+}
+
+/// Time until every delivery to a healthy receiver (50 ms per request) is done, with or
+/// without a hanging endpoint receiving the same events.
+async fn healthy_finish(with_hanging: bool) -> Duration {
+    let db = TestDb::new().await;
+    let hanging = healthy_and_maybe_hanging(&db, with_hanging).await;
+    db.emit_many(EVENTS).await;
+    let config = WorkerConfig {
+        concurrency: 32,
+        ..db.config()
+    };
+    let started = Instant::now();
+    let worker = db.start_worker(config);
+    let watched = wait_healthy_done(&db, started, hanging.is_some()).await;
     let elapsed = started.elapsed();
     if let Some(seen) = hanging {
-        // No request to it can time out (2 s) within the first 1.5 s: whatever arrived by then
-        // was in flight at once.
-        let early = seen
-            .arrivals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|at| at.duration_since(started) < Duration::from_millis(1500))
-            .count();
-        assert_eq!(
-            early, 8,
-            "the hanging endpoint got exactly its max_in_flight"
-        );
-        assert!(most_leased <= 8, "at most 8 leases, saw {most_leased}");
-        // The rest of its backlog is parked out of the due range, not walked by every claim.
-        let row = db
-            .client
-            .query_one("SELECT waiting_for_slot, due FROM hookrelay.backlog", &[])
-            .await
-            .unwrap();
-        let (waiting, due): (i64, i64) = (row.get(0), row.get(1));
-        assert!(
-            waiting >= EVENTS - 8 - 8,
-            "{waiting} deliveries waiting for a slot"
-        );
-        assert!(due <= 8, "{due} deliveries left due");
-        assert_eq!(held_open, 0, "no transaction open while requests hang");
+        assert_hanging_held_to_its_cap(&db, &seen, started, watched).await;
     }
     worker.stop().await;
     elapsed
@@ -170,18 +194,14 @@ async fn a_hanging_endpoint_does_not_slow_a_healthy_one() {
     );
 }
 
+/// A `hookrelay run` process with this concurrency.
 fn spawn_worker(db: &TestDb, name: &str, concurrency: &str) -> Child {
     support::spawn_worker(db, name, &["--concurrency", concurrency])
 }
 
+/// SIGTERM, and a clean exit.
 async fn stop(child: Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = support::sigterm_and_wait(child).await;
     assert!(status.success(), "exit {status}");
 }
 
@@ -300,13 +320,10 @@ async fn a_rate_limit_holds_across_two_worker_processes() {
     );
 }
 
-#[tokio::test]
-async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix() {
-    use crate::signing_cli::text;
-    use crate::support::hookrelay;
-    let db = TestDb::new().await;
+/// `endpoint add` stores and shows max_in_flight and rate_limit.
+async fn assert_isolation_settings_stored_and_shown(db: &TestDb) {
     let out = hookrelay(
-        &db,
+        db,
         &[
             "endpoint",
             "add",
@@ -333,14 +350,18 @@ async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix
         (row.get::<_, i32>(0), row.get::<_, Option<f64>>(1)),
         (4, Some(2.5))
     );
-    let shown = text(&hookrelay(&db, &["endpoint", "show", "crm"]));
+    let shown = text(&hookrelay(db, &["endpoint", "show", "crm"]));
     assert!(
         shown.contains("max in flight: 4") && shown.contains("rate limit: 2.5 requests/s"),
         "{shown}"
     );
+}
 
+/// Out-of-range settings are refused with the range, from the command line and from SQL,
+/// with nothing half-written.
+async fn assert_bad_settings_refused(db: &TestDb) {
     let out = hookrelay(
-        &db,
+        db,
         &[
             "endpoint",
             "add",
@@ -359,7 +380,7 @@ async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix
         "{err}"
     );
     let out = hookrelay(
-        &db,
+        db,
         &[
             "endpoint",
             "add",
@@ -390,21 +411,31 @@ async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix
         .message()
         .contains("max_in_flight 50000 is out of range"));
     assert!(db_err.hint().unwrap().contains("1 to 10000"));
+}
 
-    // Disabling records a reason; enabling says it and clears it.
-    let out = hookrelay(&db, &["endpoint", "disable", "crm"]);
+/// Disabling records a reason; enabling says it and clears it.
+fn assert_disable_records_a_reason_enable_clears_it(db: &TestDb) {
+    let out = hookrelay(db, &["endpoint", "disable", "crm"]);
     assert!(out.status.success(), "{}", text(&out));
-    let shown = text(&hookrelay(&db, &["endpoint", "show", "crm"]));
+    let shown = text(&hookrelay(db, &["endpoint", "show", "crm"]));
     assert!(
         shown.contains("disabled since") && shown.contains("disabled by an operator"),
         "{shown}"
     );
-    let out = hookrelay(&db, &["endpoint", "enable", "crm"]);
+    let out = hookrelay(db, &["endpoint", "enable", "crm"]);
     assert!(
         text(&out).contains("it was disabled: disabled by an operator"),
         "{}",
         text(&out)
     );
-    let out = hookrelay(&db, &["endpoint", "enable", "crm"]);
+    let out = hookrelay(db, &["endpoint", "enable", "crm"]);
     assert!(text(&out).contains("already enabled"), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix() {
+    let db = TestDb::new().await;
+    assert_isolation_settings_stored_and_shown(&db).await;
+    assert_bad_settings_refused(&db).await;
+    assert_disable_records_a_reason_enable_clears_it(&db);
 }

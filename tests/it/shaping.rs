@@ -117,6 +117,55 @@ async fn include_fields_keep_only_those_keys_of_object_and_changes_in_both_forms
     );
 }
 
+/// Per model: the customer's email is replaced in the object and both sides of its change,
+/// other models are untouched, and the address never travels.
+fn assert_redacted_per_model(receiver: &Receiver) {
+    let created = body(receiver, "/per-model", "Customer", "created");
+    assert_eq!(
+        created["object"],
+        json!({"id": 7, "name": "Ada", "email": "***@***.com"})
+    );
+    let updated = body(receiver, "/per-model", "Customer", "updated");
+    assert_eq!(
+        updated["object"],
+        json!({"id": 7, "name": "Ada L.", "email": "***@***.com"})
+    );
+    assert_eq!(
+        updated["changes"],
+        json!({
+            "email": {"old": "***@***.com", "new": "***@***.com"},
+            "name": {"old": "Ada", "new": "Ada L."}
+        })
+    );
+    let order = body(receiver, "/per-model", "Order", "updated");
+    assert_eq!(order["object"]["status"], "PAID", "other models untouched");
+    for r in receiver.requests() {
+        if r.path == "/per-model" {
+            let raw = String::from_utf8(r.body.to_vec()).unwrap();
+            assert!(!raw.contains("ada@"), "{raw}");
+        }
+    }
+}
+
+/// For every model (`*`), with one model's own rules on top, in object and changes.
+fn assert_redacted_for_every_model(receiver: &Receiver) {
+    let updated = body(receiver, "/every-model", "Customer", "updated");
+    assert_eq!(
+        updated["object"],
+        json!({"id": 7, "name": "***", "email": null})
+    );
+    assert_eq!(
+        updated["changes"],
+        json!({"email": {"old": null, "new": null}, "name": {"old": "***", "new": "***"}})
+    );
+    let order = body(receiver, "/every-model", "Order", "updated");
+    assert_eq!(order["object"], json!({"id": 42, "status": "hidden"}));
+    assert_eq!(
+        order["changes"],
+        json!({"status": {"old": "hidden", "new": "hidden"}})
+    );
+}
+
 #[tokio::test]
 async fn redact_fields_replace_values_in_object_and_both_sides_of_changes_in_both_forms() {
     let db = TestDb::new().await;
@@ -141,53 +190,13 @@ async fn redact_fields_replace_values_in_object_and_both_sides_of_changes_in_bot
     drain(&db).await;
     assert_eq!(receiver.requests().len(), 8);
 
-    let created = body(&receiver, "/per-model", "Customer", "created");
-    assert_eq!(
-        created["object"],
-        json!({"id": 7, "name": "Ada", "email": "***@***.com"})
-    );
-    let updated = body(&receiver, "/per-model", "Customer", "updated");
-    assert_eq!(
-        updated["object"],
-        json!({"id": 7, "name": "Ada L.", "email": "***@***.com"})
-    );
-    assert_eq!(
-        updated["changes"],
-        json!({
-            "email": {"old": "***@***.com", "new": "***@***.com"},
-            "name": {"old": "Ada", "new": "Ada L."}
-        })
-    );
-    let order = body(&receiver, "/per-model", "Order", "updated");
-    assert_eq!(order["object"]["status"], "PAID", "other models untouched");
-    for r in receiver.requests() {
-        if r.path == "/per-model" {
-            let raw = String::from_utf8(r.body.to_vec()).unwrap();
-            assert!(!raw.contains("ada@"), "{raw}");
-        }
-    }
-
-    let updated = body(&receiver, "/every-model", "Customer", "updated");
-    assert_eq!(
-        updated["object"],
-        json!({"id": 7, "name": "***", "email": null})
-    );
-    assert_eq!(
-        updated["changes"],
-        json!({"email": {"old": null, "new": null}, "name": {"old": "***", "new": "***"}})
-    );
-    let order = body(&receiver, "/every-model", "Order", "updated");
-    assert_eq!(order["object"], json!({"id": 42, "status": "hidden"}));
-    assert_eq!(
-        order["changes"],
-        json!({"status": {"old": "hidden", "new": "hidden"}})
-    );
+    assert_redacted_per_model(&receiver);
+    assert_redacted_for_every_model(&receiver);
 }
 
-#[tokio::test]
-async fn malformed_shaping_is_refused_when_written() {
-    let db = TestDb::new().await;
-    let cases = [
+/// (include_fields, redact_fields, the start of the refusal), `null` for not given.
+fn malformed_cases() -> Vec<(Value, Value, &'static str)> {
+    vec![
         (json!("id"), Value::Null, "include_fields must be a JSON array of field names, or an object of model name to such an array, not a JSON string"),
         (json!(["id", 5]), Value::Null, "include_fields must be an array of field names (non-empty strings), not [\"id\", 5]"),
         (json!(["id", ""]), Value::Null, "include_fields must be an array of field names (non-empty strings), not [\"id\", \"\"]"),
@@ -196,8 +205,13 @@ async fn malformed_shaping_is_refused_when_written() {
         (Value::Null, json!(["email"]), "redact_fields must be a JSON object of model name to {\"field\": replacement}, not a JSON array"),
         (Value::Null, json!({"email": "***"}), "redact_fields for model \"email\" must be an object of field name to replacement, not \"***\""),
         (Value::Null, json!({"": {"email": "x"}}), "redact_fields has an invalid model name \"\""),
-    ];
-    for (include, redact, message) in cases {
+        ]
+}
+
+/// Each malformed insert is a check violation whose message names the problem and whose hint
+/// gives an example.
+async fn assert_malformed_inserts_refused(db: &TestDb) {
+    for (include, redact, message) in malformed_cases() {
         let include = (!include.is_null()).then_some(include);
         let redact = (!redact.is_null()).then_some(redact);
         let e = db
@@ -218,12 +232,10 @@ async fn malformed_shaping_is_refused_when_written() {
         );
         assert!(db_error.hint().unwrap_or_default().contains("for example"));
     }
-    assert_eq!(
-        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
-        0
-    );
+}
 
-    // Updates are checked too, and the endpoint keeps its good configuration.
+/// Updates are checked too, and the endpoint keeps its good configuration.
+async fn assert_malformed_update_refused(db: &TestDb) {
     db.client
         .execute(
             "INSERT INTO hookrelay.endpoints (name, url, secret, include_fields)
@@ -246,8 +258,10 @@ async fn malformed_shaping_is_refused_when_written() {
             .await,
         1
     );
+}
 
-    // From the command line: one line naming the problem, exit 1, nothing written.
+/// From the command line: one line naming the problem, exit 1.
+fn assert_malformed_flags_refused(db: &TestDb) {
     for (flag, value, expected) in [
         ("--include-fields", r#"{"store.Order": "id"}"#, "error: include_fields for model \"store.Order\" must be an array of field names, not \"id\"; hint: for example {\"store.Order\": [\"id\", \"total\"]}"),
         ("--redact-fields", "{email: x}", "error: --redact-fields is not valid JSON (key must be a string at line 1 column 2): give for example '[\"id\", \"total\"]', '{\"store.Order\": [\"id\", \"total\"]}' or '{\"store.Customer\": {\"email\": \"***@***.com\"}}'"),
@@ -261,6 +275,19 @@ async fn malformed_shaping_is_refused_when_written() {
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected);
     }
+}
+
+#[tokio::test]
+async fn malformed_shaping_is_refused_when_written() {
+    let db = TestDb::new().await;
+    assert_malformed_inserts_refused(&db).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.endpoints").await,
+        0
+    );
+    assert_malformed_update_refused(&db).await;
+    // Nothing written from the command line either.
+    assert_malformed_flags_refused(&db);
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.endpoints").await,
         1

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::support::{binary, hookrelay, TestDb};
 
+/// Runs `hookrelay ARGS`: whether it succeeded, its stdout and its stderr.
 fn run(db: &TestDb, args: &[&str]) -> (bool, String, String) {
     let out = hookrelay(db, args);
     (
@@ -47,6 +48,26 @@ async fn orders(db: &TestDb, rows: i64) {
 const SNAPSHOTS: &str = "SELECT count(*) FROM hookrelay.events WHERE event = 'snapshot'";
 const DISTINCT: &str =
     "SELECT count(DISTINCT object_id) FROM hookrelay.events WHERE event = 'snapshot'";
+
+/// A backfilled row's event carries the model, id, object and account it is tracked with.
+async fn assert_shaped_as_tracked(db: &TestDb) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT model, object_id, object, account_id FROM hookrelay.events
+             WHERE event = 'snapshot' AND object_id = '7'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "store.Order");
+    assert_eq!(row.get::<_, String>(1), "7");
+    assert_eq!(
+        row.get::<_, serde_json::Value>(2),
+        json!({"id": 7, "status": "S7", "acct": "a1"})
+    );
+    assert_eq!(row.get::<_, String>(3), "a1");
+}
 
 #[tokio::test]
 async fn backfill_writes_each_row_once_shaped_as_tracked_and_resumes() {
@@ -96,22 +117,7 @@ async fn backfill_writes_each_row_once_shaped_as_tracked_and_resumes() {
         (db.count(SNAPSHOTS).await, db.count(DISTINCT).await),
         (22, 22)
     );
-    let row = db
-        .client
-        .query_one(
-            "SELECT model, object_id, object, account_id FROM hookrelay.events
-             WHERE event = 'snapshot' AND object_id = '7'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "store.Order");
-    assert_eq!(row.get::<_, String>(1), "7");
-    assert_eq!(
-        row.get::<_, serde_json::Value>(2),
-        json!({"id": 7, "status": "S7", "acct": "a1"})
-    );
-    assert_eq!(row.get::<_, String>(3), "a1");
+    assert_shaped_as_tracked(&db).await;
     // Another event name is another backfill.
     let (ok, stdout, _) = run(
         &db,
@@ -168,14 +174,11 @@ async fn bad_backfills_are_refused_and_write_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_killed_backfill_of_200k_rows_resumes_exactly_while_the_app_writes() {
-    const ROWS: i64 = 200_000;
-    let db = TestDb::new().await;
-    orders(&db, ROWS).await;
-    // The application keeps writing: new rows (tracked: created events) and updates.
+/// The application keeps writing while the backfill runs: new rows (tracked: created
+/// events) and updates.
+async fn app_keeps_writing(db: &TestDb) -> tokio::task::JoinHandle<()> {
     let app = crate::support::connect(&db.url).await;
-    let writer = tokio::spawn(async move {
+    tokio::spawn(async move {
         for i in 0..200i64 {
             app.execute(
                 "INSERT INTO orders VALUES ($1, 'NEW', 'x', 'a0')",
@@ -191,15 +194,28 @@ async fn a_killed_backfill_of_200k_rows_resumes_exactly_while_the_app_writes() {
             .unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    });
-    let mut child = std::process::Command::new(binary())
+    })
+}
+
+/// `hookrelay backfill orders` in batches of 2000, started and not waited for.
+fn spawn_backfill(db: &TestDb) -> std::process::Child {
+    std::process::Command::new(binary())
         .args(["backfill", "orders", "--batch", "2000"])
         .env("HOOKRELAY_DATABASE_URL", &db.url)
         .env("HOOKRELAY_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_backfill_of_200k_rows_resumes_exactly_while_the_app_writes() {
+    const ROWS: i64 = 200_000;
+    let db = TestDb::new().await;
+    orders(&db, ROWS).await;
+    let writer = app_keeps_writing(&db).await;
+    let mut child = spawn_backfill(&db);
     // Killed (-9) part way, mid-batch or between batches.
     let partway = db
         .wait_count(

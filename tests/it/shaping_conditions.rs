@@ -86,6 +86,31 @@ async fn watched_columns_gate_updates_and_follow_renames() {
     assert_eq!(columns, ["state", "total"]);
 }
 
+/// Reinstalled from what is stored (as migrations reinstall), and re-tracked with the
+/// condition as `shown`: the stored condition stays what is shown.
+async fn reinstall_and_retrack(db: &TestDb, shown: &str) {
+    db.client
+        .batch_execute(
+            "SELECT hookrelay.install_tracking(t) FROM hookrelay.tracking t;
+             INSERT INTO orders VALUES (5, 'PENDING', 1), (6, 'PAID', 2);",
+        )
+        .await
+        .unwrap();
+    let (ok, _, stderr) = run(
+        db,
+        &[
+            "track",
+            "orders",
+            "--events",
+            "created,updated",
+            "--condition",
+            shown,
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(condition(db).await, shown);
+}
+
 #[tokio::test]
 async fn a_condition_decides_which_rows_emit_and_follows_renames() {
     let (db, receiver) = setup().await;
@@ -125,28 +150,8 @@ async fn a_condition_decides_which_rows_emit_and_follows_renames() {
         "{stdout}"
     );
     assert_eq!(condition(&db).await, shown);
-    // Reinstalled from what is stored (as migrations reinstall), and re-tracked with
-    // the condition as shown: both still hold, by the new name.
-    db.client
-        .batch_execute(
-            "SELECT hookrelay.install_tracking(t) FROM hookrelay.tracking t;
-             INSERT INTO orders VALUES (5, 'PENDING', 1), (6, 'PAID', 2);",
-        )
-        .await
-        .unwrap();
-    let (ok, _, stderr) = run(
-        &db,
-        &[
-            "track",
-            "orders",
-            "--events",
-            "created,updated",
-            "--condition",
-            shown,
-        ],
-    );
-    assert!(ok, "{stderr}");
-    assert_eq!(condition(&db).await, shown);
+    // Both still hold after a reinstall and a re-track, by the new name.
+    reinstall_and_retrack(&db, shown).await;
     db.client
         .batch_execute("INSERT INTO orders VALUES (7, 'PENDING', 1), (8, 'PAID', 2)")
         .await

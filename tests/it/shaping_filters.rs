@@ -115,16 +115,16 @@ async fn a_filter_sees_the_envelope_fields_a_receiver_reads() {
     assert_eq!(ids(&receiver, "/exact"), ["a"]);
 }
 
-#[tokio::test]
-async fn filters_that_are_not_predicates_are_refused_with_an_example_and_write_nothing() {
-    let db = TestDb::new().await;
+/// `endpoint add --filter` with a broken path or a non-predicate: refused with the problem
+/// and an example, without a panic.
+fn assert_bad_filter_flags_refused(db: &TestDb) {
     for (filter, problem) in [
         ("$.object.total >", "is not a valid jsonpath"),
         ("$.object.total", "is not a predicate"),
         ("$.object ? (@.total > 1)", "is not a predicate"),
     ] {
         let out = hookrelay(
-            &db,
+            db,
             &[
                 "endpoint",
                 "add",
@@ -145,7 +145,10 @@ async fn filters_that_are_not_predicates_are_refused_with_an_example_and_write_n
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    // SQL writes get the predicate check too.
+}
+
+/// SQL writes get the predicate check too, with an example in the hint.
+async fn assert_bad_filter_in_sql_refused(db: &TestDb) {
     let err = db
         .client
         .execute(
@@ -161,14 +164,17 @@ async fn filters_that_are_not_predicates_are_refused_with_an_example_and_write_n
         "{db_err:?}"
     );
     assert!(db_err.hint().unwrap().contains("for example"), "{db_err:?}");
-    // The same in an apply file: the file changes nothing.
+}
+
+/// The same in an apply file: refused naming the endpoint.
+fn assert_bad_filter_in_a_file_refused(db: &TestDb) {
     let file = temp_file(
         "bad-filter.toml",
         "[[endpoints]]\nname = \"good\"\nurl = \"https://example.com/a\"\n\
          [[endpoints]]\nname = \"filtered\"\nurl = \"https://example.com/b\"\nfilter = '$.object.total'\n",
     );
     let out = hookrelay(
-        &db,
+        db,
         &["endpoint".as_ref(), "apply".as_ref(), file.as_os_str()],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -177,6 +183,15 @@ async fn filters_that_are_not_predicates_are_refused_with_an_example_and_write_n
         stderr.contains("endpoint \"filtered\"") && stderr.contains("is not a predicate"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn filters_that_are_not_predicates_are_refused_with_an_example_and_write_nothing() {
+    let db = TestDb::new().await;
+    assert_bad_filter_flags_refused(&db);
+    assert_bad_filter_in_sql_refused(&db).await;
+    // The file changes nothing, like the others.
+    assert_bad_filter_in_a_file_refused(&db);
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.endpoints").await,
         0

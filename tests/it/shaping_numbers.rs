@@ -118,6 +118,17 @@ async fn an_unknown_number_format_is_refused_and_writes_nothing() {
     );
 }
 
+/// Each body sent to `path` as "event changes".
+fn summary(receiver: &Receiver, path: &str) -> Vec<String> {
+    raw_bodies(receiver, path)
+        .iter()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).unwrap();
+            format!("{} {}", v["event"].as_str().unwrap(), v["changes"])
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn skip_empty_changes_drops_updates_include_fields_leaves_empty() {
     let db = TestDb::new().await;
@@ -146,16 +157,7 @@ async fn skip_empty_changes_drops_updates_include_fields_leaves_empty() {
         .await
         .unwrap();
     drain(&db).await;
-    let summary = |path: &str| -> Vec<String> {
-        raw_bodies(&receiver, path)
-            .iter()
-            .map(|b| {
-                let v: serde_json::Value = serde_json::from_str(b).unwrap();
-                format!("{} {}", v["event"].as_str().unwrap(), v["changes"])
-            })
-            .collect()
-    };
-    let mut skips = summary("/skips");
+    let mut skips = summary(&receiver, "/skips");
     skips.sort();
     assert_eq!(
         skips,
@@ -164,7 +166,7 @@ async fn skip_empty_changes_drops_updates_include_fields_leaves_empty() {
             r#"updated {"status":{"new":"PAID","old":"NEW"}}"#
         ]
     );
-    let mut sends = summary("/sends");
+    let mut sends = summary(&receiver, "/sends");
     sends.sort();
     assert_eq!(
         sends,

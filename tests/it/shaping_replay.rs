@@ -67,6 +67,26 @@ fn run(db: &TestDb, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Attempts made for endpoint `other`, which no replay names.
+async fn other_attempts(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM hookrelay.attempts a JOIN hookrelay.deliveries d ON d.id = a.delivery_id JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id WHERE ep.name = 'other'")
+        .await
+}
+
+/// The same from SQL, for operators: a dry run counts one event name's replays.
+async fn assert_sql_replay_counts(db: &TestDb) {
+    let n: i64 = db
+        .client
+        .query_one(
+            "SELECT hookrelay.replay('other', now() - interval '1 hour', only_events => '{order.shipped}', dry_run => true)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
+
 #[tokio::test]
 async fn replay_sends_past_events_again_in_order_to_one_endpoint_only() {
     let (db, receiver) = history().await;
@@ -106,9 +126,7 @@ async fn replay_sends_past_events_again_in_order_to_one_endpoint_only() {
     assert!(stdout.contains("replaying 3 events to old"), "{stdout}");
     assert_eq!(scheduled(&db, "new").await, ["1", "2", "3", "4", "5"]);
     assert_eq!(scheduled(&db, "old").await, ["1", "3", "4"]);
-    let other_before = db
-        .count("SELECT count(*) FROM hookrelay.attempts a JOIN hookrelay.deliveries d ON d.id = a.delivery_id JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id WHERE ep.name = 'other'")
-        .await;
+    let other_before = other_attempts(&db).await;
     drain(&db).await;
     assert_eq!(arrived(&receiver, "/new"), ["1", "2", "3", "4", "5"]);
     assert_eq!(
@@ -116,21 +134,9 @@ async fn replay_sends_past_events_again_in_order_to_one_endpoint_only() {
         ["1", "1", "2", "3", "3", "4", "4", "5"]
     );
     assert_eq!(arrived(&receiver, "/other"), ["1", "2", "3", "4", "5"]);
-    let other_after = db
-        .count("SELECT count(*) FROM hookrelay.attempts a JOIN hookrelay.deliveries d ON d.id = a.delivery_id JOIN hookrelay.endpoints ep ON ep.id = d.endpoint_id WHERE ep.name = 'other'")
-        .await;
+    let other_after = other_attempts(&db).await;
     assert_eq!(other_before, other_after, "other endpoints are not touched");
-    // The same from SQL, for operators.
-    let n: i64 = db
-        .client
-        .query_one(
-            "SELECT hookrelay.replay('other', now() - interval '1 hour', only_events => '{order.shipped}', dry_run => true)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
+    assert_sql_replay_counts(&db).await;
 }
 
 #[tokio::test]

@@ -53,6 +53,107 @@ pub async fn one_delivery(db: &TestDb, receiver: &Receiver) -> Request {
     got.into_iter().next().expect("a delivery")
 }
 
+/// `verify` arguments: each secret, `--at`, then `more`.
+fn verify_args(secrets: &[&str], at: &str, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = secrets
+        .iter()
+        .flat_map(|s| ["--secret", s])
+        .map(String::from)
+        .collect();
+    args.extend(["--at".to_string(), at.to_string()]);
+    args.extend(more.iter().map(|s| s.to_string()));
+    args
+}
+
+/// [`verify`] with owned arguments.
+fn run_verify(args: Vec<String>, body: &[u8], env: Option<&str>) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    verify(&args, body, env)
+}
+
+/// The delivery verifies: with its secret, with the body from a file, with the secret from
+/// the environment (never printed), and with either of two secrets during a rotation.
+fn assert_verifies_every_way(secret: &str, at: &str, headers: &[&str], body: &[u8]) {
+    let out = run_verify(verify_args(&[secret], at, headers), body, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).starts_with("valid: signed with secret 1 of 1, 2 s ago"),
+        "{}",
+        text(&out)
+    );
+
+    let body_file = std::env::temp_dir().join(format!("hookrelay-body-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&body_file, body).unwrap();
+    let from_file = [headers, &["--body-file", body_file.to_str().unwrap()]].concat();
+    let out = run_verify(verify_args(&[secret], at, &from_file), b"ignored", None);
+    std::fs::remove_file(&body_file).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The secret from the environment, never printed.
+    let out = run_verify(verify_args(&[], at, headers), body, Some(secret));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(secret));
+
+    // A rotation: either of several secrets.
+    let out = run_verify(
+        verify_args(&["some-other-secret", secret], at, headers),
+        body,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("secret 2 of 2"), "{}", text(&out));
+}
+
+/// Each way a check can fail (arguments, body), and what the one line must say.
+fn failure_cases(
+    secret: &str,
+    at: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Vec<(Vec<String>, Vec<u8>, &'static str)> {
+    let mut tampered = body.to_vec();
+    tampered.push(b' ');
+    let with_scheme = [headers, &["--scheme", "body-hex"]].concat();
+    let in_a_minute = [headers, &["--tolerance", "1m"]].concat();
+    vec![
+        (
+            verify_args(&[secret], at, headers),
+            tampered,
+            "invalid: bad signature",
+        ),
+        (
+            verify_args(&["not-the-secret"], at, headers),
+            body.to_vec(),
+            "invalid: bad signature",
+        ),
+        (
+            verify_args(&[secret], "99999999999", headers),
+            body.to_vec(),
+            "invalid: stale timestamp",
+        ),
+        (
+            verify_args(&[secret], "1000", &in_a_minute),
+            body.to_vec(),
+            "in the future",
+        ),
+        (
+            verify_args(&[secret], at, &headers[..2]),
+            body.to_vec(),
+            "invalid: missing header X-Webhook-Signature",
+        ),
+        (
+            verify_args(&[secret], at, &headers[2..]),
+            body.to_vec(),
+            "invalid: missing header X-Webhook-Timestamp",
+        ),
+        (
+            verify_args(&[secret], at, &with_scheme),
+            body.to_vec(),
+            "try --scheme hookrelay",
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn verify_command_accepts_real_deliveries_and_names_each_failure() {
     let db = TestDb::new().await;
@@ -70,94 +171,10 @@ async fn verify_command_accepts_real_deliveries_and_names_each_failure() {
     );
     let headers = ["-H", &stamp, "-H", &signature];
     let body = request.body.to_vec();
-    let args = |secrets: &[&str], at: &str, more: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = secrets
-            .iter()
-            .flat_map(|s| ["--secret", s])
-            .map(String::from)
-            .collect();
-        args.extend(["--at".to_string(), at.to_string()]);
-        args.extend(more.iter().map(|s| s.to_string()));
-        args
-    };
-    let run = |args: Vec<String>, body: &[u8], env: Option<&str>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        verify(&args, body, env)
-    };
-
-    let out = run(args(&[secret], &at, &headers), &body, None);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).starts_with("valid: signed with secret 1 of 1, 2 s ago"),
-        "{}",
-        text(&out)
-    );
-
-    let body_file = std::env::temp_dir().join(format!("hookrelay-body-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&body_file, &body).unwrap();
-    let from_file = [&headers[..], &["--body-file", body_file.to_str().unwrap()]].concat();
-    let out = run(args(&[secret], &at, &from_file), b"ignored", None);
-    std::fs::remove_file(&body_file).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-
-    // The secret from the environment, never printed.
-    let out = run(args(&[], &at, &headers), &body, Some(secret));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(!text(&out).contains(secret));
-
-    // A rotation: either of several secrets.
-    let out = run(
-        args(&["some-other-secret", secret], &at, &headers),
-        &body,
-        None,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("secret 2 of 2"), "{}", text(&out));
-
-    let mut tampered = body.clone();
-    tampered.push(b' ');
-    let with_scheme = [&headers[..], &["--scheme", "body-hex"]].concat();
-    let in_a_minute = [&headers[..], &["--tolerance", "1m"]].concat();
-    let failures = [
-        (
-            args(&[secret], &at, &headers),
-            &tampered,
-            "invalid: bad signature",
-        ),
-        (
-            args(&["not-the-secret"], &at, &headers),
-            &body,
-            "invalid: bad signature",
-        ),
-        (
-            args(&[secret], "99999999999", &headers),
-            &body,
-            "invalid: stale timestamp",
-        ),
-        (
-            args(&[secret], "1000", &in_a_minute),
-            &body,
-            "in the future",
-        ),
-        (
-            args(&[secret], &at, &headers[..2]),
-            &body,
-            "invalid: missing header X-Webhook-Signature",
-        ),
-        (
-            args(&[secret], &at, &headers[2..]),
-            &body,
-            "invalid: missing header X-Webhook-Timestamp",
-        ),
-        (
-            args(&[secret], &at, &with_scheme),
-            &body,
-            "try --scheme hookrelay",
-        ),
-    ];
-    for (args, body, reason) in failures {
+    assert_verifies_every_way(secret, &at, &headers, &body);
+    for (args, body, reason) in failure_cases(secret, &at, &headers, &body) {
         let shown = args.join(" ");
-        let out = run(args, body, None);
+        let out = run_verify(args, &body, None);
         assert_eq!(out.status.code(), Some(1), "{shown}: {}", text(&out));
         let said = text(&out);
         assert!(said.contains(reason), "{shown}: {said}");
@@ -166,32 +183,9 @@ async fn verify_command_accepts_real_deliveries_and_names_each_failure() {
     }
 }
 
-#[tokio::test]
-async fn verify_command_checks_standard_webhooks_and_refuses_bad_input() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::ok().await;
-    let secret = hookrelay::sign::generate_secret(hookrelay::sign::Scheme::Standard);
-    db.client
-        .execute(
-            "INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) \
-             VALUES ('std', $1, $2, 'standard')",
-            &[&receiver.url("/std"), &secret],
-        )
-        .await
-        .unwrap();
-    let request = one_delivery(&db, &receiver).await;
-    let names = ["webhook-id", "webhook-timestamp", "webhook-signature"];
-    let headers = header_args(&request, &names);
-    let at = request.header("webhook-timestamp").to_string();
-    let mut args: Vec<String> = ["--scheme", "standard", "--at", &at, "--secret", &secret]
-        .map(String::from)
-        .to_vec();
-    args.extend(headers.clone());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = verify(&args, &request.body, None);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(!text(&out).contains(&secret));
-
+/// A malformed signature, a missing webhook-id and the scheme left at its default are each
+/// named. `args` is the passing command line: six flags, then the three headers.
+fn assert_standard_failures_named(args: &[&str], request: &Request, at: &str) {
     let mut malformed = args[..6].to_vec();
     let id = format!("webhook-id: {}", request.header("webhook-id"));
     let ts = format!("webhook-timestamp: {at}");
@@ -225,8 +219,10 @@ async fn verify_command_checks_standard_webhooks_and_refuses_bad_input() {
         "{}",
         text(&out)
     );
+}
 
-    // The check cannot run: exit status 2, with what to fix.
+/// The check cannot run: exit status 2, with what to fix, and no secret repeated.
+fn assert_unusable_checks_exit_2() {
     let unusable: [(&[&str], &str); 3] = [
         (
             &["--scheme", "standard", "--secret", "plain-secret-1"],
@@ -251,6 +247,36 @@ async fn verify_command_checks_standard_webhooks_and_refuses_bad_input() {
     assert_eq!(out.status.code(), Some(2), "no secret: {}", text(&out));
 }
 
+#[tokio::test]
+async fn verify_command_checks_standard_webhooks_and_refuses_bad_input() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    let secret = hookrelay::sign::generate_secret(hookrelay::sign::Scheme::Standard);
+    db.client
+        .execute(
+            "INSERT INTO hookrelay.endpoints (name, url, secret, signature_scheme) \
+             VALUES ('std', $1, $2, 'standard')",
+            &[&receiver.url("/std"), &secret],
+        )
+        .await
+        .unwrap();
+    let request = one_delivery(&db, &receiver).await;
+    let names = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+    let headers = header_args(&request, &names);
+    let at = request.header("webhook-timestamp").to_string();
+    let mut args: Vec<String> = ["--scheme", "standard", "--at", &at, "--secret", &secret]
+        .map(String::from)
+        .to_vec();
+    args.extend(headers.clone());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = verify(&args, &request.body, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(&secret));
+
+    assert_standard_failures_named(&args, &request, &at);
+    assert_unusable_checks_exit_2();
+}
+
 /// "secret previous expires-in-two-hours" of endpoint crm, `-` for NULL.
 async fn secret(db: &TestDb) -> String {
     let sql = "SELECT secret || ' ' || coalesce(previous_secret, '-') || ' ' || \
@@ -258,6 +284,49 @@ async fn secret(db: &TestDb) -> String {
                AND previous_secret_expires_at < now() + interval '121 minutes')::text, '-') \
                FROM hookrelay.endpoints WHERE name = 'crm'";
     db.client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// During the grace period `endpoint show` says the previous secret signs too, and neither
+/// `show` nor `list --json` prints either secret.
+fn assert_rotation_shown_without_secrets(db: &TestDb, current: &str, first: &str) {
+    let shown = hookrelay(db, &["endpoint", "show", "crm"]);
+    assert!(text(&shown).contains("signs too until"), "{}", text(&shown));
+    assert!(!text(&shown).contains(current) && !text(&shown).contains(first));
+    let listed = hookrelay(db, &["endpoint", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(
+        listed[0]["previous_secret_expires_at"].is_string(),
+        "{listed}"
+    );
+    assert!(!listed.to_string().contains(first));
+}
+
+/// Unknown endpoints, long grace periods and short secrets are refused; giving the current
+/// secret again says so without printing it.
+async fn assert_rotate_refusals(db: &TestDb) {
+    let refusals: [(&[&str], &str); 3] = [
+        (&["endpoint", "rotate-secret", "nope"], "no endpoint named"),
+        (
+            &["endpoint", "rotate-secret", "crm", "--grace", "45days"],
+            "at most 30 days",
+        ),
+        (
+            &["endpoint", "rotate-secret", "crm", "--secret", "short"],
+            "8 to 1000",
+        ),
+    ];
+    for (args, reason) in refusals {
+        let out = hookrelay(db, args);
+        assert!(!out.status.success());
+        assert!(text(&out).contains(reason), "{args:?}: {}", text(&out));
+    }
+    let current = secret(db).await.split(' ').next().unwrap().to_string();
+    let out = hookrelay(
+        db,
+        &["endpoint", "rotate-secret", "crm", "--secret", &current],
+    );
+    assert!(text(&out).contains("current secret"), "{}", text(&out));
+    assert!(!text(&out).contains(&current));
 }
 
 #[tokio::test]
@@ -295,16 +364,7 @@ async fn rotate_secret_generates_without_printing_and_retires_the_older_secret()
     assert!(!text(&out).contains(parts[0]) && !text(&out).contains(&first));
     assert!(text(&out).contains("--reveal-secret"), "{}", text(&out));
 
-    let shown = hookrelay(&db, &["endpoint", "show", "crm"]);
-    assert!(text(&shown).contains("signs too until"), "{}", text(&shown));
-    assert!(!text(&shown).contains(parts[0]) && !text(&shown).contains(&first));
-    let listed = hookrelay(&db, &["endpoint", "list", "--json"]);
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert!(
-        listed[0]["previous_secret_expires_at"].is_string(),
-        "{listed}"
-    );
-    assert!(!listed.to_string().contains(&first));
+    assert_rotation_shown_without_secrets(&db, parts[0], &first);
 
     // Rotating again during the grace period retires the older secret at once.
     let out = hookrelay(&db, &["endpoint", "rotate-secret", "crm", "--grace", "0s"]);
@@ -312,27 +372,5 @@ async fn rotate_secret_generates_without_printing_and_retires_the_older_secret()
     assert!(text(&out).contains("no longer signs"), "{}", text(&out));
     assert!(secret(&db).await.ends_with(" - -"));
 
-    let refusals: [(&[&str], &str); 3] = [
-        (&["endpoint", "rotate-secret", "nope"], "no endpoint named"),
-        (
-            &["endpoint", "rotate-secret", "crm", "--grace", "45days"],
-            "at most 30 days",
-        ),
-        (
-            &["endpoint", "rotate-secret", "crm", "--secret", "short"],
-            "8 to 1000",
-        ),
-    ];
-    for (args, reason) in refusals {
-        let out = hookrelay(&db, args);
-        assert!(!out.status.success());
-        assert!(text(&out).contains(reason), "{args:?}: {}", text(&out));
-    }
-    let current = secret(&db).await.split(' ').next().unwrap().to_string();
-    let out = hookrelay(
-        &db,
-        &["endpoint", "rotate-secret", "crm", "--secret", &current],
-    );
-    assert!(text(&out).contains("current secret"), "{}", text(&out));
-    assert!(!text(&out).contains(&current));
+    assert_rotate_refusals(&db).await;
 }

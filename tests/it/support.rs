@@ -179,11 +179,16 @@ impl TestDb {
 
     /// Starts a worker in this process.
     pub fn start_worker(&self, config: WorkerConfig) -> RunningWorker {
-        let token = CancellationToken::new();
-        let pool = db::pool(&self.url, 4).expect("pool");
-        let handle = tokio::spawn(worker::run(config, pool, token.clone()));
-        RunningWorker { token, handle }
+        start_worker_at(&self.url, config)
     }
+}
+
+/// Starts a worker in this process that connects through `url` (a proxy, or another role).
+pub fn start_worker_at(url: &str, config: WorkerConfig) -> RunningWorker {
+    let token = CancellationToken::new();
+    let pool = db::pool(url, 4).expect("pool");
+    let handle = tokio::spawn(worker::run(config, pool, token.clone()));
+    RunningWorker { token, handle }
 }
 
 /// A worker task, stopped cleanly by [`RunningWorker::stop`].
@@ -485,4 +490,17 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     ));
     std::fs::write(&path, text).expect("write a temporary file");
     path
+}
+
+/// Sends SIGTERM to a `hookrelay` process and waits (off the runtime's threads) for it to exit.
+pub async fn sigterm_and_wait(mut child: std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join the waiting task")
+        .expect("wait for the process")
 }

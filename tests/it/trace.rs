@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::bad_input::connect_with_notices;
+use crate::bad_input::refused::connect_with_notices;
 use crate::support::{hookrelay, Receiver, Reply, TestDb};
 
 mod otlp;

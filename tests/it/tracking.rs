@@ -37,17 +37,9 @@ async fn trigger_count(db: &TestDb, table: &str) -> i64 {
         .get(0)
 }
 
-#[tokio::test]
-async fn track_table_refuses_bad_arguments_with_the_fix() {
-    let db = TestDb::new().await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE orders (id int PRIMARY KEY, status text, note text);
-             CREATE VIEW open_orders AS SELECT * FROM orders;",
-        )
-        .await
-        .unwrap();
-    let cases = [
+/// Each bad call, the SQLSTATE it must end in and what its message must say.
+fn bad_track_cases() -> Vec<(&'static str, SqlState, &'static str)> {
+    vec![
         (
             "SELECT hookrelay.track_table('orders', '{created,moved}')",
             SqlState::INVALID_PARAMETER_VALUE,
@@ -98,8 +90,20 @@ async fn track_table_refuses_bad_arguments_with_the_fix() {
             SqlState::UNDEFINED_TABLE,
             "relation \"no_such_table\" does not exist",
         ),
-    ];
-    for (sql, code, message) in cases {
+        ]
+}
+
+#[tokio::test]
+async fn track_table_refuses_bad_arguments_with_the_fix() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, status text, note text);
+             CREATE VIEW open_orders AS SELECT * FROM orders;",
+        )
+        .await
+        .unwrap();
+    for (sql, code, message) in bad_track_cases() {
         let (got_code, got) = refusal(&db, sql).await;
         assert_eq!(got_code, code, "{sql}: {got}");
         assert!(got.contains(message), "{sql}: {got}");
@@ -259,6 +263,61 @@ async fn a_tracked_partitioned_table_reports_every_partition_under_its_model() {
     assert_eq!(trigger_count(&db, "readings_us").await, 0);
 }
 
+/// tracked_tables and `track --list` show the table as tracked from the command line.
+async fn assert_tracked_as_asked(db: &TestDb) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT events, exclude_columns, account_column FROM hookrelay.tracked_tables",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<String>>(0), ["created", "updated"]);
+    assert_eq!(row.get::<_, Vec<String>>(1), ["note"]);
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("tenant"));
+    let list = hookrelay(db, &["track", "--list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("store.\"Order\" as model store.Order"));
+}
+
+/// An unquoted mixed-case name, an unknown event and a column in the wrong case are refused
+/// with the fix.
+fn assert_track_refusals_name_the_fix(db: &TestDb) {
+    for (args, expected) in [
+        (
+            vec!["track", "store.Order"],
+            "error: no table store.Order: give it as schema.table, with mixed-case or unusual \
+             names quoted as in SQL, e.g. 'store.\"Order\"'",
+        ),
+        (
+            vec!["track", r#"store."Order""#, "--events", "created,moved"],
+            "error: unknown event 'moved'; hint: events are created, updated, deleted and truncated",
+        ),
+        (
+            vec!["track", r#"store."Order""#, "--exclude", "Note"],
+            "error: table store.\"Order\" has no column \"Note\"; hint: column names are \
+             case-sensitive and given without quotes, as \\d lists them",
+        ),
+    ] {
+        let out = hookrelay(db, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&out).trim(), expected, "{args:?}");
+    }
+}
+
+/// `untrack` removes the trigger, and a second one says there was nothing to do.
+async fn assert_untrack_and_again(db: &TestDb) {
+    let out = hookrelay(db, &["untrack", r#"store."Order""#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"stopped tracking store."Order""#
+    );
+    assert_eq!(trigger_count(db, r#"store."Order""#).await, 0);
+    let out = hookrelay(db, &["untrack", r#"store."Order""#]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was not tracked; nothing to do"));
+}
+
 #[tokio::test]
 async fn track_and_untrack_from_the_command_line() {
     let db = TestDb::new().await;
@@ -290,50 +349,9 @@ async fn track_and_untrack_from_the_command_line() {
         String::from_utf8_lossy(&out.stdout).trim(),
         r#"tracking store."Order" as model store.Order: events created, updated; excluding note; account from tenant; object_id from id"#
     );
-    let row = db
-        .client
-        .query_one(
-            "SELECT events, exclude_columns, account_column FROM hookrelay.tracked_tables",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, Vec<String>>(0), ["created", "updated"]);
-    assert_eq!(row.get::<_, Vec<String>>(1), ["note"]);
-    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("tenant"));
-    let list = hookrelay(&db, &["track", "--list"]);
-    assert!(String::from_utf8_lossy(&list.stdout).contains("store.\"Order\" as model store.Order"));
-
-    for (args, expected) in [
-        (
-            vec!["track", "store.Order"],
-            "error: no table store.Order: give it as schema.table, with mixed-case or unusual \
-             names quoted as in SQL, e.g. 'store.\"Order\"'",
-        ),
-        (
-            vec!["track", r#"store."Order""#, "--events", "created,moved"],
-            "error: unknown event 'moved'; hint: events are created, updated, deleted and truncated",
-        ),
-        (
-            vec!["track", r#"store."Order""#, "--exclude", "Note"],
-            "error: table store.\"Order\" has no column \"Note\"; hint: column names are \
-             case-sensitive and given without quotes, as \\d lists them",
-        ),
-    ] {
-        let out = hookrelay(&db, &args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert_eq!(stderr(&out).trim(), expected, "{args:?}");
-    }
-
-    let out = hookrelay(&db, &["untrack", r#"store."Order""#]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        r#"stopped tracking store."Order""#
-    );
-    assert_eq!(trigger_count(&db, r#"store."Order""#).await, 0);
-    let out = hookrelay(&db, &["untrack", r#"store."Order""#]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("was not tracked; nothing to do"));
+    assert_tracked_as_asked(&db).await;
+    assert_track_refusals_name_the_fix(&db);
+    assert_untrack_and_again(&db).await;
 }
 
 /// The body's `timestamp` orders the states of one row, even within a second: microseconds,

@@ -1,6 +1,7 @@
 //! A worker killed with SIGKILL at random moments during a burn-down, again and again, loses
 //! nothing; only requests in flight at a kill are sent twice.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{chaos, duplicates_only_after_expired_leases, receipts, Rng, WorkerProcess};
@@ -34,13 +35,9 @@ async fn delivered(db: &TestDb) -> i64 {
         .await
 }
 
-#[tokio::test]
-async fn a_worker_killed_again_and_again_during_a_burn_down_loses_nothing() {
-    let events = chaos("EVENTS", 10_000) as i64;
-    let kills = chaos("KILLS", 5);
-    let mut rng = Rng::from_env("kill");
-    let db = TestDb::new().await;
-    // A little time per request, so requests are in flight at every kill.
+/// `all` takes every event, `paid` only order.paid; `events` events, half of them paid. A
+/// little time per request, so requests are in flight at every kill.
+async fn two_endpoints_and_events(db: &TestDb, events: i64) -> Receiver {
     let receiver = Receiver::with(|_, _| Reply {
         status: 200,
         delay: Duration::from_millis(10),
@@ -65,20 +62,66 @@ async fn a_worker_killed_again_and_again_during_a_burn_down_loses_nothing() {
         )
         .await
         .unwrap();
-    let paid = events / 2;
-    let total = events + paid;
+    receiver
+}
 
-    let started = Instant::now();
+/// Starts a worker and SIGKILLs it at a random moment, `kills` times; returns how many kills
+/// hit a worker with work left.
+async fn kill_again_and_again(db: &TestDb, kills: u64, rng: &mut Rng, total: i64) -> u64 {
     let mut survived = 0;
     for round in 0..kills {
         let worker = WorkerProcess::spawn(&db.url, &format!("victim-{round}"), &FLAGS);
         tokio::time::sleep(Duration::from_millis(rng.between(100, 800))).await;
-        let before = delivered(&db).await;
+        let before = delivered(db).await;
         worker.kill();
         if before < total {
             survived += 1;
         }
     }
+    survived
+}
+
+/// Every event reached the endpoint for all events, every order.paid reached its own, and
+/// only real event ids were sent.
+async fn assert_every_event_reached_its_endpoints(
+    db: &TestDb,
+    seen: &HashMap<(String, String), usize>,
+    events: i64,
+    paid: i64,
+) {
+    let all = seen.keys().filter(|(path, _)| path == "/all").count() as i64;
+    let paid_seen = seen.keys().filter(|(path, _)| path == "/paid").count() as i64;
+    assert_eq!(
+        all, events,
+        "every event reached the endpoint for all events"
+    );
+    assert_eq!(paid_seen, paid, "every order.paid reached its endpoint");
+    let ids: std::collections::HashSet<String> = db
+        .client
+        .query("SELECT 'evt_' || id::text FROM hookrelay.events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        seen.keys().all(|(_, id)| ids.contains(id)),
+        "only real event ids were sent"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_killed_again_and_again_during_a_burn_down_loses_nothing() {
+    let events = chaos("EVENTS", 10_000) as i64;
+    let kills = chaos("KILLS", 5);
+    let mut rng = Rng::from_env("kill");
+    let db = TestDb::new().await;
+    let receiver = two_endpoints_and_events(&db, events).await;
+    let paid = events / 2;
+    let total = events + paid;
+
+    let started = Instant::now();
+    let survived = kill_again_and_again(&db, kills, &mut rng, total).await;
     let at_last_kill = delivered(&db).await;
     let rescuer = WorkerProcess::spawn(&db.url, "rescuer", &FLAGS);
     let done = db
@@ -102,25 +145,7 @@ async fn a_worker_killed_again_and_again_during_a_burn_down_loses_nothing() {
     );
 
     let seen = receipts(&receiver.requests());
-    let all = seen.keys().filter(|(path, _)| path == "/all").count() as i64;
-    let paid_seen = seen.keys().filter(|(path, _)| path == "/paid").count() as i64;
-    assert_eq!(
-        all, events,
-        "every event reached the endpoint for all events"
-    );
-    assert_eq!(paid_seen, paid, "every order.paid reached its endpoint");
-    let ids: std::collections::HashSet<String> = db
-        .client
-        .query("SELECT 'evt_' || id::text FROM hookrelay.events", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert!(
-        seen.keys().all(|(_, id)| ids.contains(id)),
-        "only real event ids were sent"
-    );
+    assert_every_event_reached_its_endpoints(&db, &seen, events, paid).await;
     let expired = db
         .count("SELECT count(*) FROM hookrelay.attempts WHERE error_code = 'lease_expired'")
         .await;

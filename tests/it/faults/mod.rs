@@ -40,6 +40,17 @@ pub async fn own_cluster(name: &str) -> (Cluster, PathBuf) {
     (cluster, dir)
 }
 
+/// Database `name` on `cluster`, created and migrated, reached as [`TestDb`].
+pub async fn migrated_db(cluster: &Cluster, name: &str) -> TestDb {
+    cluster.ensure_database(name).await.unwrap();
+    let url = cluster.url(name);
+    let mut client = crate::support::connect(&url).await;
+    hookrelay::admin::migrate::migrate(&mut client)
+        .await
+        .unwrap();
+    TestDb { url, client }
+}
+
 /// Runs `f` (stopping or starting `cluster`) off the async threads.
 pub async fn blocking(
     cluster: &Cluster,

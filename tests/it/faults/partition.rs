@@ -144,20 +144,15 @@ async fn a_total_partition_is_reported_by_readyz_and_delivery_resumes_soon_after
     worker.terminate();
 }
 
-#[tokio::test]
-async fn a_partition_of_the_listen_connection_alone_is_noticed_and_notifications_come_back() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::ok().await;
-    db.endpoint("crm", &receiver.url("/crm"), SECRET).await;
-    let relay = Relay::start(socket_of(&db.url)).await;
-    let listen_url = relay.url(&db.url);
+/// A worker whose listener goes through `listen_url`, idle: only a notification (or the
+/// listener's reconnection) can wake it in time.
+async fn deaf_worker(db: &TestDb, listen_url: &str) -> WorkerProcess {
     let worker = WorkerProcess::spawn(
         &db.url,
         "deaf",
-        // Only a notification (or the listener's reconnection) can wake it in time.
         &[
             "--listen-database-url",
-            &listen_url,
+            listen_url,
             "--poll-interval",
             "120s",
         ],
@@ -170,6 +165,17 @@ async fn a_partition_of_the_listen_connection_alone_is_noticed_and_notifications
         )
         .await;
     assert_eq!(idle, 1, "{}", worker.log_text());
+    worker
+}
+
+#[tokio::test]
+async fn a_partition_of_the_listen_connection_alone_is_noticed_and_notifications_come_back() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    db.endpoint("crm", &receiver.url("/crm"), SECRET).await;
+    let relay = Relay::start(socket_of(&db.url)).await;
+    let listen_url = relay.url(&db.url);
+    let worker = deaf_worker(&db, &listen_url).await;
     let sent = Instant::now();
     db.emit("order.paid", serde_json::json!({"id": "warm-up"}))
         .await;

@@ -165,9 +165,9 @@ struct Case {
 /// The schedule's only step, ±20 % jitter.
 const SCHEDULED: Next = Next::RetryIn(24.0, 36.5);
 
-#[tokio::test]
-async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
-    let elsewhere = Receiver::ok().await;
+/// Every fault, served on its own port: what its attempt must record and what comes next.
+/// Redirects point at `elsewhere`; the huge answer counts what it wrote in `written`.
+async fn cases(elsewhere: &Receiver, written: &Arc<AtomicUsize>) -> Vec<Case> {
     let moved: &'static str = Box::leak(
         format!(
             "HTTP/1.1 301 Moved Permanently\r\nLocation: {}\r\nContent-Length: 5\r\n\r\nmoved",
@@ -175,10 +175,9 @@ async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
         )
         .into_boxed_str(),
     );
-    let written = Arc::new(AtomicUsize::new(0));
     let refused = free_addr();
     let answer = |bytes| raw(Fault::Answer(bytes));
-    let cases = [
+    vec![
         Case {
             name: "status-500",
             addr: answer("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops").await,
@@ -321,10 +320,12 @@ async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
             excerpt: None,
             next: SCHEDULED,
         },
-    ];
+    ]
+}
 
-    let db = TestDb::new().await;
-    for case in &cases {
+/// One endpoint per case, named after it, with the case's own timeout.
+async fn add_endpoints(db: &TestDb, cases: &[Case]) {
+    for case in cases {
         let id = db
             .endpoint(case.name, &format!("http://{}/hooks", case.addr), SECRET)
             .await;
@@ -336,6 +337,16 @@ async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
+    let elsewhere = Receiver::ok().await;
+    let written = Arc::new(AtomicUsize::new(0));
+    let cases = cases(&elsewhere, &written).await;
+
+    let db = TestDb::new().await;
+    add_endpoints(&db, &cases).await;
     db.emit("order.paid", json!({"id": "1"})).await;
     let config = WorkerConfig {
         retry_schedule: RetrySchedule::parse("30s").unwrap(),
@@ -372,6 +383,7 @@ async fn every_receiver_fault_ends_in_the_right_record_and_schedule() {
     );
 }
 
+/// The attempt and delivery rows of `case`'s endpoint: what was recorded, and what comes next.
 async fn check(db: &TestDb, case: &Case) {
     let name = case.name;
     let row = db
@@ -393,8 +405,6 @@ async fn check(db: &TestDb, case: &Case) {
     let error: Option<String> = row.get(2);
     let excerpt: Option<String> = row.get(3);
     let duration_ms: i32 = row.get(4);
-    let state: String = row.get(5);
-    let retry_in: Option<f64> = row.get(6);
     assert_eq!(code.as_deref(), case.code, "{name}: error code ({error:?})");
     assert_eq!(
         row.get::<_, Option<String>>(7),
@@ -428,6 +438,15 @@ async fn check(db: &TestDb, case: &Case) {
             "{name}: gave up after {duration_ms} ms"
         );
     }
+    check_next(case, &row);
+}
+
+/// What comes after the attempt: delivered, dead with the endpoint off, or a retry within
+/// the case's window.
+fn check_next(case: &Case, row: &tokio_postgres::Row) {
+    let name = case.name;
+    let state: String = row.get(5);
+    let retry_in: Option<f64> = row.get(6);
     match case.next {
         Next::Delivered => assert_eq!((state.as_str(), retry_in), ("delivered", None), "{name}"),
         Next::Gone => {

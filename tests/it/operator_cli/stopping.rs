@@ -1,0 +1,85 @@
+//! SIGTERM finishes the requests in flight and gives back what was claimed but not sent.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{binary, Receiver, Reply, TestDb};
+
+/// `hookrelay run` with two slots and batches of two, waiting up to 10 s on shutdown.
+fn spawn_two_slot_worker(db: &TestDb) -> std::process::Child {
+    Command::new(binary())
+        .args([
+            "run",
+            "--database-url",
+            &db.url,
+            "--concurrency",
+            "2",
+            "--batch-size",
+            "2",
+        ])
+        .args(["--metrics-addr", "off", "--shutdown-timeout", "10s"])
+        .env("HOOKRELAY_LOG", "warn")
+        .env("HOOKRELAY_ALLOW_NETWORKS", crate::support::LOOPBACK)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Nothing new started after SIGTERM, no lease is left, the two in flight were recorded and
+/// the two waiting are due again with their attempt uncounted.
+async fn assert_stopped_cleanly(db: &TestDb, receiver: &Receiver) {
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "nothing new started after SIGTERM"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.deliveries WHERE locked_until IS NOT NULL")
+            .await,
+        0,
+        "no lease left held"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'")
+            .await,
+        2,
+        "the requests in flight finished and were recorded"
+    );
+    let given_back = db
+        .count("SELECT count(*) FROM hookrelay.deliveries WHERE state = 'pending' AND attempts = 0 AND next_attempt_at <= now()")
+        .await;
+    assert_eq!(
+        given_back, 2,
+        "claimed but unsent deliveries are due again, attempt uncounted"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.attempts").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.workers").await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_requests_in_flight_and_gives_back_the_rest() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::with(|_, _| Reply {
+        status: 200,
+        delay: Duration::from_millis(800),
+    })
+    .await;
+    db.endpoint("a", &receiver.url("/a"), "secret-secret-secret")
+        .await;
+    db.endpoint("b", &receiver.url("/b"), "secret-secret-secret")
+        .await;
+    for i in 0..4 {
+        db.emit("order.paid", json!({ "id": i })).await;
+    }
+    // Two slots: each claim fans two events out to two endpoints, so two requests run and two
+    // claimed deliveries wait for a slot.
+    let child = spawn_two_slot_worker(&db);
+    let started = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(started.len(), 2);
+    let status = crate::support::sigterm_and_wait(child).await;
+    assert!(status.success(), "exit {status}");
+    assert_stopped_cleanly(&db, &receiver).await;
+}
