@@ -39,6 +39,13 @@ CREATE INDEX deliveries_by_key ON hookrelay.deliveries
     (endpoint_id, ordering_key, state, ordering_at, event_id)
     WHERE ordering_key IS NOT NULL AND state IN ('pending', 'dead');
 
+-- A key's deliveries in flight (leased): found without walking the key's queue, whose length
+-- would otherwise make every claim of a hot key cost as much as its backlog (measured: 2,000
+-- events over one key drained at 79/s, 10,000 over 1,000 keys at 235/s, when this lookup
+-- walked the endpoint's pending deliveries).
+CREATE INDEX deliveries_key_leased ON hookrelay.deliveries (endpoint_id, ordering_key)
+    WHERE ordering_key IS NOT NULL AND locked_until IS NOT NULL;
+
 -- The sequence an event belongs to: its explicit key, else its model and object id (every
 -- change to one row is one sequence); NULL (unordered) without an object id.
 CREATE FUNCTION hookrelay.event_ordering_key(ordering_key text, model text, object_id text)
@@ -170,12 +177,13 @@ BEGIN
         END IF;
     END IF;
     -- Another delivery of the key in flight (an earlier one reopened by redeliver or replay
-    -- while a later one was sent): never two at once. Looked up among the endpoint's leases;
-    -- an expired lease is not in flight (its worker is gone, and it is due again itself).
+    -- while a later one was sent): never two at once. Looked up among the key's leases
+    -- (deliveries_key_leased); an expired lease is not in flight (its worker is gone, and it
+    -- is due again itself).
     SELECT p.id INTO blocker
     FROM hookrelay.deliveries p
-    WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
-      AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me
+    WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.locked_until IS NOT NULL
+      AND p.locked_until > now() AND p.state = 'pending' AND p.id <> me
     LIMIT 1
     FOR SHARE SKIP LOCKED;
     IF FOUND THEN
@@ -187,8 +195,9 @@ BEGIN
                  AND p.state = ANY (CASE WHEN blocks_on_dead THEN '{pending,dead}'::text[] ELSE '{pending}' END)
                  AND (p.ordering_at, p.event_id) < (at, evt))
        OR EXISTS (SELECT 1 FROM hookrelay.deliveries p
-                  WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
-                    AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me)
+                  WHERE p.endpoint_id = ep_id AND p.ordering_key = key
+                    AND p.locked_until IS NOT NULL AND p.locked_until > now()
+                    AND p.state = 'pending' AND p.id <> me)
     THEN
         RETURN 'later';
     END IF;

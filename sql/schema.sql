@@ -1386,12 +1386,13 @@ BEGIN
         END IF;
     END IF;
     -- Another delivery of the key in flight (an earlier one reopened by redeliver or replay
-    -- while a later one was sent): never two at once. Looked up among the endpoint's leases;
-    -- an expired lease is not in flight (its worker is gone, and it is due again itself).
+    -- while a later one was sent): never two at once. Looked up among the key's leases
+    -- (deliveries_key_leased); an expired lease is not in flight (its worker is gone, and it
+    -- is due again itself).
     SELECT p.id INTO blocker
     FROM hookrelay.deliveries p
-    WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
-      AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me
+    WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.locked_until IS NOT NULL
+      AND p.locked_until > now() AND p.state = 'pending' AND p.id <> me
     LIMIT 1
     FOR SHARE SKIP LOCKED;
     IF FOUND THEN
@@ -1403,8 +1404,9 @@ BEGIN
                  AND p.state = ANY (CASE WHEN blocks_on_dead THEN '{pending,dead}'::text[] ELSE '{pending}' END)
                  AND (p.ordering_at, p.event_id) < (at, evt))
        OR EXISTS (SELECT 1 FROM hookrelay.deliveries p
-                  WHERE p.endpoint_id = ep_id AND p.locked_until > now() AND p.state = 'pending'
-                    AND p.ordering_key IS NOT DISTINCT FROM key AND p.id <> me)
+                  WHERE p.endpoint_id = ep_id AND p.ordering_key = key
+                    AND p.locked_until IS NOT NULL AND p.locked_until > now()
+                    AND p.state = 'pending' AND p.id <> me)
     THEN
         RETURN 'later';
     END IF;
@@ -3111,6 +3113,12 @@ CREATE INDEX deliveries_dead ON hookrelay.deliveries USING btree (endpoint_id, c
 --
 
 CREATE INDEX deliveries_due ON hookrelay.deliveries USING btree (next_attempt_at) WHERE (state = 'pending'::text);
+
+--
+-- Name: deliveries_key_leased; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_key_leased ON hookrelay.deliveries USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
 
 --
 -- Name: deliveries_leased; Type: INDEX; Schema: hookrelay; Owner: -
