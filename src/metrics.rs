@@ -93,6 +93,13 @@ impl Metrics {
             per_endpoint: None,
             scraped: Arc::new(Scraped::new(per_endpoint)),
         };
+        m.register(per_endpoint);
+        m
+    }
+
+    /// Puts every metric in the registry `/metrics` encodes, under its exported name.
+    fn register(&mut self, per_endpoint: bool) {
+        let m = self;
         let r = &mut m.registry;
         r.register(
             "deliveries",
@@ -140,7 +147,6 @@ impl Metrics {
         if per_endpoint {
             m.per_endpoint = Some(PerEndpoint::register(r));
         }
-        m
     }
 
     /// Counts a finished attempt to the endpoint named `endpoint`.

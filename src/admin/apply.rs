@@ -255,33 +255,15 @@ fn write_error(name: &str, e: tokio_postgres::Error) -> ApplyError {
     }
 }
 
+/// Creates or updates one endpoint to match its spec, and says which it did.
 async fn apply_one(
     tx: &tokio_postgres::Transaction<'_>,
     spec: &EndpointSpec,
 ) -> Result<Change, ApplyError> {
     let mut want = desired(spec)?;
-    let secret = wanted_secret(spec)?;
-    if let Some(secret) = &secret {
-        let scheme: Scheme = want["signature_scheme"]
-            .as_str()
-            .unwrap_or("hookrelay")
-            .parse()
-            .unwrap_or_default();
-        endpoint::check_secret(
-            scheme,
-            secret,
-            "leave secret and secret_env out of the file",
-        )
-        .map_err(|e| invalid(&spec.name, e.to_string()))?;
-    }
+    let secret = checked_secret(spec, &want)?;
     if let Some(filter) = &spec.filter {
-        // Checked with its own message and example; as stored (normalized by PostgreSQL) it
-        // is what the current row is compared with.
-        let row = tx
-            .query_one("SELECT hookrelay.check_filter($1)::text", &[filter])
-            .await
-            .map_err(|e| write_error(&spec.name, e))?;
-        want.insert("filter".into(), json!(row.get::<_, Option<String>>(0)));
+        want.insert("filter".into(), stored_filter(tx, spec, filter).await?);
     }
     let current = tx
         .query_opt(
@@ -289,32 +271,89 @@ async fn apply_one(
             &[&spec.name],
         )
         .await?;
-    let Some(row) = current else {
-        let secret_generated = secret.is_none();
-        let scheme: Scheme = want["signature_scheme"]
-            .as_str()
-            .unwrap_or("hookrelay")
-            .parse()
-            .unwrap_or_default();
-        want.insert("name".into(), json!(spec.name));
-        want.insert(
-            "secret".into(),
-            json!(secret.unwrap_or_else(|| sign::generate_secret(scheme))),
-        );
-        let columns: Vec<&str> = want.keys().map(String::as_str).collect();
-        let sql = format!(
-            "INSERT INTO hookrelay.endpoints ({cols}) SELECT {cols} FROM jsonb_populate_record(NULL::hookrelay.endpoints, $1)",
-            cols = columns.join(", ")
-        );
-        tx.execute(&sql, &[&Value::Object(want)])
-            .await
-            .map_err(|e| write_error(&spec.name, e))?;
-        return Ok(Change::Created {
-            name: spec.name.clone(),
-            secret_generated,
-        });
-    };
-    let have: Value = row.get(0);
+    match current {
+        None => create(tx, spec, want, secret).await,
+        Some(row) => update(tx, spec, row.get(0), want, secret).await,
+    }
+}
+
+/// The secret the file gives (directly or by environment variable), checked against the
+/// scheme it will sign with.
+fn checked_secret(
+    spec: &EndpointSpec,
+    want: &Map<String, Value>,
+) -> Result<Option<String>, ApplyError> {
+    let secret = wanted_secret(spec)?;
+    if let Some(secret) = &secret {
+        endpoint::check_secret(
+            scheme_of(want),
+            secret,
+            "leave secret and secret_env out of the file",
+        )
+        .map_err(|e| invalid(&spec.name, e.to_string()))?;
+    }
+    Ok(secret)
+}
+
+/// The filter checked (with its own message and example) and as PostgreSQL stores it
+/// (normalized), which is what the current row is compared with.
+async fn stored_filter(
+    tx: &tokio_postgres::Transaction<'_>,
+    spec: &EndpointSpec,
+    filter: &str,
+) -> Result<Value, ApplyError> {
+    let row = tx
+        .query_one("SELECT hookrelay.check_filter($1)::text", &[&filter])
+        .await
+        .map_err(|e| write_error(&spec.name, e))?;
+    Ok(json!(row.get::<_, Option<String>>(0)))
+}
+
+/// The signature scheme of a [`desired`] map (already checked there).
+fn scheme_of(want: &Map<String, Value>) -> Scheme {
+    want["signature_scheme"]
+        .as_str()
+        .unwrap_or("hookrelay")
+        .parse()
+        .unwrap_or_default()
+}
+
+/// Inserts a new endpoint, with a generated secret when the file gives none.
+async fn create(
+    tx: &tokio_postgres::Transaction<'_>,
+    spec: &EndpointSpec,
+    mut want: Map<String, Value>,
+    secret: Option<String>,
+) -> Result<Change, ApplyError> {
+    let secret_generated = secret.is_none();
+    let scheme = scheme_of(&want);
+    want.insert("name".into(), json!(spec.name));
+    want.insert(
+        "secret".into(),
+        json!(secret.unwrap_or_else(|| sign::generate_secret(scheme))),
+    );
+    let columns: Vec<&str> = want.keys().map(String::as_str).collect();
+    let sql = format!(
+        "INSERT INTO hookrelay.endpoints ({cols}) SELECT {cols} FROM jsonb_populate_record(NULL::hookrelay.endpoints, $1)",
+        cols = columns.join(", ")
+    );
+    tx.execute(&sql, &[&Value::Object(want)])
+        .await
+        .map_err(|e| write_error(&spec.name, e))?;
+    Ok(Change::Created {
+        name: spec.name.clone(),
+        secret_generated,
+    })
+}
+
+/// Writes only the columns that differ from the current row (`have`); none is `Unchanged`.
+async fn update(
+    tx: &tokio_postgres::Transaction<'_>,
+    spec: &EndpointSpec,
+    have: Value,
+    mut want: Map<String, Value>,
+    secret: Option<String>,
+) -> Result<Change, ApplyError> {
     if let Some(secret) = secret {
         want.insert("secret".into(), json!(secret));
     }

@@ -217,6 +217,9 @@ const ADD_GENERATES: &str =
 const ROTATE_GENERATES: &str =
     "leave --secret (and HOOKRELAY_NEW_SECRET) out of `hookrelay endpoint rotate-secret`";
 
+const SIGNING_SECRETS: &str = include_str!("../../sql/queries/endpoint_signing_secrets.sql");
+const ROTATE_SECRET: &str = include_str!("../../sql/queries/endpoint_rotate_secret.sql");
+
 /// Adds an endpoint. Returns it, and whether its secret was generated.
 pub async fn add(
     client: &impl GenericClient,
@@ -338,41 +341,12 @@ pub async fn rotate_secret(
         ));
     }
     let tx = client.transaction().await?;
-    let row = tx
-        .query_opt(
-            "SELECT signature_scheme, secret, \
-                    CASE WHEN previous_secret_expires_at > now() THEN previous_secret END \
-             FROM hookrelay.endpoints WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )
-        .await?
-        .ok_or_else(|| EndpointError::NotFound(name.into()))?;
-    let scheme: Scheme = row.get::<_, String>(0).parse().unwrap_or_default();
-    let current: String = row.get(1);
-    let still_signing: Option<String> = row.get(2);
-    if let Some(secret) = &new_secret {
-        check_secret(scheme, secret, ROTATE_GENERATES)?;
-    }
+    let (scheme, current, still_signing) = signing_secrets(&tx, name).await?;
     let generated = new_secret.is_none();
-    let secret = new_secret.unwrap_or_else(|| sign::generate_secret(scheme));
-    if secret == current {
-        return Err(EndpointError::Invalid(
-            "the new secret is the endpoint's current secret: give another one, or leave \
-             --secret out to have one generated"
-                .into(),
-        ));
-    }
+    let secret = next_secret(scheme, &current, new_secret)?;
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let row = tx
-        .query_one(
-            "UPDATE hookrelay.endpoints \
-             SET previous_secret = CASE WHEN $3::bigint > 0 THEN secret END, \
-                 previous_secret_expires_at = \
-                     CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 millisecond' END, \
-                 secret = $2 \
-             WHERE name = $1 RETURNING previous_secret_expires_at",
-            &[&name, &secret, &grace_ms],
-        )
+        .query_one(ROTATE_SECRET, &[&name, &secret, &grace_ms])
         .await
         .map_err(|e| write_error(e, name))?;
     let expires_at: Option<DateTime<Utc>> = row.get(0);
@@ -386,6 +360,41 @@ pub async fn rotate_secret(
             .as_deref()
             .map(sign::fingerprint),
     })
+}
+
+/// The endpoint's scheme, current secret and the previous secret if it still signs, locked
+/// until the rotation commits (a rotation running at the same time waits, then sees this one).
+async fn signing_secrets(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+) -> Result<(Scheme, String, Option<String>), EndpointError> {
+    let row = tx
+        .query_opt(SIGNING_SECRETS, &[&name])
+        .await?
+        .ok_or_else(|| EndpointError::NotFound(name.into()))?;
+    let scheme: Scheme = row.get::<_, String>(0).parse().unwrap_or_default();
+    Ok((scheme, row.get(1), row.get(2)))
+}
+
+/// The secret to sign with from now on: the one given, checked, or a generated one; never
+/// the current one again.
+fn next_secret(
+    scheme: Scheme,
+    current: &str,
+    given: Option<String>,
+) -> Result<String, EndpointError> {
+    if let Some(secret) = &given {
+        check_secret(scheme, secret, ROTATE_GENERATES)?;
+    }
+    let secret = given.unwrap_or_else(|| sign::generate_secret(scheme));
+    if secret == current {
+        return Err(EndpointError::Invalid(
+            "the new secret is the endpoint's current secret: give another one, or leave \
+             --secret out to have one generated"
+                .into(),
+        ));
+    }
+    Ok(secret)
 }
 
 /// What disabling an endpoint did.

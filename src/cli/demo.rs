@@ -127,21 +127,33 @@ async fn receive(
     status
 }
 
+/// Step 2: a receiver on a free loopback port that checks every signature; returns its
+/// address, its state (the endpoints' secrets, added in step 3) and what it receives.
 async fn start_receiver(
-    state: Arc<Receiver>,
     token: CancellationToken,
-) -> Result<SocketAddr, DemoError> {
+) -> Result<(SocketAddr, Arc<Receiver>, mpsc::UnboundedReceiver<Received>), DemoError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = Arc::new(Receiver {
+        secrets: Mutex::new(Vec::new()),
+        failed_once: Mutex::new(HashSet::new()),
+        tx,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new()
         .route("/hooks/{endpoint}", post(receive))
-        .with_state(state);
+        .with_state(state.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(token.cancelled_owned())
             .await;
     });
-    Ok(addr)
+    println!("[2/6] A receiver on http://{addr}/hooks/…, checking every signature");
+    println!(
+        "      (loopback is allowed for this demo only: `hookrelay run` refuses non-public \
+         addresses unless opened with --allow-network)"
+    );
+    Ok((addr, state, rx))
 }
 
 /// Where the demo's database lives.
@@ -357,18 +369,7 @@ pub async fn run(
         println!("      operator console: http://{bound}/ (open it in a browser and watch)");
     }
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let receiver = Arc::new(Receiver {
-        secrets: Mutex::new(Vec::new()),
-        failed_once: Mutex::new(HashSet::new()),
-        tx,
-    });
-    let addr = start_receiver(receiver.clone(), token.clone()).await?;
-    println!("[2/6] A receiver on http://{addr}/hooks/…, checking every signature");
-    println!(
-        "      (loopback is allowed for this demo only: `hookrelay run` refuses non-public \
-         addresses unless opened with --allow-network)"
-    );
+    let (addr, receiver, mut rx) = start_receiver(token.clone()).await?;
 
     client.batch_execute(SHOP).await?;
     println!("[3/6] Table shop.orders, tracked: hookrelay.track_table('shop.orders', model => 'store.Order', exclude_columns => '{{internal_note}}')");

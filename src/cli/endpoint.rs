@@ -1,10 +1,11 @@
 //! `hookrelay endpoint …`: add, list, show, enable, disable, remove, rotate-secret, apply.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use tokio_postgres::Client;
 
 use super::{rotate, show, Cli, Target};
 use crate::admin::endpoint::{self, NewEndpoint};
@@ -150,155 +151,185 @@ pub struct EndpointUpdateArgs {
 pub(super) async fn endpoint_command(cli: &Cli, command: &EndpointCommand) -> Result<()> {
     let mut client = Target::ready(cli).await?;
     match command {
-        EndpointCommand::Add(args) => {
-            let scheme: Scheme = args.scheme.parse()?;
-            let timeout_ms = args
-                .timeout
-                .map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
-            let new = NewEndpoint {
-                name: args.name.clone(),
-                url: args.url.clone(),
-                secret: args.secret.clone(),
-                events: args.events.clone(),
-                models: args.models.clone(),
-                account_id: args.account.clone(),
-                scheme,
-                max_attempts: args.max_attempts,
-                timeout_ms,
-                include_fields: args
-                    .include_fields
-                    .as_deref()
-                    .map(|j| endpoint::shaping_json("--include-fields", j))
-                    .transpose()?,
-                redact_fields: args
-                    .redact_fields
-                    .as_deref()
-                    .map(|j| endpoint::shaping_json("--redact-fields", j))
-                    .transpose()?,
-                headers: args
-                    .headers
-                    .iter()
-                    .map(|h| endpoint::parse_static_header(h))
-                    .collect::<Result<_, _>>()
-                    .context("--header")?,
-                max_in_flight: args.max_in_flight,
-                rate_limit: args.rate_limit,
-                filter: args.filter.clone(),
-                number_format: args.number_format.clone(),
-                skip_empty_changes: args.skip_empty_changes,
-                trace_context: !args.no_trace_context,
-                emit_dead: args.emit_dead,
-                ordered: args.ordered,
-                on_dead: args.on_dead.clone(),
-            };
-            let (info, generated) = endpoint::add(&client, &new).await?;
-            println!("added endpoint {} -> {}", info.name, info.url);
-            if generated {
-                println!(
-                    "generated a {} secret ({}); show it with: hookrelay endpoint show {} --reveal-secret",
-                    info.signature_scheme, info.secret_fingerprint, info.name
-                );
-            }
-        }
-        EndpointCommand::List { json } => {
-            let endpoints = endpoint::list(&client).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&endpoints)?);
-            } else {
-                show::print_endpoints(&endpoints);
-            }
-        }
+        EndpointCommand::Add(args) => add(&client, args).await,
+        EndpointCommand::List { json } => list(&client, *json).await,
         EndpointCommand::Show {
             name,
             reveal_secret,
             json,
-        } => {
-            let info = endpoint::get(&client, name).await?;
-            let secret = if *reveal_secret {
-                Some(endpoint::secret(&client, name).await?)
-            } else {
-                None
-            };
-            if *json {
-                let mut value = serde_json::to_value(&info)?;
-                if let Some(secret) = secret {
-                    value["secret"] = secret.into();
-                }
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                show::print_endpoint(&info, secret.as_deref());
-            }
-        }
-        EndpointCommand::Enable { name } => match endpoint::enable(&client, name).await? {
-            Some(reason) => println!(
-                "endpoint {name} enabled (it was disabled: {reason}); its pending deliveries are \
-                 due now and its failure count starts again from zero"
-            ),
-            None => println!("endpoint {name} was already enabled"),
-        },
-        EndpointCommand::Disable { name } => {
-            let done = endpoint::disable(&client, name).await?;
-            if done.was_active {
-                let pending = match done.pending {
-                    0 => "it has no pending deliveries".to_string(),
-                    1 => "its 1 pending delivery waits until it is enabled".to_string(),
-                    n => format!("its {n} pending deliveries wait until it is enabled"),
-                };
-                println!(
-                    "endpoint {name} disabled: {pending}; events written while it is disabled \
-                     skip it, and are not sent to it after enabling either"
-                );
-            } else {
-                println!(
-                    "endpoint {name} was already disabled ({}); nothing changed",
-                    done.reason.as_deref().unwrap_or("no reason recorded")
-                );
-            }
-        }
+        } => show_one(&client, name, *reveal_secret, *json).await,
+        EndpointCommand::Enable { name } => enable(&client, name).await,
+        EndpointCommand::Disable { name } => disable(&client, name).await,
         EndpointCommand::Remove { name } => {
             endpoint::remove(&client, name).await?;
             println!("endpoint {name} removed");
+            Ok(())
         }
-        EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await?,
-        EndpointCommand::Update(args) => {
-            if args.ordered.is_none() && args.on_dead.is_none() {
-                anyhow::bail!(
-                    "nothing to update: give --ordered[=true|false] and/or --on-dead skip|block"
-                );
-            }
-            let info =
-                endpoint::set_ordering(&client, &args.name, args.ordered, args.on_dead.as_deref())
-                    .await?;
-            println!(
-                "endpoint {}: {}, on_dead {}",
-                info.name,
-                if info.ordered {
-                    "ordered per key"
-                } else {
-                    "unordered"
-                },
-                info.on_dead
-            );
-        }
+        EndpointCommand::RotateSecret(args) => rotate::run(&mut client, args).await,
+        EndpointCommand::Update(args) => update(&client, args).await,
         EndpointCommand::Apply {
             file,
             prune,
             dry_run,
-        } => {
-            let table = crate::cli::settings::read(file)?;
-            crate::cli::settings::settings_as_env(&table)
-                .with_context(|| file.display().to_string())?;
-            let text = std::fs::read_to_string(file)?;
-            let specs =
-                crate::admin::apply::parse(&text).with_context(|| file.display().to_string())?;
-            let changes = crate::admin::apply::apply(&mut client, &specs, *prune, *dry_run).await?;
-            for change in &changes {
-                println!("{change}");
-            }
-            if *dry_run {
-                println!("dry run: nothing was changed");
-            }
+        } => apply(&mut client, file, *prune, *dry_run).await,
+    }
+}
+
+/// The endpoint the `add` flags describe, its JSON and header options parsed.
+fn new_endpoint(args: &EndpointAddArgs) -> Result<NewEndpoint> {
+    let scheme: Scheme = args.scheme.parse()?;
+    let timeout_ms = args
+        .timeout
+        .map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+    Ok(NewEndpoint {
+        name: args.name.clone(),
+        url: args.url.clone(),
+        secret: args.secret.clone(),
+        events: args.events.clone(),
+        models: args.models.clone(),
+        account_id: args.account.clone(),
+        scheme,
+        max_attempts: args.max_attempts,
+        timeout_ms,
+        include_fields: args
+            .include_fields
+            .as_deref()
+            .map(|j| endpoint::shaping_json("--include-fields", j))
+            .transpose()?,
+        redact_fields: args
+            .redact_fields
+            .as_deref()
+            .map(|j| endpoint::shaping_json("--redact-fields", j))
+            .transpose()?,
+        headers: args
+            .headers
+            .iter()
+            .map(|h| endpoint::parse_static_header(h))
+            .collect::<Result<_, _>>()
+            .context("--header")?,
+        max_in_flight: args.max_in_flight,
+        rate_limit: args.rate_limit,
+        filter: args.filter.clone(),
+        number_format: args.number_format.clone(),
+        skip_empty_changes: args.skip_empty_changes,
+        trace_context: !args.no_trace_context,
+        emit_dead: args.emit_dead,
+        ordered: args.ordered,
+        on_dead: args.on_dead.clone(),
+    })
+}
+
+/// `endpoint add`: says where it sends, and how to see a secret it generated.
+async fn add(client: &Client, args: &EndpointAddArgs) -> Result<()> {
+    let new = new_endpoint(args)?;
+    let (info, generated) = endpoint::add(client, &new).await?;
+    println!("added endpoint {} -> {}", info.name, info.url);
+    if generated {
+        println!(
+            "generated a {} secret ({}); show it with: hookrelay endpoint show {} --reveal-secret",
+            info.signature_scheme, info.secret_fingerprint, info.name
+        );
+    }
+    Ok(())
+}
+
+/// `endpoint list`: a table, or JSON.
+async fn list(client: &Client, json: bool) -> Result<()> {
+    let endpoints = endpoint::list(client).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&endpoints)?);
+    } else {
+        show::print_endpoints(&endpoints);
+    }
+    Ok(())
+}
+
+/// `endpoint show`: the secret is read (and printed) only when asked for.
+async fn show_one(client: &Client, name: &str, reveal_secret: bool, json: bool) -> Result<()> {
+    let info = endpoint::get(client, name).await?;
+    let secret = if reveal_secret {
+        Some(endpoint::secret(client, name).await?)
+    } else {
+        None
+    };
+    if json {
+        let mut value = serde_json::to_value(&info)?;
+        if let Some(secret) = secret {
+            value["secret"] = secret.into();
         }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        show::print_endpoint(&info, secret.as_deref());
+    }
+    Ok(())
+}
+
+/// `endpoint enable`: says what it had been disabled for, and what happens now.
+async fn enable(client: &Client, name: &str) -> Result<()> {
+    match endpoint::enable(client, name).await? {
+        Some(reason) => println!(
+            "endpoint {name} enabled (it was disabled: {reason}); its pending deliveries are \
+             due now and its failure count starts again from zero"
+        ),
+        None => println!("endpoint {name} was already enabled"),
+    }
+    Ok(())
+}
+
+/// `endpoint disable`: says what waits and what is skipped from now on.
+async fn disable(client: &Client, name: &str) -> Result<()> {
+    let done = endpoint::disable(client, name).await?;
+    if done.was_active {
+        let pending = match done.pending {
+            0 => "it has no pending deliveries".to_string(),
+            1 => "its 1 pending delivery waits until it is enabled".to_string(),
+            n => format!("its {n} pending deliveries wait until it is enabled"),
+        };
+        println!(
+            "endpoint {name} disabled: {pending}; events written while it is disabled \
+             skip it, and are not sent to it after enabling either"
+        );
+    } else {
+        println!(
+            "endpoint {name} was already disabled ({}); nothing changed",
+            done.reason.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    Ok(())
+}
+
+/// `endpoint update`: the ordering options given, the rest left as they are.
+async fn update(client: &Client, args: &EndpointUpdateArgs) -> Result<()> {
+    if args.ordered.is_none() && args.on_dead.is_none() {
+        anyhow::bail!("nothing to update: give --ordered[=true|false] and/or --on-dead skip|block");
+    }
+    let info =
+        endpoint::set_ordering(client, &args.name, args.ordered, args.on_dead.as_deref()).await?;
+    println!(
+        "endpoint {}: {}, on_dead {}",
+        info.name,
+        if info.ordered {
+            "ordered per key"
+        } else {
+            "unordered"
+        },
+        info.on_dead
+    );
+    Ok(())
+}
+
+/// `endpoint apply`: the file's settings are checked first, so a typo there is not ignored.
+async fn apply(client: &mut Client, file: &Path, prune: bool, dry_run: bool) -> Result<()> {
+    let table = crate::cli::settings::read(file)?;
+    crate::cli::settings::settings_as_env(&table).with_context(|| file.display().to_string())?;
+    let text = std::fs::read_to_string(file)?;
+    let specs = crate::admin::apply::parse(&text).with_context(|| file.display().to_string())?;
+    let changes = crate::admin::apply::apply(client, &specs, prune, dry_run).await?;
+    for change in &changes {
+        println!("{change}");
+    }
+    if dry_run {
+        println!("dry run: nothing was changed");
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::admin::operator::{Backlog, DeliveryDetail, DeliveryRow, Health, Held};
+use crate::admin::operator::{AttemptRow, Backlog, DeliveryDetail, DeliveryRow, Health, Held};
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
@@ -132,6 +132,11 @@ pub fn print_delivery(d: &DeliveryDetail) {
         println!("{k:>12}: {v}");
     }
     println!();
+    print_attempts(&d.attempts_log);
+}
+
+/// A delivery's attempts as a table, then each response excerpt kept.
+fn print_attempts(attempts: &[AttemptRow]) {
     let header = [
         "#",
         "STARTED",
@@ -141,8 +146,7 @@ pub fn print_delivery(d: &DeliveryDetail) {
         "ERROR",
         "WORKER",
     ];
-    let cells: Vec<[String; 7]> = d
-        .attempts_log
+    let cells: Vec<[String; 7]> = attempts
         .iter()
         .map(|a| {
             [
@@ -158,7 +162,7 @@ pub fn print_delivery(d: &DeliveryDetail) {
         })
         .collect();
     print_table(&header, &cells);
-    for a in &d.attempts_log {
+    for a in attempts {
         if let Some(excerpt) = &a.response_excerpt {
             println!(
                 "\nresponse to attempt {}:\n{}",

@@ -32,44 +32,7 @@ impl Task {
         let Ok(permit) = self.semaphore.clone().acquire_owned().await else {
             return TaskEnd::Unsent((job.delivery_id, job.attempt));
         };
-        let (result, outcome) = if let Some(problem) = job.unreadable.take() {
-            let result = Attempt {
-                error: Some(AttemptError {
-                    code: ErrorCode::PayloadInvalid,
-                    message: problem,
-                }),
-                ..Attempt::none()
-            };
-            (result, Outcome::Dead)
-        } else if job.budget_attempt > self.max_attempts {
-            // Only after a worker died mid-attempt: the attempts were used up by claims.
-            let result = Attempt {
-                error: Some(AttemptError {
-                    code: ErrorCode::LeaseExpired,
-                    message: format!(
-                        "not sent: attempt {} exceeds the {} allowed, the earlier ones ended \
-                         with their worker stopping",
-                        job.budget_attempt, self.max_attempts
-                    ),
-                }),
-                ..Attempt::none()
-            };
-            (result, Outcome::Dead)
-        } else {
-            job.target.timeout = Some(self.timeout);
-            // The attempt's span: its id is the parent id the receiver gets in traceparent.
-            let span = self.sender.telemetry().start_attempt(&job);
-            job.trace_headers = span.headers();
-            let result = self.sender.send(&job).await;
-            let outcome = decide(
-                &result,
-                job.budget_attempt,
-                self.max_attempts,
-                &self.schedule,
-            );
-            span.end(&result, outcome.as_str());
-            (result, outcome)
-        };
+        let (result, outcome) = self.attempt(&mut job).await;
         // The slot is free as soon as the request is: recording is bounded by its channel.
         drop(permit);
         self.metrics
@@ -93,15 +56,48 @@ impl Task {
         let _ = self.recorder.send(finished).await;
         TaskEnd::Sent { retry_at }
     }
+
+    /// Sends the job, unless it cannot or may not be sent (then it is dead, unsent), and
+    /// decides what follows.
+    async fn attempt(&self, job: &mut Job) -> (Attempt, Outcome) {
+        if let Some(problem) = job.unreadable.take() {
+            return (unsent(ErrorCode::PayloadInvalid, problem), Outcome::Dead);
+        }
+        if job.budget_attempt > self.max_attempts {
+            // Only after a worker died mid-attempt: the attempts were used up by claims.
+            let message = format!(
+                "not sent: attempt {} exceeds the {} allowed, the earlier ones ended with their \
+                 worker stopping",
+                job.budget_attempt, self.max_attempts
+            );
+            return (unsent(ErrorCode::LeaseExpired, message), Outcome::Dead);
+        }
+        job.target.timeout = Some(self.timeout);
+        // The attempt's span: its id is the parent id the receiver gets in traceparent.
+        let span = self.sender.telemetry().start_attempt(job);
+        job.trace_headers = span.headers();
+        let result = self.sender.send(job).await;
+        let outcome = decide(
+            &result,
+            job.budget_attempt,
+            self.max_attempts,
+            &self.schedule,
+        );
+        span.end(&result, outcome.as_str());
+        (result, outcome)
+    }
+}
+
+/// An attempt that was not sent, and why.
+fn unsent(code: ErrorCode, message: String) -> Attempt {
+    Attempt {
+        error: Some(AttemptError { code, message }),
+        ..Attempt::none()
+    }
 }
 
 /// What follows an attempt: success, another try, or the end.
-pub fn decide(
-    result: &Attempt,
-    attempt: u32,
-    max_attempts: u32,
-    schedule: &RetrySchedule,
-) -> Outcome {
+fn decide(result: &Attempt, attempt: u32, max_attempts: u32, schedule: &RetrySchedule) -> Outcome {
     match &result.error {
         None => Outcome::Delivered,
         Some(e) if e.code.is_permanent() => Outcome::Dead,
