@@ -139,6 +139,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0026_event_search.sql",
         sql: include_str!("../../sql/0026_event_search.sql"),
     },
+    Migration {
+        version: 27,
+        name: "0027_cheap_outbox_row.sql",
+        sql: include_str!("../../sql/0027_cheap_outbox_row.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).
