@@ -89,9 +89,12 @@ async fn drain(b: &Bench, events: i64, workers: usize) -> Drained {
     client
         .batch_execute(&format!(
             "INSERT INTO hookrelay.events (event, model, object)
-             SELECT 'order.paid', 'store.Order', {OBJECT} FROM generate_series(1, {events}) i;
-             VACUUM ANALYZE hookrelay.events;"
+             SELECT 'order.paid', 'store.Order', {OBJECT} FROM generate_series(1, {events}) i"
         ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE hookrelay.events")
         .await
         .unwrap();
     let pm = postmaster(&client).await;
