@@ -98,9 +98,8 @@ impl Turns {
     }
 }
 
-pub async fn run(b: &Bench) -> Vec<Figure> {
-    let (rounds, seconds) = if b.quick { (2, 2) } else { (3, 4) };
-    let (url, client) = b.database().await;
+/// The application's tables: plain, tracked, and a bare outbox of its own.
+async fn create_tables(client: &tokio_postgres::Client) {
     client
         .batch_execute(
             "CREATE TABLE app_orders (id bigserial PRIMARY KEY, status text NOT NULL, total numeric NOT NULL,
@@ -116,6 +115,12 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
         )
         .await
         .unwrap();
+}
+
+pub async fn run(b: &Bench) -> Vec<Figure> {
+    let (rounds, seconds) = if b.quick { (2, 2) } else { (3, 4) };
+    let (url, client) = b.database().await;
+    create_tables(&client).await;
     let mut statements = vec![
         ("plain", PLAIN),
         ("bare second row", SECOND_ROW),
