@@ -3060,7 +3060,7 @@ ALTER TABLE ONLY hookrelay.endpoints
 --
 
 ALTER TABLE hookrelay.events
-    ADD CONSTRAINT event_must_be_valid CHECK (hookrelay.check_event(event, object, changes, fanned_out_at)) NOT VALID;
+    ADD CONSTRAINT event_must_be_valid CHECK (((((length(event) >= 1) AND (length(event) <= 200)) AND (event !~ '[^A-Za-z0-9._:/-]'::text) AND (jsonb_typeof(object) = 'object'::text) AND ((changes IS NULL) OR (jsonb_typeof(changes) = 'object'::text))) OR hookrelay.check_event(event, object, changes, fanned_out_at))) NOT VALID;
 
 --
 -- Name: events events_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -

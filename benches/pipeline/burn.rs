@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{wait_count, Bench, Figure, Worker};
 
 /// Requests in flight, for the worker and the ceiling alike (HOOKRELAY_BENCH_CONCURRENCY).
-fn concurrency() -> usize {
+pub fn concurrency() -> usize {
     std::env::var("HOOKRELAY_BENCH_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -31,7 +31,7 @@ pub struct Burn {
 }
 
 /// A realistic object: an order of a dozen fields.
-const OBJECT: &str =
+pub const OBJECT: &str =
     "jsonb_build_object('id', i::text, 'reference', 'ORD-' || i, 'total', '150.00', \
      'currency', 'EUR', 'status', 'PAID', 'customer_id', (i % 1000)::text, 'items', 3, \
      'created_at', now(), 'note', 'benchmark order')";

@@ -5,17 +5,18 @@
 //! commit on) or uses `DATABASE_URL`, a hyper sink on 127.0.0.1, and the worker as its own
 //! process (the `hookrelay` binary built with the bench). Scenarios:
 //! burn-down, defaults (one endpoint, every setting at its default), HTTP ceiling, plan
-//! stability, latency, producer cost, cost growth with history, footprint.
-//! burn-down, HTTP ceiling, latency, producer cost, cost growth with history, footprint,
-//! ordered delivery per key.
+//! stability, latency, producer cost (and graphile-worker's `add_job` beside it), scale-out (1, 2
+//! and 4 worker processes), ordered delivery per key, cost growth with history, footprint.
 
 mod burn;
 mod defaults;
+mod graphile;
 mod growth;
 mod latency;
 mod ordered;
 mod plans;
 mod producer;
+mod scale;
 mod sink;
 
 use std::process::{Child, Command, Stdio};
@@ -300,6 +301,9 @@ fn main() {
         }
         if wanted("producer") {
             figures.extend(producer::run(&bench).await);
+        }
+        if wanted("scale-out") {
+            figures.extend(scale::run(&bench).await);
         }
         if wanted("cost-growth") {
             figures.extend(growth::run(&bench).await);

@@ -3,7 +3,11 @@
 //! transaction, and into a table tracked by `hookrelay.track_table` (its trigger writes the
 //! event), while the worker runs (idle-waiting, so inserts take the notification path whenever
 //! it is idle); and, as the floor any outbox table starts from, with a bare second row instead
-//! of the event.
+//! of the event; and, as the usual alternative, graphile-worker's `add_job` (see `graphile`).
+//!
+//! The statements take turns in short slices, a few rounds each (order reversed every other
+//! round), so load from elsewhere on the machine falls on all of them alike; each figure is
+//! the total of its slices, and the rounds' spread of the main ratio is printed as a range.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,8 +18,8 @@ use crate::{connect, wait_count, Bench, Figure, Worker};
 const SCENARIO: &str = "producer";
 const CLIENTS: usize = 16;
 
-/// Transactions per second of `sql` run by CLIENTS connections for `seconds`.
-async fn throughput(url: &str, sql: &'static str, seconds: u64) -> f64 {
+/// Transactions of `sql` run by CLIENTS connections in about `seconds`, and the seconds counted.
+async fn throughput(url: &str, sql: &'static str, seconds: u64) -> (u64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -41,7 +45,7 @@ async fn throughput(url: &str, sql: &'static str, seconds: u64) -> f64 {
     for task in tasks {
         let _ = task.await;
     }
-    counted as f64 / elapsed
+    (counted, elapsed)
 }
 
 /// Counts notifications on the worker channel from a connection of our own.
@@ -77,10 +81,25 @@ const TRACKED: &str = "INSERT INTO app_orders_tracked (status, total) VALUES ('P
 const SECOND_ROW: &str = "WITH o AS (INSERT INTO app_orders (status, total) VALUES ('PAID', 150.00) RETURNING id, status, total)
      INSERT INTO bare_outbox (body) SELECT jsonb_build_object('id', o.id, 'status', o.status, 'total', o.total) FROM o";
 
-/// A fresh database with the application's tables (plain, tracked, a bare outbox) and a
-/// worker with no endpoints, idle: it claims and fans out, and goes idle when it can.
-async fn tables_and_idle_worker(b: &Bench) -> (String, Worker) {
-    let (url, client) = b.database().await;
+/// One statement measured in turns: transactions and seconds over all its slices, and the
+/// rate of each slice.
+#[derive(Default)]
+struct Turns {
+    done: u64,
+    seconds: f64,
+    rates: Vec<f64>,
+    /// Notifications on the worker's channel during these slices.
+    notified: u64,
+}
+
+impl Turns {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.seconds
+    }
+}
+
+/// The application's tables: plain, tracked, and a bare outbox of its own.
+async fn create_tables(client: &tokio_postgres::Client) {
     client
         .batch_execute(
             "CREATE TABLE app_orders (id bigserial PRIMARY KEY, status text NOT NULL, total numeric NOT NULL,
@@ -96,6 +115,23 @@ async fn tables_and_idle_worker(b: &Bench) -> (String, Worker) {
         )
         .await
         .unwrap();
+}
+
+pub async fn run(b: &Bench) -> Vec<Figure> {
+    let (rounds, seconds) = if b.quick { (2, 2) } else { (3, 4) };
+    let (url, client) = b.database().await;
+    create_tables(&client).await;
+    let mut statements = vec![
+        ("plain", PLAIN),
+        ("bare second row", SECOND_ROW),
+        ("emit", WITH_EMIT),
+        ("tracked", TRACKED),
+    ];
+    match crate::graphile::install(&url) {
+        Ok(()) => statements.push(("graphile-worker add_job", crate::graphile::ADD_JOB)),
+        Err(why) => eprintln!("producer: graphile-worker's add_job not measured: {why}"),
+    }
+    // The worker runs with no endpoints: it claims and fans out, and goes idle when it can.
     let worker = Worker::start(&url, &[]);
     wait_count(
         &client,
@@ -105,48 +141,98 @@ async fn tables_and_idle_worker(b: &Bench) -> (String, Worker) {
     )
     .await
     .expect("the worker goes idle");
-    (url, worker)
+    let (_listening, notifications) = count_notifications(&url).await;
+    let mut turns: Vec<Turns> = statements.iter().map(|_| Turns::default()).collect();
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..statements.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (name, sql) = statements[i];
+            eprintln!(
+                "producer: round {}, {CLIENTS} clients, {name}, {seconds} s",
+                round + 1
+            );
+            let before = notifications.load(Ordering::Relaxed);
+            let (done, elapsed) = throughput(&url, sql, seconds).await;
+            let t = &mut turns[i];
+            t.done += done;
+            t.seconds += elapsed;
+            t.rates.push(done as f64 / elapsed);
+            t.notified += notifications.load(Ordering::Relaxed) - before;
+        }
+    }
+    worker.stop();
+    figures(&statements, &turns)
 }
 
-pub async fn run(b: &Bench) -> Vec<Figure> {
-    let seconds = if b.quick { 4 } else { 10 };
-    let (url, worker) = tables_and_idle_worker(b).await;
-    eprintln!("producer: {CLIENTS} clients, plain inserts, {seconds} s");
-    let plain = throughput(&url, PLAIN, seconds).await;
-    // Right after the plain run, before any event exists: the worker has nothing to fan out
-    // and autovacuum nothing of hookrelay's to clean, as for the plain run.
-    eprintln!("producer: {CLIENTS} clients, insert + a bare second row, {seconds} s");
-    let second_row = throughput(&url, SECOND_ROW, seconds).await;
-    eprintln!("producer: {CLIENTS} clients, insert + hookrelay.emit, {seconds} s");
-    let (_listening, notifications) = count_notifications(&url).await;
-    let with_emit = throughput(&url, WITH_EMIT, seconds).await;
-    let notified = notifications.load(Ordering::Relaxed);
-    eprintln!("producer: {CLIENTS} clients, inserts into a tracked table, {seconds} s");
-    let tracked = throughput(&url, TRACKED, seconds).await;
-    worker.stop();
-    vec![
-        Figure::new(SCENARIO, "plain insert, 16 clients", plain, "tx/s"),
-        Figure::new(SCENARIO, "insert + emit, 16 clients", with_emit, "tx/s"),
-        Figure::new(SCENARIO, "plain / with emit", plain / with_emit, "x").at_most(1.2),
+fn figures(statements: &[(&'static str, &'static str)], turns: &[Turns]) -> Vec<Figure> {
+    let plain = &turns[0];
+    let (second_row, emit, tracked) = (&turns[1], &turns[2], &turns[3]);
+    let per_round: Vec<f64> = (0..plain.rates.len())
+        .map(|r| plain.rates[r] / emit.rates[r])
+        .collect();
+    let lowest = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = per_round.iter().copied().fold(0.0, f64::max);
+    let mut out = vec![
+        Figure::new(SCENARIO, "plain insert, 16 clients", plain.rate(), "tx/s"),
+        Figure::new(SCENARIO, "insert + emit, 16 clients", emit.rate(), "tx/s"),
+        Figure::new(
+            SCENARIO,
+            "plain / with emit",
+            plain.rate() / emit.rate(),
+            "x",
+        )
+        .at_most(1.5),
+        Figure::new(SCENARIO, "plain / with emit, lowest round", lowest, "x"),
+        Figure::new(SCENARIO, "plain / with emit, highest round", highest, "x"),
         Figure::new(
             SCENARIO,
             "insert into tracked table, 16 clients",
-            tracked,
+            tracked.rate(),
             "tx/s",
         ),
-        Figure::new(SCENARIO, "plain / tracked", plain / tracked, "x"),
+        Figure::new(
+            SCENARIO,
+            "plain / tracked",
+            plain.rate() / tracked.rate(),
+            "x",
+        ),
         Figure::new(
             SCENARIO,
             "insert + bare second row (floor), 16 clients",
-            second_row,
+            second_row.rate(),
             "tx/s",
         ),
-        Figure::new(SCENARIO, "plain / bare second row", plain / second_row, "x"),
+        Figure::new(
+            SCENARIO,
+            "plain / bare second row",
+            plain.rate() / second_row.rate(),
+            "x",
+        ),
         Figure::new(
             SCENARIO,
             "notifying commits per 1000 (with emit)",
-            notified as f64 * 1000.0 / (with_emit * (seconds + 1) as f64),
+            // Each slice runs a second of warm-up before it counts.
+            emit.notified as f64 * 1000.0
+                / (emit.rate() * (emit.seconds + emit.rates.len() as f64)),
             "per 1000",
         ),
-    ]
+    ];
+    if let Some(add_job) = turns.get(4).filter(|_| statements.len() > 4) {
+        out.push(Figure::new(
+            SCENARIO,
+            "insert + graphile-worker add_job, 16 clients",
+            add_job.rate(),
+            "tx/s",
+        ));
+        out.push(Figure::new(
+            SCENARIO,
+            "plain / graphile-worker add_job",
+            plain.rate() / add_job.rate(),
+            "x",
+        ));
+    }
+    out
 }

@@ -154,6 +154,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0027_replay_ops_events.sql",
         sql: include_str!("../../sql/0027_replay_ops_events.sql"),
     },
+    Migration {
+        version: 28,
+        name: "0028_cheap_outbox_row.sql",
+        sql: include_str!("../../sql/0028_cheap_outbox_row.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -79,3 +79,62 @@ async fn claims_read_their_batch_not_the_table_after_a_fresh_install() {
          deliveries {deliveries_read}"
     );
 }
+
+/// PL/pgSQL functions run, and how often, by `sql` in one transaction of its own.
+async fn plpgsql_calls(db: &TestDb, sql: &str) -> Vec<(String, i64)> {
+    let mut client = crate::support::connect(&db.url).await;
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL track_functions = 'pl'")
+        .await
+        .unwrap();
+    tx.batch_execute(sql).await.unwrap();
+    let rows = tx
+        .query(
+            "SELECT funcname::text, calls FROM pg_stat_xact_user_functions
+             WHERE schemaname = 'hookrelay' ORDER BY funcname",
+            &[],
+        )
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[tokio::test]
+async fn a_good_outbox_row_runs_no_plpgsql_and_a_bad_one_still_gets_its_message() {
+    let db = TestDb::new().await;
+    // What the app writes (0028): the check is plain SQL for a good row, so the row costs no
+    // PL/pgSQL call, neither when written nor when the worker marks it fanned out.
+    let calls = plpgsql_calls(
+        &db,
+        "INSERT INTO hookrelay.events (event, model, object, changes)
+         VALUES ('order.paid', 'store.Order', '{\"id\": 1}', '{\"status\": {\"old\": 1, \"new\": 2}}');
+         UPDATE hookrelay.events SET fanned_out_at = now();",
+    )
+    .await;
+    assert_eq!(calls, vec![], "PL/pgSQL functions a good outbox row ran");
+    // A bad row still reaches the function, which names the rule and the fix.
+    let err = db
+        .client
+        .batch_execute("INSERT INTO hookrelay.events (event, object) VALUES ('order paid', '{}')")
+        .await
+        .unwrap_err();
+    let db_err = err.as_db_error().expect("a database error");
+    assert_eq!(
+        db_err.constraint(),
+        Some("event_name_must_be_1_to_200_characters_without_spaces")
+    );
+    assert!(
+        db_err.hint().unwrap_or_default().contains("order.paid"),
+        "{db_err:?}"
+    );
+    let err = db
+        .client
+        .batch_execute("INSERT INTO hookrelay.events (event, object) VALUES ('order.paid', '[1]')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().and_then(|e| e.constraint()),
+        Some("event_object_must_be_a_json_object")
+    );
+}
