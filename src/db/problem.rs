@@ -136,6 +136,10 @@ type Reported = (Problem, String, Instant);
 #[derive(Debug, Default)]
 struct State {
     current: Option<Reported>,
+    /// Every problem (with its detail) logged since the database was last proved well: tasks
+    /// that meet different problems in turn (the listener a closed connection, the recorder
+    /// a read-only database) log each once, not once per switch.
+    logged: Vec<(Problem, String)>,
     cleared_at: Option<Instant>,
 }
 
@@ -169,15 +173,16 @@ impl Alarm {
         };
         let mut state = self.state.lock().expect("alarm lock");
         let same = state
-            .current
-            .as_ref()
-            .is_some_and(|(p, d, _)| *p == problem && *d == detail);
+            .logged
+            .iter()
+            .any(|(p, d)| *p == problem && *d == detail);
         let stale = state.current.is_none()
             && opened.is_some_and(|o| state.cleared_at.is_some_and(|c| o < c));
         if same || stale {
             tracing::debug!(task, error = %message, %retry_in, "{}", problem.explain());
             return;
         }
+        state.logged.push((problem, detail.clone()));
         state.current = Some((problem, detail, Instant::now()));
         tracing::warn!(task, error = %message, %retry_in, "{}", problem.explain());
     }
@@ -196,6 +201,7 @@ impl Alarm {
             tracing::info!("{line}");
         }
         state.current = None;
+        state.logged.clear();
         state.cleared_at = Some(Instant::now());
     }
 
@@ -296,5 +302,22 @@ mod tests {
         assert_eq!(detail(&alarm).as_deref(), Some("lock timeout"));
         fail(&alarm, Problem::Other, "permission denied", None);
         assert_eq!(detail(&alarm).as_deref(), Some("permission denied"));
+    }
+
+    #[test]
+    fn problems_met_in_turn_by_different_tasks_are_each_logged_once() {
+        let alarm = Alarm::default();
+        let logged = |a: &Alarm| a.state.lock().unwrap().logged.len();
+        fail(&alarm, Problem::Unreachable, "closed", None);
+        fail(&alarm, Problem::ReadOnly, "read-only", None);
+        fail(&alarm, Problem::Unreachable, "closed", None);
+        fail(&alarm, Problem::ReadOnly, "read-only", None);
+        assert_eq!(logged(&alarm), 2, "each problem once, not once per switch");
+        // The one reported stays the first that is still news.
+        assert_eq!(alarm.current(), Some(Problem::ReadOnly));
+        alarm.recovered(Proof::Wrote, Instant::now());
+        assert_eq!(logged(&alarm), 0);
+        fail(&alarm, Problem::ReadOnly, "read-only", None);
+        assert_eq!(logged(&alarm), 1, "a new outage is logged again");
     }
 }
