@@ -148,7 +148,15 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
     let (event_id, delivery) = delivered_event(&db, &receiver).await;
     let console = serve(&db.url, None).await;
 
-    let overview = get(&console, "/", &[]).await;
+    the_overview_and_endpoint_pages_tell_the_story(&console).await;
+    the_search_finds_by_event_id(&console, &event_id, delivery).await;
+    the_delivery_page_shows_the_payload_as_sent(&console, &event_id, delivery).await;
+}
+
+/// The overview's counts, the endpoints' success rates, and crm's page with its secret's
+/// fingerprint (never the secret) and its redaction rule.
+async fn the_overview_and_endpoint_pages_tell_the_story(console: &Served) {
+    let overview = get(console, "/", &[]).await;
     assert_eq!(overview.status, 200, "{}", overview.body);
     for text in [
         "Due now",
@@ -164,7 +172,7 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
         );
     }
 
-    let endpoints = get(&console, "/endpoints", &[]).await;
+    let endpoints = get(console, "/endpoints", &[]).await;
     assert!(
         endpoints.body.contains("href=\"/endpoints/crm\""),
         "{}",
@@ -181,7 +189,7 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
         endpoints.body
     );
 
-    let crm = get(&console, "/endpoints/crm", &[]).await;
+    let crm = get(console, "/endpoints/crm", &[]).await;
     let fingerprint = hookrelay::sign::fingerprint("console-test-secret-value");
     assert!(
         crm.body.contains(&fingerprint),
@@ -198,8 +206,11 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
         "{}",
         crm.body
     );
+}
 
-    let found = get(&console, &format!("/deliveries?event_id={event_id}"), &[]).await;
+/// Searching by event id links the delivery, says when none matches and refuses a bad id.
+async fn the_search_finds_by_event_id(console: &Served, event_id: &str, delivery: i64) {
+    let found = get(console, &format!("/deliveries?event_id={event_id}"), &[]).await;
     assert_eq!(found.status, 200);
     assert!(
         found
@@ -215,7 +226,7 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
     )
     .await;
     assert!(none.body.contains("No delivery matches."));
-    let bad = get(&console, "/deliveries?event_id=evt_nope", &[]).await;
+    let bad = get(console, "/deliveries?event_id=evt_nope", &[]).await;
     assert_eq!(bad.status, 400);
     assert!(
         bad.body
@@ -223,8 +234,15 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
         "{}",
         bad.body
     );
+}
 
-    let page = get(&console, &format!("/deliveries/{delivery}"), &[]).await;
+/// The delivery page: the payload as crm got it, its attempt, and a 404 for an unknown one.
+async fn the_delivery_page_shows_the_payload_as_sent(
+    console: &Served,
+    event_id: &str,
+    delivery: i64,
+) {
+    let page = get(console, &format!("/deliveries/{delivery}"), &[]).await;
     assert_eq!(page.status, 200);
     // The payload as crm got it: redacted, and the HTML in it shown as text.
     assert!(
@@ -242,7 +260,7 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
         !page.body.contains("<script>"),
         "no markup from the payload"
     );
-    assert!(page.body.contains(&event_id));
+    assert!(page.body.contains(event_id));
     // Exactly the bytes sent, in the envelope's order (id first), not re-formatted.
     assert!(page.body.contains(&format!("<pre class=\"payload\">{{&quot;id&quot;:&quot;{event_id}&quot;,&quot;event&quot;:&quot;order.paid&quot;")), "{}", page.body);
     // The attempt: status, duration, the receiver's response.
@@ -253,7 +271,7 @@ async fn every_page_shows_what_an_operator_needs_and_escapes_payloads() {
     );
     assert!(page.body.contains(" ms</td>"), "{}", page.body);
 
-    let missing = get(&console, "/deliveries/999999", &[]).await;
+    let missing = get(console, "/deliveries/999999", &[]).await;
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("No delivery 999999"));
 }
@@ -415,9 +433,11 @@ fn readme_shows_a_screenshot_of_every_page_from_the_browser_test() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     // The pages browser.rs photographs (its `shot` calls).
     let browser = std::fs::read_to_string(root.join("tests/it/console/browser.rs")).unwrap();
+    // In the test itself (`shot(&b, "…")`) or in its steps (`shot(b, "…")`).
     let shots: Vec<&str> = browser
-        .split("shot(&b, \"")
+        .split("shot(")
         .skip(1)
+        .filter_map(|r| r.strip_prefix("&b, \"").or(r.strip_prefix("b, \"")))
         .map(|r| &r[..r.find('"').unwrap()])
         .collect();
     assert_eq!(shots.len(), 5, "{shots:?}");

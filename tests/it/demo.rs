@@ -34,6 +34,29 @@ async fn the_demo_tour_delivers_verifies_retries_and_shows_the_tables() {
             "step {step} missing:\n{stdout}"
         );
     }
+    every_arrival_is_verified_and_one_answered_503(&stdout);
+    the_bodies_are_shaped(&stdout);
+    assert!(stdout.contains("rolled back: nothing is sent"));
+    let delivered = stdout.lines().filter(|l| l.contains(" delivered ")).count();
+    assert_eq!(delivered, 6, "six deliveries, all delivered:\n{stdout}");
+    assert!(stdout.contains("SELECT * FROM hookrelay.delivery_log"));
+    // Without --console, the tour still points the newcomer to the console.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("or in a browser: hookrelay --database-url ")
+                && l.ends_with("/hookrelay_demo console"))
+            && stdout.contains("run the demo with --console"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "routine logs stay quiet in the demo: {stderr}"
+    );
+}
+
+/// Seven requests arrived, each with a verified signature; the first try of one got a 503.
+fn every_arrival_is_verified_and_one_answered_503(stdout: &str) {
     let arrivals: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("-> answered"))
@@ -51,6 +74,9 @@ async fn the_demo_tour_delivers_verifies_retries_and_shows_the_tables() {
             .count(),
         1
     );
+}
+
+fn the_bodies_are_shaped(stdout: &str) {
     // The shaped bodies: crm redacts the email, analytics keeps only three fields.
     assert!(
         stdout.contains(r#""customer_email": "***@***.com""#),
@@ -63,23 +89,6 @@ async fn the_demo_tour_delivers_verifies_retries_and_shows_the_tables() {
     assert!(
         !stdout.contains("\"internal_note\""),
         "excluded columns never appear"
-    );
-    assert!(stdout.contains("rolled back: nothing is sent"));
-    let delivered = stdout.lines().filter(|l| l.contains(" delivered ")).count();
-    assert_eq!(delivered, 6, "six deliveries, all delivered:\n{stdout}");
-    assert!(stdout.contains("SELECT * FROM hookrelay.delivery_log"));
-    // Without --console, the tour still points the newcomer to the console.
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.contains("or in a browser: hookrelay --database-url ")
-                && l.ends_with("/hookrelay_demo console"))
-            && stdout.contains("run the demo with --console"),
-        "{stdout}"
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "routine logs stay quiet in the demo: {stderr}"
     );
 }
 

@@ -51,6 +51,53 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
+/// The per-endpoint samples match what each receiver answered, and promtool accepts them.
+fn the_counts_are_right_and_promtool_passes(body: &str, delivered: &str, dead: &str) {
+    assert_eq!(sample(body, delivered), Some(3.0), "{body}");
+    assert_eq!(sample(body, dead), Some(3.0), "{body}");
+    assert_eq!(
+        sample(body, "hookrelay_endpoint_pending{endpoint=\"held\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(body, "hookrelay_endpoint_pending{endpoint=\"crm\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "hookrelay_endpoint_oldest_pending_age_seconds{endpoint=\"crm\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "hookrelay_endpoint_attempt_duration_seconds_count{endpoint=\"crm\"}"
+        ),
+        Some(3.0)
+    );
+    let (passed, problems) = promtool_check(body, &[]);
+    assert!(passed, "promtool: {problems}\n{body}");
+}
+
+/// Each of the dashboard's expressions reads a hookrelay metric that /metrics exports.
+fn the_dashboard_reads_only_exported_metrics(body: &str) {
+    let exported = sample_names(body);
+    let expressions = dashboard_expressions();
+    assert!(expressions.len() >= 8, "{expressions:?}");
+    for expr in &expressions {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{expr} reads no hookrelay metric");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "the dashboard reads {name}, which /metrics does not export: {expr}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn per_endpoint_series_are_exported_and_the_dashboard_reads_only_those() {
     let db = TestDb::new().await;
@@ -93,46 +140,8 @@ async fn per_endpoint_series_are_exported_and_the_dashboard_reads_only_those() {
     })
     .await;
     worker.stop().await;
-    assert_eq!(sample(&body, delivered), Some(3.0), "{body}");
-    assert_eq!(sample(&body, dead), Some(3.0), "{body}");
-    assert_eq!(
-        sample(&body, "hookrelay_endpoint_pending{endpoint=\"held\"}"),
-        Some(3.0)
-    );
-    assert_eq!(
-        sample(&body, "hookrelay_endpoint_pending{endpoint=\"crm\"}"),
-        Some(0.0)
-    );
-    assert_eq!(
-        sample(
-            &body,
-            "hookrelay_endpoint_oldest_pending_age_seconds{endpoint=\"crm\"}"
-        ),
-        Some(0.0)
-    );
-    assert_eq!(
-        sample(
-            &body,
-            "hookrelay_endpoint_attempt_duration_seconds_count{endpoint=\"crm\"}"
-        ),
-        Some(3.0)
-    );
-    let (passed, problems) = promtool_check(&body, &[]);
-    assert!(passed, "promtool: {problems}\n{body}");
-
-    let exported = sample_names(&body);
-    let expressions = dashboard_expressions();
-    assert!(expressions.len() >= 8, "{expressions:?}");
-    for expr in &expressions {
-        let names = metric_names(expr);
-        assert!(!names.is_empty(), "{expr} reads no hookrelay metric");
-        for name in names {
-            assert!(
-                exported.contains(&name),
-                "the dashboard reads {name}, which /metrics does not export: {expr}"
-            );
-        }
-    }
+    the_counts_are_right_and_promtool_passes(&body, delivered, dead);
+    the_dashboard_reads_only_exported_metrics(&body);
 
     // Off by default: no series by endpoint.
     let pool = hookrelay::db::pool(&db.url, 1).unwrap().pool;

@@ -389,19 +389,7 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
         .await
         .unwrap()
         .get(0);
-    let url = db.url.clone();
-    let second = tokio::spawn(async move {
-        let client = connect(&url).await;
-        let id: uuid::Uuid = client
-            .query_one(
-                "SELECT hookrelay.emit('b', ordering_key => 'customer:42')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        id
-    });
+    let second = tokio::spawn(emit_b_for_customer_42(db.url.clone()));
     // Another key does not wait.
     let other = tokio::time::timeout(
         Duration::from_secs(5),
@@ -422,8 +410,29 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
         .await
         .expect("the second writer goes on after the commit")
         .unwrap();
-    let in_order: bool = db
-        .client
+    assert!(
+        written_before(&db, early, late).await,
+        "the later writer's event is written after the commit"
+    );
+    an_empty_key_is_refused_with_a_hint(&db).await;
+}
+
+/// Emits event b keyed customer:42 on a connection of its own (it may wait for a lock).
+async fn emit_b_for_customer_42(url: String) -> uuid::Uuid {
+    let client = connect(&url).await;
+    client
+        .query_one(
+            "SELECT hookrelay.emit('b', ordering_key => 'customer:42')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Whether event `early` was written before event `late`.
+async fn written_before(db: &TestDb, early: uuid::Uuid, late: uuid::Uuid) -> bool {
+    db.client
         .query_one(
             "SELECT (SELECT created_at FROM hookrelay.events WHERE id = $1)
                   < (SELECT created_at FROM hookrelay.events WHERE id = $2)",
@@ -431,12 +440,10 @@ async fn emit_with_a_key_waits_for_the_keys_earlier_writer_to_commit() {
         )
         .await
         .unwrap()
-        .get(0);
-    assert!(
-        in_order,
-        "the later writer's event is written after the commit"
-    );
+        .get(0)
+}
 
+async fn an_empty_key_is_refused_with_a_hint(db: &TestDb) {
     let empty = db
         .client
         .query_one("SELECT hookrelay.emit('a', ordering_key => '')", &[])

@@ -84,6 +84,80 @@ async fn delivered(db: &TestDb) -> i64 {
         .await
 }
 
+/// Writes `per_key` rounds, every key once per round, each round in one transaction.
+async fn write_rounds(db: &TestDb, keys: i32, per_key: i32) {
+    for seq in 0..per_key {
+        db.client
+            .execute(
+                "SELECT count(hookrelay.emit('order.paid',
+                                             jsonb_build_object('key', 'k' || k, 'seq', $1::int),
+                                             ordering_key => 'k' || k))
+                 FROM generate_series(1, $2::int) k",
+                &[&seq, &keys],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Prints the first deliveries of keys not fully delivered, so a failed run says where
+/// each stuck key stands.
+async fn print_stuck_keys(db: &TestDb) {
+    for row in db
+        .client
+        .query(
+            "SELECT d.id, d.ordering_key, e.object ->> 'seq', d.state, d.attempts,
+                    d.next_attempt_at::text, d.updated_at::text || ' / ' || coalesce(d.delivered_at::text, '-') || ' / ' || d.created_at::text, d.locked_by, d.last_error_code
+             FROM hookrelay.deliveries d JOIN hookrelay.events e ON e.id = d.event_id
+             WHERE d.ordering_key IN (SELECT ordering_key FROM hookrelay.deliveries
+                                      WHERE state <> 'delivered')
+             ORDER BY d.ordering_key, d.ordering_at LIMIT 4",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        eprintln!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            row.get::<_, i64>(0),
+            row.get::<_, Option<String>>(1),
+            row.get::<_, Option<String>>(2),
+            row.get::<_, String>(3),
+            row.get::<_, i32>(4),
+            row.get::<_, Option<String>>(5),
+            row.get::<_, Option<String>>(6),
+            row.get::<_, Option<String>>(7),
+            row.get::<_, Option<String>>(8)
+        );
+    }
+}
+
+/// Many requests failed, yet each key's accepted seqs run 0.. without gap or overtaking,
+/// one request of a key at a time.
+fn every_key_accepted_in_order(
+    seen: &Seen,
+    receiver: &Receiver,
+    total: i64,
+    keys: i32,
+    per_key: i32,
+) {
+    let failures = receiver.requests().len() as i64 - total;
+    assert!(
+        failures > total / 10,
+        "the receiver failed {failures} requests"
+    );
+    let expected: Vec<i64> = (0..i64::from(per_key)).collect();
+    for k in 1..=keys {
+        let key = format!("k{k}");
+        assert_eq!(
+            accepted_in_order(seen, &key),
+            expected,
+            "key {key}: accepted out of order, with a gap, or overtaken"
+        );
+    }
+    assert_one_at_a_time(seen);
+}
+
 #[tokio::test]
 async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
     const KEYS: i32 = 50;
@@ -118,19 +192,8 @@ async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
     ];
     let first = WorkerProcess::spawn(&db.url, "ordered-a", &flags);
     let second = WorkerProcess::spawn(&db.url, "ordered-b", &flags);
-    // Written while the workers run: round by round, every key once per transaction.
-    for seq in 0..PER_KEY {
-        db.client
-            .execute(
-                "SELECT count(hookrelay.emit('order.paid',
-                                             jsonb_build_object('key', 'k' || k, 'seq', $1::int),
-                                             ordering_key => 'k' || k))
-                 FROM generate_series(1, $2::int) k",
-                &[&seq, &KEYS],
-            )
-            .await
-            .unwrap();
-    }
+    // Written while the workers run.
+    write_rounds(&db, KEYS, PER_KEY).await;
     let total = i64::from(KEYS * PER_KEY);
     // Killed mid-run: once a third is delivered.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -150,51 +213,10 @@ async fn per_key_order_holds_through_random_failures_two_workers_and_a_kill() {
     second.terminate();
     third.terminate();
     if done != total {
-        for row in db
-            .client
-            .query(
-                "SELECT d.id, d.ordering_key, e.object ->> 'seq', d.state, d.attempts,
-                        d.next_attempt_at::text, d.updated_at::text || ' / ' || coalesce(d.delivered_at::text, '-') || ' / ' || d.created_at::text, d.locked_by, d.last_error_code
-                 FROM hookrelay.deliveries d JOIN hookrelay.events e ON e.id = d.event_id
-                 WHERE d.ordering_key IN (SELECT ordering_key FROM hookrelay.deliveries
-                                          WHERE state <> 'delivered')
-                 ORDER BY d.ordering_key, d.ordering_at LIMIT 4",
-                &[],
-            )
-            .await
-            .unwrap()
-        {
-            eprintln!(
-                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
-                row.get::<_, i64>(0),
-                row.get::<_, Option<String>>(1),
-                row.get::<_, Option<String>>(2),
-                row.get::<_, String>(3),
-                row.get::<_, i32>(4),
-                row.get::<_, Option<String>>(5),
-                row.get::<_, Option<String>>(6),
-                row.get::<_, Option<String>>(7),
-                row.get::<_, Option<String>>(8)
-            );
-        }
+        print_stuck_keys(&db).await;
     }
     assert_eq!(done, total, "every delivery ends delivered");
-    let seen = seen.lock().unwrap();
-    let failures = receiver.requests().len() as i64 - total;
-    assert!(
-        failures > total / 10,
-        "the receiver failed {failures} requests"
-    );
-    let expected: Vec<i64> = (0..i64::from(PER_KEY)).collect();
-    for k in 1..=KEYS {
-        let key = format!("k{k}");
-        assert_eq!(
-            accepted_in_order(&seen, &key),
-            expected,
-            "key {key}: accepted out of order, with a gap, or overtaken"
-        );
-    }
-    assert_one_at_a_time(&seen);
+    every_key_accepted_in_order(&seen.lock().unwrap(), &receiver, total, KEYS, PER_KEY);
 }
 
 #[tokio::test]

@@ -66,6 +66,28 @@ async fn the_transactions_trace_context_is_kept_by_emit_triggers_and_inserts() {
     );
 }
 
+/// One traceparent warning per transaction that set a bad one, a tracestate warning, and
+/// each says what a valid value looks like.
+fn one_warning_per_transaction_saying_what_is_valid(notices: &[String], transactions: usize) {
+    let parents = notices
+        .iter()
+        .filter(|n| n.contains("hookrelay.traceparent is not a valid W3C trace context"))
+        .count();
+    assert_eq!(parents, transactions, "{notices:#?}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("hookrelay.tracestate is not a valid") && n.contains("key=value")),
+        "{notices:#?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .all(|n| n.contains("00-<32 lowercase hex") || n.contains("hookrelay.tracestate")),
+        "each warning says what a valid value looks like: {notices:#?}"
+    );
+}
+
 #[tokio::test]
 async fn malformed_trace_context_is_dropped_with_a_warning_and_the_event_still_written() {
     let db = TestDb::new().await;
@@ -118,23 +140,7 @@ async fn malformed_trace_context_is_dropped_with_a_warning_and_the_event_still_w
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let notices = notices.lock().unwrap().clone();
-    let parents = notices
-        .iter()
-        .filter(|n| n.contains("hookrelay.traceparent is not a valid W3C trace context"))
-        .count();
-    assert_eq!(parents, bad_parents.len() + 1, "{notices:#?}");
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.contains("hookrelay.tracestate is not a valid") && n.contains("key=value")),
-        "{notices:#?}"
-    );
-    assert!(
-        notices
-            .iter()
-            .all(|n| n.contains("00-<32 lowercase hex") || n.contains("hookrelay.tracestate")),
-        "each warning says what a valid value looks like: {notices:#?}"
-    );
+    one_warning_per_transaction_saying_what_is_valid(&notices, bad_parents.len() + 1);
 }
 
 #[tokio::test]
@@ -198,6 +204,27 @@ async fn each_attempt_sends_the_event_trace_with_a_span_id_of_its_own() {
     assert!(request.headers.get("tracestate").is_none());
 }
 
+/// The one event row carries the key and trace context the command was given.
+async fn the_event_has_its_key_and_trace_context(db: &TestDb, parent: &str) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT ordering_key, traceparent, tracestate FROM hookrelay.events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("customer:42")
+    );
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(parent));
+    assert_eq!(
+        row.get::<_, Option<String>>(2).as_deref(),
+        Some("vendor=value")
+    );
+}
+
 #[tokio::test]
 async fn the_emit_command_takes_an_ordering_key_and_trace_context_and_refuses_bad_ones() {
     let db = TestDb::new().await;
@@ -222,23 +249,7 @@ async fn the_emit_command_takes_an_ordering_key_and_trace_context_and_refuses_ba
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let row = db
-        .client
-        .query_one(
-            "SELECT ordering_key, traceparent, tracestate FROM hookrelay.events",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        row.get::<_, Option<String>>(0).as_deref(),
-        Some("customer:42")
-    );
-    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(parent));
-    assert_eq!(
-        row.get::<_, Option<String>>(2).as_deref(),
-        Some("vendor=value")
-    );
+    the_event_has_its_key_and_trace_context(&db, parent).await;
 
     let refused = [
         (

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{csrf, delivered_event, get, post, serve};
+use super::{csrf, delivered_event, get, post, serve, Served};
 use crate::roles::login;
 use crate::support::{Receiver, TestDb};
 
@@ -13,16 +13,28 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
     let receiver = Receiver::ok().await;
     let (_, delivery) = delivered_event(&db, &receiver).await;
     let console = serve(&db.url, None).await;
-    let path = format!("/deliveries/{delivery}/redeliver");
 
-    let forged = post(&console, &path, &[("csrf", "guess")], &[]).await;
+    let token = redeliver_needs_the_token_from_this_site(&db, &console, delivery).await;
+    disable_and_enable(&db, &console, &token).await;
+    redeliver_dead_and_refuse_bad_input(&db, &console, &token).await;
+}
+
+/// A redeliver POST without the form's token, or from another site, is refused; with it,
+/// the delivery is scheduled and the worker's second attempt shows. Returns the token.
+async fn redeliver_needs_the_token_from_this_site(
+    db: &TestDb,
+    console: &Served,
+    delivery: i64,
+) -> String {
+    let path = format!("/deliveries/{delivery}/redeliver");
+    let forged = post(console, &path, &[("csrf", "guess")], &[]).await;
     assert_eq!(forged.status, 403);
     assert!(
         forged.body.contains("CSRF token is missing or stale"),
         "{}",
         forged.body
     );
-    let missing = post(&console, &path, &[], &[]).await;
+    let missing = post(console, &path, &[], &[]).await;
     assert_eq!(missing.status, 403);
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.deliveries WHERE state = 'pending'")
@@ -30,10 +42,10 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
         0
     );
 
-    let page = get(&console, &format!("/deliveries/{delivery}"), &[]).await;
+    let page = get(console, &format!("/deliveries/{delivery}"), &[]).await;
     let token = csrf(&page.body);
     let cross = post(
-        &console,
+        console,
         &path,
         &[("csrf", &token)],
         &[("origin", "http://evil.example")],
@@ -44,7 +56,7 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
         "a POST from another site is refused even with the token"
     );
 
-    let done = post(&console, &path, &[("csrf", &token)], &[]).await;
+    let done = post(console, &path, &[("csrf", &token)], &[]).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(
         done.body
@@ -63,10 +75,15 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
         .await;
     worker.stop().await;
     assert_eq!(got, 2);
-    let page = get(&console, &format!("/deliveries/{delivery}"), &[]).await;
+    let page = get(console, &format!("/deliveries/{delivery}"), &[]).await;
     assert!(page.body.contains("Attempts (2)"), "{}", page.body);
 
-    let off = post(&console, "/endpoints/crm/disable", &[("csrf", &token)], &[]).await;
+    token
+}
+
+/// Disabling and enabling crm say what they did, and the endpoints table follows.
+async fn disable_and_enable(db: &TestDb, console: &Served, token: &str) {
+    let off = post(console, "/endpoints/crm/disable", &[("csrf", token)], &[]).await;
     assert_eq!(off.status, 200);
     assert!(
         off.body
@@ -79,22 +96,26 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
             .await,
         0
     );
-    let on = post(&console, "/endpoints/crm/enable", &[("csrf", &token)], &[]).await;
+    let on = post(console, "/endpoints/crm/enable", &[("csrf", token)], &[]).await;
     assert!(on.body.contains("crm is enabled"), "{}", on.body);
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.endpoints WHERE active")
             .await,
         1
     );
+}
 
+/// Redelivering the dead deliveries of a window says how many; a bad window or endpoint is
+/// refused.
+async fn redeliver_dead_and_refuse_bad_input(db: &TestDb, console: &Served, token: &str) {
     db.client
         .execute("UPDATE hookrelay.deliveries SET state = 'dead'", &[])
         .await
         .unwrap();
     let dead = post(
-        &console,
+        console,
         "/endpoints/crm/redeliver-dead",
-        &[("csrf", &token), ("since", "1h")],
+        &[("csrf", token), ("since", "1h")],
         &[],
     )
     .await;
@@ -105,9 +126,9 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
         dead.body
     );
     let bad = post(
-        &console,
+        console,
         "/endpoints/crm/redeliver-dead",
-        &[("csrf", &token), ("since", "lately")],
+        &[("csrf", token), ("since", "lately")],
         &[],
     )
     .await;
@@ -119,9 +140,9 @@ async fn actions_need_the_forms_token_and_say_what_they_did() {
         bad.body
     );
     let none = post(
-        &console,
+        console,
         "/endpoints/nobody/disable",
-        &[("csrf", &token)],
+        &[("csrf", token)],
         &[],
     )
     .await;

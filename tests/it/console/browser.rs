@@ -188,37 +188,49 @@ async fn an_operator_finds_redelivers_and_toggles_in_headless_chromium() {
     let driver = driver().await;
     let b = browser(&driver).await;
 
-    // Without the token, or with a wrong one: the 401 page, nothing else.
+    sign_in_and_see_the_overview(&b, &base).await;
+    b.goto(&format!("{base}/endpoints")).await.unwrap();
+    assert!(text(&b).await.contains("failing"));
+    shot(&b, "endpoints").await;
+    let event_id = hookrelay::pipeline::payload::event_id(&xss);
+    find_and_open_the_delivery(&b, &base, &event_id).await;
+    the_payload_shows_as_text(&b).await;
+    redeliver_and_see_the_second_attempt(&b).await;
+    disable_and_enable_crm(&b, &base, &db).await;
+
+    b.close().await.unwrap();
+    worker.stop().await;
+}
+
+/// Without the token, or with a wrong one: the 401 page, nothing else. Signed in once, the
+/// token leaves the address bar.
+async fn sign_in_and_see_the_overview(b: &Client, base: &str) {
     b.goto(&format!("{base}/")).await.unwrap();
     assert!(
-        text(&b).await.contains("This console needs its token"),
+        text(b).await.contains("This console needs its token"),
         "{}",
-        text(&b).await
+        text(b).await
     );
     b.goto(&format!("{base}/?token=not-the-token-at-all"))
         .await
         .unwrap();
-    assert!(text(&b).await.contains("This console needs its token"));
-    // Signed in once; the token leaves the address bar.
+    assert!(text(b).await.contains("This console needs its token"));
     b.goto(&format!("{base}/?token={TOKEN}")).await.unwrap();
     assert_eq!(b.current_url().await.unwrap().as_str(), format!("{base}/"));
-    let overview = text(&b).await;
+    let overview = text(b).await;
     assert!(
         overview.contains("Attempts per minute") && overview.contains("billing"),
         "{overview}"
     );
-    shot(&b, "overview").await;
+    shot(b, "overview").await;
+}
 
-    b.goto(&format!("{base}/endpoints")).await.unwrap();
-    assert!(text(&b).await.contains("failing"));
-    shot(&b, "endpoints").await;
-
-    // Search the delivery of the HTML event to crm by its event id, and open it.
+/// Searches the delivery of the event to crm by its event id, and opens it.
+async fn find_and_open_the_delivery(b: &Client, base: &str, event_id: &str) {
     b.goto(&format!("{base}/deliveries")).await.unwrap();
-    shot(&b, "deliveries").await;
-    let event_id = hookrelay::pipeline::payload::event_id(&xss);
+    shot(b, "deliveries").await;
     let form = b.form(Locator::Css("form.search")).await.unwrap();
-    form.set_by_name("event_id", &event_id).await.unwrap();
+    form.set_by_name("event_id", event_id).await.unwrap();
     form.set_by_name("endpoint", "crm").await.unwrap();
     form.submit().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -232,18 +244,21 @@ async fn an_operator_finds_redelivers_and_toggles_in_headless_chromium() {
         assert!(Instant::now() < deadline, "the search did not run");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    says(&b, "Event id").await;
+    says(b, "Event id").await;
     let links = b.find_all(Locator::Css("td.num a")).await.unwrap();
     assert_eq!(
         links.len(),
         1,
         "one delivery of that event to crm: {}",
-        text(&b).await
+        text(b).await
     );
     links[0].click().await.unwrap();
-    says(&b, "Payload, as crm receives it").await;
-    assert!(text(&b).await.contains(&event_id));
-    // The payload is text: no script element, no image, no alert.
+    says(b, "Payload, as crm receives it").await;
+    assert!(text(b).await.contains(event_id));
+}
+
+/// The HTML payload is text: no script element, no image, no alert.
+async fn the_payload_shows_as_text(b: &Client) {
     let payload = b
         .find(Locator::Css("pre.payload"))
         .await
@@ -261,42 +276,46 @@ async fn an_operator_finds_redelivers_and_toggles_in_headless_chromium() {
         .unwrap()
         .is_empty());
     assert!(b.get_alert_text().await.is_err(), "no alert opened");
-    shot(&b, "delivery").await;
+    shot(b, "delivery").await;
+}
 
-    // Redeliver it and watch the second attempt arrive.
+/// Redelivers the open delivery and watches the second attempt arrive.
+async fn redeliver_and_see_the_second_attempt(b: &Client) {
     b.find(Locator::Css("form.action button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    says(&b, "is scheduled again").await;
+    says(b, "is scheduled again").await;
     let here = b.current_url().await.unwrap();
     let delivery_page = here.as_str().trim_end_matches("/redeliver").to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         b.goto(&delivery_page).await.unwrap();
-        if text(&b).await.contains("Attempts (2)") {
+        if text(b).await.contains("Attempts (2)") {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "no second attempt: {}",
-            text(&b).await
+            text(b).await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
 
-    // Disable crm, then enable it again, from its page.
+/// Disables crm, then enables it again, from its page; the endpoints table follows.
+async fn disable_and_enable_crm(b: &Client, base: &str, db: &TestDb) {
     b.goto(&format!("{base}/endpoints/crm")).await.unwrap();
-    shot(&b, "endpoint").await;
+    shot(b, "endpoint").await;
     b.find(Locator::Css("button.danger"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    says(&b, "crm is disabled").await;
+    says(b, "crm is disabled").await;
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.endpoints WHERE name = 'crm' AND active")
             .await,
@@ -308,13 +327,10 @@ async fn an_operator_finds_redelivers_and_toggles_in_headless_chromium() {
         .click()
         .await
         .unwrap();
-    says(&b, "crm is enabled").await;
+    says(b, "crm is enabled").await;
     assert_eq!(
         db.count("SELECT count(*) FROM hookrelay.endpoints WHERE name = 'crm' AND active")
             .await,
         1
     );
-
-    b.close().await.unwrap();
-    worker.stop().await;
 }

@@ -92,12 +92,9 @@ fn metrics_and_quick_retention(db: &TestDb) -> (WorkerConfig, std::net::SocketAd
     (config, metrics_addr)
 }
 
-#[tokio::test]
-async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
-    let db = TestDb::new().await;
-    let receiver = flaky_and_gone(&db).await;
-    let worker_login = login(&db, "hookrelay_worker", "worker", "worker-password").await;
-    let client = connect(&worker_login.url).await;
+/// The worker role is refused every statement of REFUSED, and may run its periodic policy
+/// functions.
+async fn refused_all_but_its_own_work(client: &tokio_postgres::Client) {
     for sql in REFUSED {
         refused(&client, sql).await;
     }
@@ -109,6 +106,15 @@ async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
         )
         .await
         .expect("the worker runs its policy functions");
+}
+
+#[tokio::test]
+async fn a_worker_role_delivers_retries_disables_on_410_and_prunes() {
+    let db = TestDb::new().await;
+    let receiver = flaky_and_gone(&db).await;
+    let worker_login = login(&db, "hookrelay_worker", "worker", "worker-password").await;
+    let client = connect(&worker_login.url).await;
+    refused_all_but_its_own_work(&client).await;
 
     db.emit("order.paid", json!({"id": 1})).await;
     db.emit("order.created", json!({"id": 2})).await;

@@ -56,6 +56,61 @@ fn attribute(span: &Span, key: &str) -> Option<Value> {
         .and_then(|kv| kv.value.clone()?.value)
 }
 
+/// Each attempt span is in the app's trace, under the app's span, and is the parent the
+/// receiver was sent; it names the endpoint and event.
+fn each_attempt_continues_the_apps_trace(
+    got: &[crate::support::Request],
+    attempts: &[&Span],
+    event_id: uuid::Uuid,
+) {
+    for (request, span) in got.iter().zip(attempts) {
+        let header: Vec<&str> = request.header("traceparent").split('-').collect();
+        // The app's trace id == the receiver's == the span's.
+        assert_eq!(header[1], TRACE_ID);
+        assert_eq!(hex::encode(&span.trace_id), TRACE_ID);
+        // The span hangs under the app's span; the receiver's parent is the span.
+        assert_eq!(hex::encode(&span.parent_span_id), APP_SPAN);
+        assert_eq!(header[2], hex::encode(&span.span_id));
+        assert_eq!(
+            attribute(span, "hookrelay.endpoint"),
+            Some(Value::StringValue("crm".into()))
+        );
+        assert_eq!(
+            attribute(span, "hookrelay.event_id"),
+            Some(Value::StringValue(format!("evt_{event_id}")))
+        );
+        assert!(
+            attribute(span, "hookrelay.duration_ms").is_some(),
+            "{span:?}"
+        );
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    }
+}
+
+/// Both attempts carry their status; the failed one its error type.
+fn the_failed_attempt_says_why(attempts: &[&Span]) {
+    let statuses: Vec<Option<Value>> = attempts
+        .iter()
+        .map(|s| attribute(s, "http.response.status_code"))
+        .collect();
+    assert!(
+        statuses.contains(&Some(Value::IntValue(503))),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&Some(Value::IntValue(200))),
+        "{statuses:?}"
+    );
+    let failed = attempts
+        .iter()
+        .find(|s| attribute(s, "http.response.status_code") == Some(Value::IntValue(503)))
+        .unwrap();
+    assert_eq!(
+        attribute(failed, "error.type"),
+        Some(Value::StringValue("http_status".into()))
+    );
+}
+
 #[tokio::test]
 async fn attempt_spans_are_exported_as_children_of_the_apps_span() {
     let db = TestDb::new().await;
@@ -90,49 +145,8 @@ async fn attempt_spans_are_exported_as_children_of_the_apps_span() {
         .filter(|s| s.name == "hookrelay.attempt")
         .collect();
     assert_eq!(attempts.len(), 2, "{spans:?}");
-    for (request, span) in got.iter().zip(&attempts) {
-        let header: Vec<&str> = request.header("traceparent").split('-').collect();
-        // The app's trace id == the receiver's == the span's.
-        assert_eq!(header[1], TRACE_ID);
-        assert_eq!(hex::encode(&span.trace_id), TRACE_ID);
-        // The span hangs under the app's span; the receiver's parent is the span.
-        assert_eq!(hex::encode(&span.parent_span_id), APP_SPAN);
-        assert_eq!(header[2], hex::encode(&span.span_id));
-        assert_eq!(
-            attribute(span, "hookrelay.endpoint"),
-            Some(Value::StringValue("crm".into()))
-        );
-        assert_eq!(
-            attribute(span, "hookrelay.event_id"),
-            Some(Value::StringValue(format!("evt_{event_id}")))
-        );
-        assert!(
-            attribute(span, "hookrelay.duration_ms").is_some(),
-            "{span:?}"
-        );
-        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
-    }
-    // Attempts are recorded in order, the failed one first.
-    let statuses: Vec<Option<Value>> = attempts
-        .iter()
-        .map(|s| attribute(s, "http.response.status_code"))
-        .collect();
-    assert!(
-        statuses.contains(&Some(Value::IntValue(503))),
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.contains(&Some(Value::IntValue(200))),
-        "{statuses:?}"
-    );
-    let failed = attempts
-        .iter()
-        .find(|s| attribute(s, "http.response.status_code") == Some(Value::IntValue(503)))
-        .unwrap();
-    assert_eq!(
-        attribute(failed, "error.type"),
-        Some(Value::StringValue("http_status".into()))
-    );
+    each_attempt_continues_the_apps_trace(&got, &attempts, event_id);
+    the_failed_attempt_says_why(&attempts);
     // The fan-out claim that took the event, linked to its trace.
     let claim = spans
         .iter()
