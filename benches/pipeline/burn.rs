@@ -59,41 +59,8 @@ pub async fn burn_down(
     if let Stats::Empty = stats {
         client.batch_execute("ANALYZE").await.unwrap();
     }
-    for i in 0..endpoints {
-        client
-            .execute(
-                // The sink takes any number of requests at once. max_in_flight counts claimed
-                // deliveries (running, queued in the worker, or waiting for their result to be
-                // written), so it is set well above the worker's slots; the default of 8
-                // protects ordinary receivers.
-                "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
-                 VALUES ($1, $2, 'bench-secret-0123456789', $3)",
-                &[
-                    &format!("sink-{i}"),
-                    &format!("{}/{i}", b.sink.url()),
-                    &(SINK_MAX_IN_FLIGHT as i32),
-                ],
-            )
-            .await
-            .unwrap();
-    }
-    client
-        .batch_execute(&format!(
-            "INSERT INTO hookrelay.events (event, model, object)
-             SELECT 'order.paid', 'store.Order', {OBJECT} FROM generate_series(1, {events}) i"
-        ))
-        .await
-        .unwrap();
-    match stats {
-        Stats::Events => {
-            client
-                .batch_execute("VACUUM ANALYZE hookrelay.events")
-                .await
-        }
-        Stats::Backlog => client.batch_execute("VACUUM ANALYZE").await,
-        Stats::Empty => Ok(()),
-    }
-    .unwrap();
+    add_sink_endpoints(b, &client, endpoints).await;
+    write_backlog(&client, events, stats).await;
     b.sink.reset();
     let total = events * endpoints as i64;
     let started = Instant::now();
@@ -113,13 +80,7 @@ pub async fn burn_down(
     let per_second = total as f64 / (done - started).as_secs_f64();
     let peak_rss_mib = worker.peak_rss_kib() as f64 / 1024.0;
     let idle_cpu_percent = if measure_idle {
-        // Let the last results settle, then watch the idle worker.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let window = Duration::from_secs(if b.quick { 5 } else { 20 });
-        let before = worker.cpu_time();
-        tokio::time::sleep(window).await;
-        let used = worker.cpu_time() - before;
-        Some(used.as_secs_f64() / window.as_secs_f64() * 100.0)
+        Some(idle_cpu(b, &worker).await)
     } else {
         None
     };
@@ -129,6 +90,60 @@ pub async fn burn_down(
         peak_rss_mib,
         idle_cpu_percent,
     }
+}
+
+/// One sink endpoint per `endpoints`, each on its own path of the sink.
+async fn add_sink_endpoints(b: &Bench, client: &tokio_postgres::Client, endpoints: usize) {
+    for i in 0..endpoints {
+        client
+            .execute(
+                // The sink takes any number of requests at once. max_in_flight counts claimed
+                // deliveries (running, queued in the worker, or waiting for their result to be
+                // written), so it is set well above the worker's slots; the default of 8
+                // protects ordinary receivers.
+                "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
+                 VALUES ($1, $2, 'bench-secret-0123456789', $3)",
+                &[
+                    &format!("sink-{i}"),
+                    &format!("{}/{i}", b.sink.url()),
+                    &(SINK_MAX_IN_FLIGHT as i32),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes `events` committed events and gathers the statistics `stats` names.
+async fn write_backlog(client: &tokio_postgres::Client, events: i64, stats: Stats) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO hookrelay.events (event, model, object)
+             SELECT 'order.paid', 'store.Order', {OBJECT} FROM generate_series(1, {events}) i"
+        ))
+        .await
+        .unwrap();
+    match stats {
+        Stats::Events => {
+            client
+                .batch_execute("VACUUM ANALYZE hookrelay.events")
+                .await
+        }
+        Stats::Backlog => client.batch_execute("VACUUM ANALYZE").await,
+        Stats::Empty => Ok(()),
+    }
+    .unwrap();
+}
+
+/// The idle worker's CPU use, in percent of one core, once the last results settled.
+async fn idle_cpu(b: &Bench, worker: &Worker) -> f64 {
+    // Let the last results settle, then watch the idle worker.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let window = Duration::from_secs(if b.quick { 5 } else { 20 });
+    let before = worker.cpu_time();
+    tokio::time::sleep(window).await;
+    let used = worker.cpu_time() - before;
+    used.as_secs_f64() / window.as_secs_f64() * 100.0
 }
 
 fn sample_job(i: u64, url: &str) -> Job {
@@ -236,7 +251,7 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
     eprintln!("HTTP ceiling: {one} requests");
     let ceiling = ceiling(b, one as u64).await;
     let ratio = single.per_second / ceiling * 100.0;
-    vec![
+    let mut figures = vec![
         Figure::new(
             SCENARIO,
             format!("{one} events x 1 endpoint"),
@@ -263,6 +278,14 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
             "%",
         )
         .at_least(60.0),
+    ];
+    figures.extend(footprint(&single, &fanned));
+    figures
+}
+
+/// The worker's peak RSS in both burn-downs and its idle CPU after the first.
+fn footprint(single: &Burn, fanned: &Burn) -> Vec<Figure> {
+    vec![
         Figure::new(
             "footprint",
             "worker peak RSS (1 endpoint burn-down)",

@@ -238,16 +238,7 @@ fn print(figures: &[Figure]) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--ceiling-client") {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let rate = runtime.block_on(burn::ceiling_client(
-            args[2].clone(),
-            args[3].parse().unwrap(),
-            args[4].parse().unwrap(),
-        ));
-        println!("{rate}");
+        ceiling_client(&args);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -264,21 +255,9 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         let started = Instant::now();
-        let admin_url = match std::env::var("DATABASE_URL") {
-            Ok(url) => url,
-            Err(_) => {
-                embedded::remove_stale_ephemeral("hookrelay-bench-");
-                let dir =
-                    std::env::temp_dir().join(format!("hookrelay-bench-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                let cluster = embedded::start_ephemeral_with(&dir, Durability::Default)
-                    .expect("start PostgreSQL for the benchmark");
-                cluster.url("postgres")
-            }
-        };
         let bench = Bench {
             quick,
-            admin_url,
+            admin_url: admin_url(),
             sink: sink::Sink::start().await,
             counter: Default::default(),
         };
@@ -286,32 +265,68 @@ fn main() {
             "hookrelay pipeline benchmark ({})",
             if quick { "quick" } else { "full" }
         );
-        let mut figures = Vec::new();
-        if wanted("burn-down") {
-            figures.extend(burn::run(&bench).await);
-        }
-        if wanted("defaults") {
-            figures.extend(defaults::run(&bench).await);
-        }
-        if wanted("plans") {
-            figures.extend(plans::run(&bench).await);
-        }
-        if wanted("latency") {
-            figures.extend(latency::run(&bench).await);
-        }
-        if wanted("producer") {
-            figures.extend(producer::run(&bench).await);
-        }
-        if wanted("scale-out") {
-            figures.extend(scale::run(&bench).await);
-        }
-        if wanted("cost-growth") {
-            figures.extend(growth::run(&bench).await);
-        }
-        if wanted("ordered") {
-            figures.extend(ordered::run(&bench).await);
-        }
+        let figures = run_scenarios(&bench, &wanted).await;
         print(&figures);
         eprintln!("benchmark took {:.0} s", started.elapsed().as_secs_f64());
     });
+}
+
+/// `--ceiling-client URL REQUESTS CONCURRENCY`: the HTTP ceiling's client, in a process of
+/// its own; prints requests per second.
+fn ceiling_client(args: &[String]) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rate = runtime.block_on(burn::ceiling_client(
+        args[2].clone(),
+        args[3].parse().unwrap(),
+        args[4].parse().unwrap(),
+    ));
+    println!("{rate}");
+}
+
+/// DATABASE_URL, or a throwaway cluster of the bench's own.
+fn admin_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            embedded::remove_stale_ephemeral("hookrelay-bench-");
+            let dir = std::env::temp_dir().join(format!("hookrelay-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let cluster = embedded::start_ephemeral_with(&dir, Durability::Default)
+                .expect("start PostgreSQL for the benchmark");
+            cluster.url("postgres")
+        }
+    }
+}
+
+/// The wanted scenario groups, in their fixed order.
+async fn run_scenarios(bench: &Bench, wanted: &dyn Fn(&str) -> bool) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    if wanted("burn-down") {
+        figures.extend(burn::run(bench).await);
+    }
+    if wanted("defaults") {
+        figures.extend(defaults::run(bench).await);
+    }
+    if wanted("plans") {
+        figures.extend(plans::run(bench).await);
+    }
+    if wanted("latency") {
+        figures.extend(latency::run(bench).await);
+    }
+    if wanted("producer") {
+        figures.extend(producer::run(bench).await);
+    }
+    if wanted("scale-out") {
+        figures.extend(scale::run(bench).await);
+    }
+    if wanted("cost-growth") {
+        figures.extend(growth::run(bench).await);
+    }
+    if wanted("ordered") {
+        figures.extend(ordered::run(bench).await);
+    }
+    figures
 }

@@ -220,7 +220,7 @@ async fn the_search_finds_by_event_id(console: &Served, event_id: &str, delivery
         found.body
     );
     let none = get(
-        &console,
+        console,
         "/deliveries?event_id=evt_00000000-0000-7000-8000-000000000000",
         &[],
     )

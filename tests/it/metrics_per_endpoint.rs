@@ -65,14 +65,14 @@ fn the_counts_are_right_and_promtool_passes(body: &str, delivered: &str, dead: &
     );
     assert_eq!(
         sample(
-            &body,
+            body,
             "hookrelay_endpoint_oldest_pending_age_seconds{endpoint=\"crm\"}"
         ),
         Some(0.0)
     );
     assert_eq!(
         sample(
-            &body,
+            body,
             "hookrelay_endpoint_attempt_duration_seconds_count{endpoint=\"crm\"}"
         ),
         Some(3.0)

@@ -96,7 +96,7 @@ fn metrics_and_quick_retention(db: &TestDb) -> (WorkerConfig, std::net::SocketAd
 /// functions.
 async fn refused_all_but_its_own_work(client: &tokio_postgres::Client) {
     for sql in REFUSED {
-        refused(&client, sql).await;
+        refused(client, sql).await;
     }
     // The periodic policy functions run as the worker.
     client
