@@ -180,6 +180,7 @@ fn sample_job(i: u64, url: &str) -> Job {
         unreadable: None,
         trace: Default::default(),
         trace_headers: None,
+        keyed: false,
     }
 }
 

@@ -125,7 +125,7 @@ WITH due AS (
     FROM admitted
     WHERE d.id = admitted.id
       AND d.id = ANY (ARRAY(SELECT k.id FROM admitted k))
-    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base, d.ordering_key
 )
 SELECT
 -- @job_columns

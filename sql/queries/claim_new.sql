@@ -82,7 +82,7 @@ WITH claimed AS (
     -- Delivery ids follow the events' order, which is what operators expect to read.
     ORDER BY x.event_id, x.endpoint_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
-    RETURNING id, event_id, endpoint_id, attempts, attempts_base
+    RETURNING id, event_id, endpoint_id, attempts, attempts_base, ordering_key
 )
 SELECT
 -- @job_columns

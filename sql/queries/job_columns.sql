@@ -2,6 +2,7 @@
 -- into the final SELECT of claim_new.sql and claim_due.sql at their `-- @job_columns` line,
 -- where `d` is the claimed delivery, `e` its event and `ep` its endpoint.
        d.id AS delivery_id, d.attempts AS attempt, d.attempts_base,
+       d.ordering_key IS NOT NULL AS keyed,
        e.id AS event_id, e.event, e.model, e.object_id, e.object, e.changes, e.actor,
        e.account_id, e.created_at, e.traceparent, e.tracestate,
        ep.id AS endpoint_id, ep.name AS endpoint_name, ep.url, ep.secret, ep.signature_scheme,

@@ -21,8 +21,13 @@ WITH idle AS (
     GROUP BY t.endpoint_id
 )
 SELECT (extract(epoch FROM least(
-            (SELECT min(next_attempt_at) FROM hookrelay.deliveries
-             WHERE state = 'pending' AND next_attempt_at < 'infinity'),
+            -- A paused endpoint's delivery is not due, whatever its time says (a result written
+            -- as the endpoint was paused may keep its retry time): the due claim passes over it,
+            -- so counting it here would make an idle worker look again every few milliseconds.
+            (SELECT min(d.next_attempt_at) FROM hookrelay.deliveries d
+             WHERE d.state = 'pending' AND d.next_attempt_at < 'infinity'
+               AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep
+                           WHERE ep.id = d.endpoint_id AND ep.active)),
             (SELECT min(CASE WHEN w.free THEN now() WHEN NOT w.full THEN w.ready_at END)
              FROM waiting w))
         - now()) * 1000)::bigint AS due_in_ms,

@@ -119,6 +119,9 @@ pub struct Job {
     pub trace: EventTrace,
     /// The trace headers this attempt sends, set as its span starts.
     pub trace_headers: Option<TraceHeaders>,
+    /// Whether the delivery holds its ordering key's place (an ordered endpoint): its result
+    /// may make the key's next delivery due.
+    pub keyed: bool,
 }
 
 /// What one claim statement took.
@@ -174,6 +177,7 @@ fn job_from_row(row: &Row) -> Result<Job, tokio_postgres::Error> {
         delivery_id: row.try_get("delivery_id")?,
         attempt: attempt.max(1) as u32,
         budget_attempt: (attempt - base).max(1) as u32,
+        keyed: row.try_get("keyed")?,
         event: Event {
             id: row.try_get("event_id")?,
             event: row.try_get("event")?,

@@ -143,3 +143,54 @@ async fn a_paused_endpoint_keeps_its_deliveries_until_it_is_resumed() {
     assert_eq!(delivered, 1);
     assert_eq!(receiver.requests().len(), 2);
 }
+
+/// A paused endpoint's delivery that kept its retry time (its result was written as the
+/// endpoint was paused) is not due: the idle check must not send a worker looking for it every
+/// few milliseconds until the endpoint is resumed.
+#[tokio::test]
+async fn a_paused_endpoints_delivery_is_not_due_for_an_idle_worker() {
+    let db = TestDb::new().await;
+    let id = db
+        .endpoint(
+            "crm",
+            "https://crm.example.com/hooks",
+            "secret-secret-secret",
+        )
+        .await;
+    db.emit("order.paid", serde_json::json!({"id": "1"})).await;
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO hookrelay.deliveries (event_id, endpoint_id, next_attempt_at)
+             SELECT id, {id}, now() - interval '1 minute' FROM hookrelay.events;
+             UPDATE hookrelay.events SET fanned_out_at = now();
+             ALTER TABLE hookrelay.endpoints DISABLE TRIGGER endpoints_active_changed;
+             UPDATE hookrelay.endpoints SET active = false;
+             ALTER TABLE hookrelay.endpoints ENABLE TRIGGER endpoints_active_changed;"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        idle_due_in_ms(&db).await,
+        None,
+        "nothing is due while crm is paused"
+    );
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET active = true", &[])
+        .await
+        .unwrap();
+    assert!(
+        idle_due_in_ms(&db).await.is_some_and(|ms| ms <= 0),
+        "due at once when resumed"
+    );
+}
+
+/// When the idle check says there is next something to claim, in milliseconds from now.
+async fn idle_due_in_ms(db: &TestDb) -> Option<i64> {
+    let idle = include_str!("../../sql/queries/worker_idle.sql");
+    let row = db
+        .client
+        .query_one(idle, &[&"w", &"host", &1i32])
+        .await
+        .unwrap();
+    row.get(0)
+}

@@ -139,6 +139,8 @@ pub(super) struct Pacer {
     refill: bool,
     /// Whether the current pump's claims found work.
     found: bool,
+    /// Whether the current pump sent a delivery that holds an ordering key's place.
+    keyed: bool,
     /// When the earliest pending delivery is due, as of the last idle check.
     db_due_at: Option<Instant>,
     /// The earliest retry scheduled by a finished request and not claimed yet.
@@ -156,6 +158,7 @@ impl Pacer {
             backlog: false,
             refill: false,
             found: false,
+            keyed: false,
             db_due_at: None,
             retry_at: None,
             last_pump: now,
@@ -184,12 +187,18 @@ impl Pacer {
     }
 
     /// Whether a recorded batch can matter: some endpoint is at its cap (the batch frees
-    /// slots), or this idle worker's last pump sent work whose results may have made the
-    /// next delivery of an ordered key due. A release notifies only workers already idle when
-    /// it commits, and a result is often written while its worker is going idle; without
-    /// this, such a key waited for the poll (measured: one key drained at ~10 deliveries/s).
+    /// slots), or this idle worker's last pump sent a delivery of an ordered key, whose result
+    /// may have made the key's next delivery due. A release notifies only workers already
+    /// idle when it commits, and a result is often written while its worker is going idle;
+    /// without this, such a key waited for the poll (measured: one key drained at ~10
+    /// deliveries/s). Unordered work does not wake the worker: its results release nothing.
     pub(super) fn refill(&self) -> bool {
-        self.refill || (self.waiting && self.found)
+        self.refill || (self.waiting && self.keyed)
+    }
+
+    /// The current pump sent a delivery that holds its ordering key's place.
+    pub(super) fn sent_keyed(&mut self) {
+        self.keyed = true;
     }
 
     /// When to look for work next without being woken.
@@ -209,6 +218,7 @@ impl Pacer {
     pub(super) fn begin(&mut self, wake: Wake, heard: u64, now: Instant) -> bool {
         self.last_pump = now;
         self.found = false;
+        self.keyed = false;
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
         }

@@ -122,6 +122,9 @@ impl Worker {
     /// Starts a request task for each job.
     pub(super) fn dispatch(&mut self, jobs: impl IntoIterator<Item = Job>) {
         for job in jobs {
+            if job.keyed {
+                self.pacer.sent_keyed();
+            }
             let task = Task {
                 sender: self.stages.sender.clone(),
                 recorder: self.stages.recorder.clone(),

@@ -65,15 +65,23 @@ fn recorded_results_wake_the_worker_only_while_deliveries_wait_for_slots() {
 }
 
 #[test]
-fn an_idle_worker_whose_pump_sent_work_is_woken_by_its_results() {
+fn an_idle_worker_whose_pump_sent_an_ordered_delivery_is_woken_by_its_results() {
     let (mut p, now) = idle(0, false);
+    // Unordered work found: its results release nothing, so they do not wake the worker.
     p.begin(Wake::Notified, 1, now);
     assert_eq!(p.claimed(false, true, true, true, now), Next::GoIdle);
     p.going_idle(1);
     p.idle(None, false, now);
+    assert_eq!(p.on(Event::Recorded), None);
+    // A delivery of an ordered key sent: its result may make the key's next one due.
+    p.begin(Wake::Notified, 2, now);
+    p.sent_keyed();
+    assert_eq!(p.claimed(false, true, true, true, now), Next::GoIdle);
+    p.going_idle(2);
+    p.idle(None, false, now);
     assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
-    // The pump it causes finds nothing: results no longer wake it.
-    p.begin(Wake::Capacity, 1, now);
+    // The pump it causes sends nothing more: results no longer wake it.
+    p.begin(Wake::Capacity, 2, now);
     assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
     p.idle(None, false, now);
     assert_eq!(p.on(Event::Recorded), None);
