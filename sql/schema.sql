@@ -15,10 +15,10 @@
 CREATE SCHEMA hookrelay;
 
 --
--- Name: admit(bigint[], integer[], integer, boolean); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: admit(bigint[], integer[], integer, boolean, bigint[], integer[]); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.admit(endpoint_ids bigint[], wanted integer[], waiting_limit integer, fan_out boolean) RETURNS TABLE(endpoint_id bigint, granted integer, from_waiting integer)
+CREATE FUNCTION hookrelay.admit(endpoint_ids bigint[], wanted integer[], waiting_limit integer, fan_out boolean, sent_ids bigint[], sent integer[]) RETURNS TABLE(endpoint_id bigint, granted integer, from_waiting integer)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -36,6 +36,7 @@ DECLARE
     queued  boolean;
     remains boolean;
     now_at  timestamptz;
+    done    integer;
 BEGIN
     budget := greatest(waiting_limit - coalesce((SELECT sum(n) FROM unnest(wanted) n), 0), 0);
     share := ceil(budget::numeric / greatest(cardinality(endpoint_ids), 1))::integer;
@@ -59,10 +60,14 @@ BEGIN
             SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
             FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
         END IF;
-        -- Room: free slots, and whole tokens.
-        SELECT greatest(cap - count(*), 0) INTO room
+        -- Room: free slots, and whole tokens. A lease whose request has ended (the caller's
+        -- `sent`, waiting for its result to be written) holds no slot.
+        done := coalesce((SELECT s.n FROM unnest(sent_ids, sent) AS s(id, n)
+                          WHERE s.id = ep_id), 0);
+        SELECT cap - greatest(count(*) - done, 0) INTO room
         FROM hookrelay.deliveries d
         WHERE d.endpoint_id = ep_id AND d.locked_until > now();
+        room := greatest(room, 0);
         IF rate IS NOT NULL THEN
             now_at := clock_timestamp();
             tok := least(greatest(rate, 1),
@@ -1137,7 +1142,7 @@ BEGIN
         -- /metrics reads the backlog.
         GRANT SELECT ON hookrelay.backlog, hookrelay.endpoint_health, hookrelay.delivery_log
             TO hookrelay_worker;
-        GRANT EXECUTE ON FUNCTION hookrelay.admit(bigint[], integer[], integer, boolean),
+        GRANT EXECUTE ON FUNCTION hookrelay.admit(bigint[], integer[], integer, boolean, bigint[], integer[]),
                                   hookrelay.blocked_endpoints(),
                                   hookrelay.flag_waiting_endpoints(),
                                   hookrelay.endpoint_gone(bigint[]),

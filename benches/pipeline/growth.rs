@@ -78,10 +78,7 @@ async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
     let url = loaded_database(b, history, events).await;
     let db = hookrelay::db::pool(&url, 2).unwrap();
     let pooled = db.pool.get().await.unwrap();
-    let lease = Lease {
-        duration: Duration::from_secs(60),
-        worker: "bench",
-    };
+    let lease = Lease::new(Duration::from_secs(60), "bench");
     let (mut fan_out, mut fan_outs) = (Duration::ZERO, 0u32);
     let (mut due, mut dues) = (Duration::ZERO, 0u32);
     // As the worker does: resume a little before the last event claimed, and settle what was

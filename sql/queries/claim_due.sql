@@ -7,7 +7,8 @@
 -- backlog never fills the batches of others.
 -- A delivery of an ordered endpoint goes only when it is its key's turn (hookrelay.key_turn,
 -- 0022); the others are parked until the delivery they wait for settles.
--- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id.
+-- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id, $4 and $5 endpoints and how
+-- many of this worker's requests to each have ended, their results not yet written (see admit).
 WITH due AS (
     SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at,
            d.ordering_key, d.ordering_at, d.event_id
@@ -58,7 +59,7 @@ WITH due AS (
     SELECT a.endpoint_id, a.granted, a.from_waiting
     FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
                          ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id),
-                         $1::integer, false) a
+                         $1::integer, false, $4::bigint[], $5::integer[]) a
 ), ranked AS (
     SELECT ready.*, row_number() OVER (PARTITION BY ready.endpoint_id
                                        ORDER BY ready.next_attempt_at, ready.id) AS rank

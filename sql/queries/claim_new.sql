@@ -3,7 +3,8 @@
 -- goes out without a second claim (as many as each endpoint may take; see hookrelay.admit).
 -- One statement: an event is fanned out exactly once.
 -- $1 events to claim, $2 lease in milliseconds, $3 worker id, $4 claim only events with a
--- greater id (the nil uuid: from the start).
+-- greater id (the nil uuid: from the start), $5 and $6 endpoints and how many of this worker's
+-- requests to each have ended, their results not yet written (they hold no slot; see admit).
 WITH claimed AS (
     SELECT e.id
     FROM hookrelay.events e
@@ -60,7 +61,8 @@ WITH claimed AS (
     -- other deliveries are created parked, waiting for a slot or a token (see claim_due).
     SELECT a.endpoint_id, a.granted
     FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
-                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id), 0, true) a
+                         ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id), 0, true,
+                         $5::bigint[], $6::integer[]) a
 ), fanned AS (
     INSERT INTO hookrelay.deliveries
         (event_id, endpoint_id, attempts, next_attempt_at, locked_until, locked_by,

@@ -140,9 +140,29 @@ pub struct Claimed {
 pub struct Lease<'a> {
     pub duration: Duration,
     pub worker: &'a str,
+    /// This worker's leases whose requests have ended: they hold no slot.
+    pub unwritten: Unwritten,
 }
 
-impl Lease<'_> {
+/// Per endpoint, how many of a worker's leased deliveries have had their request end with
+/// the result not yet written. An endpoint's `max_in_flight` counts requests in flight, and
+/// these are not; other workers cannot know of them and count them, erring on the safe side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    pub endpoints: Vec<i64>,
+    pub counts: Vec<i32>,
+}
+
+impl<'a> Lease<'a> {
+    /// A lease of `duration` in `worker`'s name, with no ended requests to discount.
+    pub fn new(duration: Duration, worker: &'a str) -> Lease<'a> {
+        Lease {
+            duration,
+            worker,
+            unwritten: Unwritten::default(),
+        }
+    }
+
     fn millis(&self) -> i64 {
         self.duration.as_millis().min(i64::MAX as u128) as i64
     }
@@ -263,7 +283,14 @@ pub async fn claim_new(
     let rows = pooler::query(
         client,
         &CLAIM_NEW,
-        &[&(limit as i64), &lease.millis(), &lease.worker, &after],
+        &[
+            &(limit as i64),
+            &lease.millis(),
+            &lease.worker,
+            &after,
+            &lease.unwritten.endpoints,
+            &lease.unwritten.counts,
+        ],
     )
     .await?;
     let taken = match rows.first() {
@@ -295,7 +322,13 @@ pub async fn claim_due(
     let rows = pooler::query(
         client,
         &CLAIM_DUE,
-        &[&(limit as i64), &lease.millis(), &lease.worker],
+        &[
+            &(limit as i64),
+            &lease.millis(),
+            &lease.worker,
+            &lease.unwritten.endpoints,
+            &lease.unwritten.counts,
+        ],
     )
     .await?;
     let jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;

@@ -10,7 +10,7 @@
 //! each batch the recorder signals the worker: the leases it cleared free slots of endpoints
 //! that were at their `max_in_flight`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Proof, Step};
+use crate::pipeline::claim::Unwritten;
 use crate::pipeline::deliver::{Attempt, ErrorCode};
 use crate::pipeline::retry::Outcome;
 
@@ -47,18 +48,27 @@ pub struct Finished {
 
 /// The deliveries this process holds a lease on and has not written back yet: in flight, or
 /// finished and waiting for the recorder. Any other lease in this worker's name is an orphan
-/// (see [`release_orphans`]).
+/// (see [`release_orphans`]). A finished one is noted with its endpoint: its request is over,
+/// so it holds none of the endpoint's slots (see [`Unwritten`]).
 #[derive(Debug, Default)]
-pub struct Held(Mutex<HashSet<i64>>);
+pub struct Held(Mutex<HashMap<i64, Option<i64>>>);
 
 impl Held {
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Option<i64>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A claimed delivery, now this process's to send and record.
     pub fn insert(&self, delivery_id: i64) {
-        self.ids().insert(delivery_id);
+        self.ids().insert(delivery_id, None);
+    }
+
+    /// A held delivery's request to `endpoint_id` ended; its result is on its way to the
+    /// recorder.
+    pub fn ended(&self, delivery_id: i64, endpoint_id: i64) {
+        if let Some(state) = self.ids().get_mut(&delivery_id) {
+            *state = Some(endpoint_id);
+        }
     }
 
     /// Deliveries whose results are written (or whose leases were given back).
@@ -71,7 +81,17 @@ impl Held {
 
     /// The ids held now.
     pub fn snapshot(&self) -> Vec<i64> {
-        self.ids().iter().copied().collect()
+        self.ids().keys().copied().collect()
+    }
+
+    /// Per endpoint, the held deliveries whose requests have ended.
+    pub fn unwritten(&self) -> Unwritten {
+        let mut per_endpoint: HashMap<i64, i32> = HashMap::new();
+        for endpoint in self.ids().values().flatten() {
+            *per_endpoint.entry(*endpoint).or_default() += 1;
+        }
+        let (endpoints, counts) = per_endpoint.into_iter().unzip();
+        Unwritten { endpoints, counts }
     }
 }
 

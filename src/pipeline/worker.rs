@@ -12,8 +12,8 @@
 //! At most `concurrency` requests send at once (a semaphore) while as many wait for a slot.
 //! The claims never lease an endpoint more than its `max_in_flight` or its rate limit allows
 //! (across every worker), so a hanging endpoint holds at most that many of the slots; while
-//! some endpoint is at its cap, each recorded batch (which frees slots) wakes the loop to
-//! claim them again. No database lock is held while a request is in flight: claims and results
+//! some endpoint is at its cap, each request that ends (its slot is free before its result is
+//! written) and each recorded batch wakes the loop to claim again. No database lock is held while a request is in flight: claims and results
 //! are separate short statements around it. Database failures are reported once per outage
 //! and waited out with backoff (see [`DbTask`]), the claimed work kept. Stopping (one
 //! `CancellationToken`) stops claiming, lets requests in flight finish within
@@ -403,20 +403,36 @@ impl Worker {
     /// Waits until the pacer says to claim (`None`: stopped).
     async fn wait(&mut self, token: &CancellationToken, session: &mut Session<'_>) -> Option<Wake> {
         loop {
-            let refill = self.pacer.refill();
+            let awaits_results = self.pacer.awaits_results();
             let deadline = self.pacer.next_wake();
             let event = tokio::select! {
                 _ = token.cancelled() => return None,
                 ended = self.flight.join_next(), if !self.flight.is_empty() => self.ended(ended),
                 heard = self.stages.listener.notified() => Event::Heard(heard),
-                _ = self.stages.recorded.notified(), if refill => Event::Recorded,
+                _ = self.stages.recorded.notified(), if awaits_results => Event::Recorded,
                 _ = tokio::time::sleep_until(deadline) => Event::Deadline,
                 _ = session.heartbeat() => continue,
             };
-            if let Some(wake) = self.pacer.on(event) {
+            // Tasks that ended together are one reason to claim, not one each.
+            let wake = self.pacer.on(event);
+            let later = self.reap();
+            if let Some(wake) = wake.or(later) {
                 return Some(wake);
             }
         }
+    }
+
+    /// Takes in the request tasks that have already ended, so the queue the pacer sizes
+    /// claims by counts only requests still running or waiting for a slot. (Unreaped while a
+    /// pump claimed again and again, ended tasks once kept the queue looking full.)
+    /// Returns the pacer's answer to them, if any was to claim.
+    fn reap(&mut self) -> Option<Wake> {
+        let mut wake = None;
+        while let Some(ended) = self.flight.try_join_next() {
+            let event = self.ended(ended);
+            wake = self.pacer.on(event).or(wake);
+        }
+        wake
     }
 
     /// Counts a request task's end; returns it as the pacer's event.
@@ -436,6 +452,7 @@ impl Worker {
         Event::Ended {
             running: self.flight.len(),
             retry_at,
+            at: Instant::now(),
         }
     }
 }

@@ -72,10 +72,7 @@ async fn delivery(db: &TestDb, key: &str, seq: i32) -> i64 {
 /// What one due claim takes, as "key#seq" labels.
 async fn claim_due(db: &TestDb, pool: &db::Db) -> Vec<String> {
     let client = pool.pool.get().await.unwrap();
-    let lease = Lease {
-        duration: Duration::from_secs(30),
-        worker: "test-worker",
-    };
+    let lease = Lease::new(Duration::from_secs(30), "test-worker");
     let claimed = claim::claim_due(&client, 50, &lease)
         .await
         .expect("claim due");
@@ -86,10 +83,7 @@ async fn claim_due(db: &TestDb, pool: &db::Db) -> Vec<String> {
 /// Fans out every event not fanned out yet; returns the deliveries leased at once.
 async fn fan_out(db: &TestDb, pool: &db::Db) -> Vec<String> {
     let client = pool.pool.get().await.unwrap();
-    let lease = Lease {
-        duration: Duration::from_secs(30),
-        worker: "test-worker",
-    };
+    let lease = Lease::new(Duration::from_secs(30), "test-worker");
     let claimed = claim::claim_new(&client, 100, Scan::FromStart, &lease)
         .await
         .expect("claim new");

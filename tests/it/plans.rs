@@ -74,14 +74,14 @@ fn statements() -> Vec<Hot> {
         Hot {
             name: "claim_new",
             sql: with_columns(CLAIM_NEW),
-            first: format!("(64, 60000, 'w', {NIL})"),
-            then: format!("(64, 60000, 'w', {NIL})"),
+            first: format!("(64, 60000, 'w', {NIL}, '{{}}', '{{}}')"),
+            then: format!("(64, 60000, 'w', {NIL}, '{{1}}', '{{1}}')"),
         },
         Hot {
             name: "claim_due",
             sql: with_columns(CLAIM_DUE),
-            first: "(64, 60000, 'w')".into(),
-            then: "(64, 60000, 'w')".into(),
+            first: "(64, 60000, 'w', '{}', '{}')".into(),
+            then: "(64, 60000, 'w', '{1}', '{1}')".into(),
         },
         Hot {
             name: "prune_events",

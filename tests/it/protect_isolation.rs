@@ -439,3 +439,57 @@ async fn endpoint_add_takes_isolation_settings_and_refuses_bad_ones_with_the_fix
     assert_bad_settings_refused(&db).await;
     assert_disable_records_a_reason_enable_clears_it(&db);
 }
+
+/// A finished request frees its endpoint's slot before its result is written: with the
+/// results held back (a lock on the table they update), an endpoint with max_in_flight 2
+/// still receives every event, never more than two at once. Before, a slot stayed taken
+/// until the result's commit and the claim after it.
+#[tokio::test]
+async fn a_finished_request_frees_its_slot_before_its_result_is_written() {
+    const N: i64 = 20;
+    let db = TestDb::new().await;
+    let (addr, seen) = tracked(Duration::ZERO).await;
+    db.endpoint("capped", &format!("http://{addr}/hooks"), SECRET)
+        .await;
+    db.client
+        .execute("UPDATE hookrelay.endpoints SET max_in_flight = 2", &[])
+        .await
+        .unwrap();
+    let blocker = support::connect(&db.url).await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE hookrelay.endpoint_stats IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    db.emit_many(N).await;
+    let worker = support::spawn_worker(&db, "worker-a", &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (seen.arrivals.lock().unwrap().len() as i64) < N && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrived = seen.arrivals.lock().unwrap().len() as i64;
+    let written = db.count("SELECT count(*) FROM hookrelay.attempts").await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let delivered = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            N,
+            Duration::from_secs(30),
+        )
+        .await;
+    stop(worker).await;
+    assert_eq!(
+        arrived, N,
+        "every event was sent while no result could be written"
+    );
+    assert_eq!(written, 0, "the results were held back meanwhile");
+    assert_eq!(delivered, N);
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.attempts WHERE status = 200")
+            .await,
+        N
+    );
+    assert!(
+        seen.most_open.load(Ordering::SeqCst) <= 2,
+        "never more than max_in_flight at once"
+    );
+}

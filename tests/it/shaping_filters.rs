@@ -270,10 +270,7 @@ async fn fan_out_time(events: i64, filtered: usize, filter: &str) -> (Duration, 
         .unwrap();
     let pool = hookrelay::db::pool(&db.url, 1).unwrap();
     let client = pool.pool.get().await.unwrap();
-    let lease = Lease {
-        duration: Duration::from_secs(60),
-        worker: "bench",
-    };
+    let lease = Lease::new(Duration::from_secs(60), "bench");
     let started = Instant::now();
     loop {
         let claimed = claim::claim_new(&client, 100, Scan::FromStart, &lease)

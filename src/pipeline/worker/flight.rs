@@ -89,6 +89,16 @@ impl InFlight {
         let Some(done) = self.tasks.join_next_with_id().await else {
             return std::future::pending().await;
         };
+        self.forget(done)
+    }
+
+    /// A task that has already ended, if any: the queue counts only tasks still at work.
+    pub(super) fn try_join_next(&mut self) -> Option<Ended> {
+        let done = self.tasks.try_join_next_with_id()?;
+        Some(self.forget(done))
+    }
+
+    fn forget(&mut self, done: Result<(Id, TaskEnd), tokio::task::JoinError>) -> Ended {
         match done {
             Ok((id, end)) => {
                 self.claims.remove(&id);

@@ -20,19 +20,19 @@ impl Worker {
         let now = Instant::now();
         let mut go_busy = self.pacer.begin(wake, self.stages.listener.heard(), now);
         let worker_id = self.config.worker_id.clone();
-        let lease = Lease {
-            duration: self.config.lease,
-            worker: &worker_id,
-        };
+        let mut lease = Lease::new(self.config.lease, &worker_id);
         let backlog = self.pacer.backlog();
         let mut from = self.cursor.start(backlog, self.config.poll_interval, now);
         let mut events = 1;
         loop {
+            // Already claiming: what ended is counted, its wake-up not needed.
+            let _ = self.reap();
             let next = match self.pacer.room(self.flight.len()) {
                 Err(next) => next,
                 Ok(room) => {
                     let limit = self.config.batch_size.min(room);
                     events = self.cursor.events_for(limit);
+                    lease.unwritten = self.flight.held().unwritten();
                     let round = self.claim(client, &lease, (events, limit), from, go_busy);
                     let next = round.await?;
                     from = self.cursor.resume();
@@ -129,6 +129,7 @@ impl Worker {
                 sender: self.stages.sender.clone(),
                 recorder: self.stages.recorder.clone(),
                 semaphore: self.flight.slots(),
+                held: self.flight.held().clone(),
                 schedule: self.config.retry_schedule.clone(),
                 metrics: self.stages.metrics.clone(),
                 alerts: self.stages.alerts.clone(),

@@ -12,7 +12,7 @@ use super::flight::TaskEnd;
 use crate::metrics::Metrics;
 use crate::pipeline::claim::Job;
 use crate::pipeline::deliver::{Attempt, AttemptError, ErrorCode, Sender};
-use crate::pipeline::record::Finished;
+use crate::pipeline::record::{Finished, Held};
 use crate::pipeline::retry::{self, Outcome, RetrySchedule};
 
 /// One delivery attempt, run as its own task.
@@ -20,6 +20,8 @@ pub(super) struct Task {
     pub(super) sender: Sender,
     pub(super) recorder: mpsc::Sender<Finished>,
     pub(super) semaphore: Arc<Semaphore>,
+    /// Where the end of the request is noted: from then on it holds no endpoint slot.
+    pub(super) held: Arc<Held>,
     pub(super) schedule: RetrySchedule,
     pub(super) metrics: Arc<Metrics>,
     pub(super) alerts: Arc<Alerts>,
@@ -35,6 +37,12 @@ impl Task {
         let (result, outcome) = self.attempt(&mut job).await;
         // The slot is free as soon as the request is: recording is bounded by its channel.
         drop(permit);
+        // So is the endpoint's, except after a 410: that endpoint gets nothing more until the
+        // result that disables it is written.
+        let gone = result.error.as_ref().map(|e| e.code) == Some(ErrorCode::Gone);
+        if !gone {
+            self.held.ended(job.delivery_id, job.target.id);
+        }
         self.metrics
             .attempt(&job.target.name, outcome.as_str(), result.duration);
         if outcome == Outcome::Dead {

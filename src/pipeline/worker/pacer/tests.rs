@@ -34,6 +34,7 @@ fn a_finished_request_wakes_only_a_backlogged_worker_once_the_queue_has_room() {
     let ended = |running| Event::Ended {
         running,
         retry_at: None,
+        at: now,
     };
     assert_eq!(p.on(ended(0)), None, "no backlog: nothing to claim");
     p.begin(Wake::Tick, 0, now);
@@ -50,17 +51,38 @@ fn a_finished_request_wakes_only_a_backlogged_worker_once_the_queue_has_room() {
 }
 
 #[test]
-fn recorded_results_wake_the_worker_only_while_deliveries_wait_for_slots() {
+fn a_finished_request_wakes_the_worker_while_deliveries_wait_for_slots() {
+    let ended = |running, at| Event::Ended {
+        running,
+        retry_at: None,
+        at,
+    };
     let (mut p, now) = idle(0, false);
-    assert!(!p.refill());
+    assert_eq!(p.on(ended(0, now)), None, "nothing waits for a slot");
+    let (mut p, now) = idle(0, true);
+    assert_eq!(
+        p.on(ended(0, now)),
+        Some(Wake::Capacity),
+        "an endpoint at its cap: the ended request's slot is free before its result is written"
+    );
+    // Others still running: their slots are claimed together, when they end or after GATHER.
+    assert_eq!(p.on(ended(3, now)), None);
+    assert_eq!(p.next_wake(), now + GATHER);
+    assert_eq!(p.on(ended(0, now)), Some(Wake::Capacity));
+    p.begin(Wake::Capacity, 0, now + GATHER);
+    assert_eq!(
+        p.next_wake(),
+        now + GATHER + POLL,
+        "the gathering ends with the pump"
+    );
+}
+
+#[test]
+fn recorded_results_wake_the_worker_only_for_ordered_work() {
+    let (mut p, now) = idle(0, true);
+    assert!(!p.awaits_results(), "slots are freed when requests end");
     assert_eq!(p.on(Event::Recorded), None);
-    let (mut p, _) = idle(0, true);
-    assert!(p.refill(), "an endpoint at its cap");
-    assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
     p.idle(Some(now), false, now);
-    assert!(p.refill(), "an endpoint that can take more now");
-    p.idle(Some(now + POLL), false, now);
-    assert!(!p.refill(), "only a retry due later");
     assert_eq!(p.on(Event::Recorded), None);
 }
 
@@ -88,7 +110,7 @@ fn an_idle_worker_whose_pump_sent_an_ordered_delivery_is_woken_by_its_results() 
 }
 
 #[test]
-fn an_idle_pump_that_refilled_freed_slots_waits_for_their_results_not_a_check() {
+fn an_idle_pump_that_refilled_freed_slots_waits_for_their_requests_not_a_check() {
     let (mut p, now) = idle(0, true);
     assert!(!p.begin(Wake::Capacity, 0, now));
     // The freed slots were refilled: not full, but work was found.
@@ -96,12 +118,17 @@ fn an_idle_pump_that_refilled_freed_slots_waits_for_their_results_not_a_check() 
         p.claimed(false, true, false, true, now),
         Next::Wait { go_busy: false }
     );
-    assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
+    let ended = Event::Ended {
+        running: 0,
+        retry_at: None,
+        at: now,
+    };
+    assert_eq!(p.on(ended), Some(Wake::Capacity));
     // Once a claim finds nothing, the idle check runs again (and says whether still capped).
     assert!(!p.begin(Wake::Capacity, 0, now));
     assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
     p.idle(None, false, now);
-    assert_eq!(p.on(Event::Recorded), None);
+    assert_eq!(p.on(ended), None);
     // Without deliveries waiting for slots, work found is followed by the idle check.
     p.begin(Wake::Tick, 0, now);
     assert_eq!(p.claimed(false, true, false, true, now), Next::Refresh);
@@ -154,7 +181,8 @@ fn a_full_queue_stops_claiming_and_goes_busy_if_idle() {
     assert_eq!(
         p.on(Event::Ended {
             running: CONCURRENCY,
-            retry_at: None
+            retry_at: None,
+            at: Instant::now(),
         }),
         Some(Wake::Capacity)
     );
@@ -186,6 +214,7 @@ fn the_next_wake_is_the_earliest_of_poll_due_work_and_retries_but_never_a_spin()
     p.on(Event::Ended {
         running: 0,
         retry_at: Some(now + Duration::from_millis(100)),
+        at: now,
     });
     assert_eq!(p.next_wake(), now + Duration::from_millis(100));
     p.idle(Some(now), false, now);
