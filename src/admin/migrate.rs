@@ -159,6 +159,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0028_cheap_outbox_row.sql",
         sql: include_str!("../../sql/0028_cheap_outbox_row.sql"),
     },
+    Migration {
+        version: 29,
+        name: "0029_partitioned_history.sql",
+        sql: include_str!("../../sql/0029_partitioned_history.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

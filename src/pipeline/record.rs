@@ -21,6 +21,7 @@ use deadpool_postgres::{Client, Pool};
 use crate::db::pooler;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Proof, Step};
@@ -39,6 +40,8 @@ pub const MAX_BATCH: usize = 512;
 #[derive(Debug)]
 pub struct Finished {
     pub delivery_id: i64,
+    /// The delivery's event: its partition key, so the result reads one day's partition.
+    pub event_id: Uuid,
     pub endpoint_id: i64,
     pub attempt: u32,
     pub outcome: Outcome,
@@ -162,6 +165,7 @@ pub async fn release_orphans(client: &Client, worker: &str, held: &Held) -> Resu
 pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Result<(), DbError> {
     let n = batch.len();
     let mut ids = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
     let mut outcomes = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
@@ -173,6 +177,7 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
     let mut started = Vec::with_capacity(n);
     for f in batch {
         ids.push(f.delivery_id);
+        events.push(f.event_id);
         attempts.push(f.attempt as i32);
         outcomes.push(f.outcome.as_str());
         statuses.push(f.result.status.map(i32::from));
@@ -193,9 +198,12 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
         .collect();
     gone.sort_unstable();
     gone.dedup();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+    // The batch's range of event ids, the partition key: see record_results.sql.
+    let first = events.iter().min().copied().unwrap_or_default();
+    let last = events.iter().max().copied().unwrap_or_default();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays, &durations,
-        &started, &worker,
+        &started, &worker, &events, &first, &last,
     ];
     if gone.is_empty() {
         // The common case: one statement, no transaction round trips.

@@ -47,6 +47,7 @@ impl Task {
         };
         let finished = Finished {
             delivery_id: job.delivery_id,
+            event_id: job.event.id,
             endpoint_id: job.target.id,
             attempt: job.attempt,
             outcome,
