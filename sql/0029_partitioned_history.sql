@@ -18,6 +18,29 @@
 -- indexes built after the copy: on a large database this migration takes about as long as
 -- writing the history once more (see README, "Retention").
 
+-- Names each index of a partition after its parent's index and the partition's suffix
+-- (events_pkey_p20260124, deliveries_due_default), so a plan or a lock names the index an
+-- operator knows instead of one PostgreSQL made up from its columns.
+CREATE FUNCTION hookrelay.name_partition_indexes(tbl regclass, suffix text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i record;
+BEGIN
+    FOR i IN SELECT c.relname AS name, p.relname AS parent
+             FROM pg_index x
+             JOIN pg_class c ON c.oid = x.indexrelid
+             JOIN pg_inherits h ON h.inhrelid = x.indexrelid
+             JOIN pg_class p ON p.oid = h.inhparent
+             WHERE x.indrelid = tbl
+    LOOP
+        CONTINUE WHEN i.name = i.parent || '_' || suffix;
+        EXECUTE format('ALTER INDEX hookrelay.%I RENAME TO %I', i.name, i.parent || '_' || suffix);
+    END LOOP;
+END
+$$;
+
 -- One range of all three tables: plain tables made like their parent, then attached (a lighter
 -- lock than CREATE ... PARTITION OF: SHARE UPDATE EXCLUSIVE on the parent; the new table and
 -- the DEFAULT partition, which ATTACH scans for rows of the range, are locked briefly). `lo`
@@ -48,6 +71,8 @@ BEGIN
         EXECUTE format('ALTER TABLE hookrelay.%I ATTACH PARTITION hookrelay.%I '
                        'FOR VALUES FROM (%s) TO (%L)',
                        tbl, tbl || '_' || suffix, lower_bound, hookrelay.id_floor(hi));
+        PERFORM hookrelay.name_partition_indexes(format('hookrelay.%I', tbl || '_' || suffix),
+                                                 suffix);
     END LOOP;
     RETURN 'attached';
 EXCEPTION
@@ -434,6 +459,14 @@ CREATE INDEX events_to_fan_out ON hookrelay.events (id, created_at) WHERE fanned
 ALTER TABLE hookrelay.events ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 ALTER TABLE hookrelay.deliveries ADD CONSTRAINT deliveries_pkey PRIMARY KEY (id, event_id);
 ALTER TABLE hookrelay.attempts ADD CONSTRAINT attempts_pkey PRIMARY KEY (id, event_id);
+
+-- The partitions' indexes, made with the parents', named after them.
+SELECT hookrelay.name_partition_indexes(i.inhrelid,
+                                        substr(c.relname, strpos(c.relname, '_') + 1))
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent IN ('hookrelay.events'::regclass, 'hookrelay.deliveries'::regclass,
+                      'hookrelay.attempts'::regclass);
 
 -- As 0028 left it: not validated against the copied rows (some predate the rules).
 ALTER TABLE hookrelay.events ADD CONSTRAINT event_must_be_valid CHECK (

@@ -163,6 +163,8 @@ BEGIN
         EXECUTE format('ALTER TABLE hookrelay.%I ATTACH PARTITION hookrelay.%I '
                        'FOR VALUES FROM (%s) TO (%L)',
                        tbl, tbl || '_' || suffix, lower_bound, hookrelay.id_floor(hi));
+        PERFORM hookrelay.name_partition_indexes(format('hookrelay.%I', tbl || '_' || suffix),
+                                                 suffix);
     END LOOP;
     RETURN 'attached';
 EXCEPTION
@@ -1572,6 +1574,30 @@ BEGIN
     RETURN moved;
 END
 $_$;
+
+--
+-- Name: name_partition_indexes(regclass, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.name_partition_indexes(tbl regclass, suffix text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    i record;
+BEGIN
+    FOR i IN SELECT c.relname AS name, p.relname AS parent
+             FROM pg_index x
+             JOIN pg_class c ON c.oid = x.indexrelid
+             JOIN pg_inherits h ON h.inhrelid = x.indexrelid
+             JOIN pg_class p ON p.oid = h.inhparent
+             WHERE x.indrelid = tbl
+    LOOP
+        CONTINUE WHEN i.name = i.parent || '_' || suffix;
+        EXECUTE format('ALTER INDEX hookrelay.%I RENAME TO %I', i.name, i.parent || '_' || suffix);
+    END LOOP;
+END
+$$;
 
 --
 -- Name: ops_event(text, text, text, jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -3318,11 +3344,11 @@ ALTER TABLE ONLY hookrelay.attempts
     ADD CONSTRAINT attempts_pkey PRIMARY KEY (id, event_id);
 
 --
--- Name: attempts_default attempts_default_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+-- Name: attempts_default attempts_pkey_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
 ALTER TABLE ONLY hookrelay.attempts_default
-    ADD CONSTRAINT attempts_default_pkey PRIMARY KEY (id, event_id);
+    ADD CONSTRAINT attempts_pkey_default PRIMARY KEY (id, event_id);
 
 --
 -- Name: backfills backfills_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3339,11 +3365,11 @@ ALTER TABLE ONLY hookrelay.deliveries
     ADD CONSTRAINT deliveries_event_id_endpoint_id_key UNIQUE (event_id, endpoint_id);
 
 --
--- Name: deliveries_default deliveries_default_event_id_endpoint_id_key; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+-- Name: deliveries_default deliveries_event_id_endpoint_id_key_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
 ALTER TABLE ONLY hookrelay.deliveries_default
-    ADD CONSTRAINT deliveries_default_event_id_endpoint_id_key UNIQUE (event_id, endpoint_id);
+    ADD CONSTRAINT deliveries_event_id_endpoint_id_key_default UNIQUE (event_id, endpoint_id);
 
 --
 -- Name: deliveries deliveries_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3353,11 +3379,11 @@ ALTER TABLE ONLY hookrelay.deliveries
     ADD CONSTRAINT deliveries_pkey PRIMARY KEY (id, event_id);
 
 --
--- Name: deliveries_default deliveries_default_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+-- Name: deliveries_default deliveries_pkey_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
 ALTER TABLE ONLY hookrelay.deliveries_default
-    ADD CONSTRAINT deliveries_default_pkey PRIMARY KEY (id, event_id);
+    ADD CONSTRAINT deliveries_pkey_default PRIMARY KEY (id, event_id);
 
 --
 -- Name: endpoint_state endpoint_state_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3409,11 +3435,11 @@ ALTER TABLE ONLY hookrelay.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 
 --
--- Name: events_default events_default_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+-- Name: events_default events_pkey_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
 ALTER TABLE ONLY hookrelay.events_default
-    ADD CONSTRAINT events_default_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT events_pkey_default PRIMARY KEY (id);
 
 --
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3443,10 +3469,10 @@ ALTER TABLE ONLY hookrelay.workers
 CREATE INDEX attempts_by_delivery ON ONLY hookrelay.attempts USING btree (delivery_id, attempt);
 
 --
--- Name: attempts_default_delivery_id_attempt_idx; Type: INDEX; Schema: hookrelay; Owner: -
+-- Name: attempts_by_delivery_default; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX attempts_default_delivery_id_attempt_idx ON hookrelay.attempts_default USING btree (delivery_id, attempt);
+CREATE INDEX attempts_by_delivery_default ON hookrelay.attempts_default USING btree (delivery_id, attempt);
 
 --
 -- Name: deliveries_by_key; Type: INDEX; Schema: hookrelay; Owner: -
@@ -3455,70 +3481,22 @@ CREATE INDEX attempts_default_delivery_id_attempt_idx ON hookrelay.attempts_defa
 CREATE INDEX deliveries_by_key ON ONLY hookrelay.deliveries USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
 
 --
+-- Name: deliveries_by_key_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_by_key_default ON hookrelay.deliveries_default USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
+
+--
 -- Name: deliveries_dead; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
 CREATE INDEX deliveries_dead ON ONLY hookrelay.deliveries USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
 
 --
--- Name: deliveries_newest; Type: INDEX; Schema: hookrelay; Owner: -
+-- Name: deliveries_dead_default; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_newest ON ONLY hookrelay.deliveries USING btree (created_at, id);
-
---
--- Name: deliveries_default_created_at_id_idx; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_default_created_at_id_idx ON hookrelay.deliveries_default USING btree (created_at, id);
-
---
--- Name: deliveries_waiting; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_waiting ON ONLY hookrelay.deliveries USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
-
---
--- Name: deliveries_default_endpoint_id_created_at_id_idx; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_default_endpoint_id_created_at_id_idx ON hookrelay.deliveries_default USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
-
---
--- Name: deliveries_default_endpoint_id_created_at_idx; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_default_endpoint_id_created_at_idx ON hookrelay.deliveries_default USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
-
---
--- Name: deliveries_leased; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_leased ON ONLY hookrelay.deliveries USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
-
---
--- Name: deliveries_default_endpoint_id_locked_until_idx; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_default_endpoint_id_locked_until_idx ON hookrelay.deliveries_default USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
-
---
--- Name: deliveries_key_leased; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_key_leased ON ONLY hookrelay.deliveries USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
-
---
--- Name: deliveries_default_endpoint_id_ordering_key_idx; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_default_endpoint_id_ordering_key_idx ON hookrelay.deliveries_default USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
-
---
--- Name: deliveries_default_endpoint_id_ordering_key_state_ordering__idx; Type: INDEX; Schema: hookrelay; Owner: -
---
-
-CREATE INDEX deliveries_default_endpoint_id_ordering_key_state_ordering__idx ON hookrelay.deliveries_default USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
+CREATE INDEX deliveries_dead_default ON hookrelay.deliveries_default USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
 
 --
 -- Name: deliveries_due; Type: INDEX; Schema: hookrelay; Owner: -
@@ -3527,10 +3505,58 @@ CREATE INDEX deliveries_default_endpoint_id_ordering_key_state_ordering__idx ON 
 CREATE INDEX deliveries_due ON ONLY hookrelay.deliveries USING btree (next_attempt_at) WHERE (state = 'pending'::text);
 
 --
--- Name: deliveries_default_next_attempt_at_idx; Type: INDEX; Schema: hookrelay; Owner: -
+-- Name: deliveries_due_default; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_default_next_attempt_at_idx ON hookrelay.deliveries_default USING btree (next_attempt_at) WHERE (state = 'pending'::text);
+CREATE INDEX deliveries_due_default ON hookrelay.deliveries_default USING btree (next_attempt_at) WHERE (state = 'pending'::text);
+
+--
+-- Name: deliveries_key_leased; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_key_leased ON ONLY hookrelay.deliveries USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
+
+--
+-- Name: deliveries_key_leased_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_key_leased_default ON hookrelay.deliveries_default USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
+
+--
+-- Name: deliveries_leased; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_leased ON ONLY hookrelay.deliveries USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
+
+--
+-- Name: deliveries_leased_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_leased_default ON hookrelay.deliveries_default USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
+
+--
+-- Name: deliveries_newest; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_newest ON ONLY hookrelay.deliveries USING btree (created_at, id);
+
+--
+-- Name: deliveries_newest_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_newest_default ON hookrelay.deliveries_default USING btree (created_at, id);
+
+--
+-- Name: deliveries_waiting; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_waiting ON ONLY hookrelay.deliveries USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
+
+--
+-- Name: deliveries_waiting_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_waiting_default ON hookrelay.deliveries_default USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
 
 --
 -- Name: endpoint_stats_by_minute; Type: INDEX; Schema: hookrelay; Owner: -
@@ -3563,10 +3589,10 @@ CREATE UNIQUE INDEX endpoints_name_ignoring_case ON hookrelay.endpoints USING bt
 CREATE INDEX events_fanned_out_by_name ON ONLY hookrelay.events USING btree (event) WHERE (fanned_out_at IS NOT NULL);
 
 --
--- Name: events_default_event_idx; Type: INDEX; Schema: hookrelay; Owner: -
+-- Name: events_fanned_out_by_name_default; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX events_default_event_idx ON hookrelay.events_default USING btree (event) WHERE (fanned_out_at IS NOT NULL);
+CREATE INDEX events_fanned_out_by_name_default ON hookrelay.events_default USING btree (event) WHERE (fanned_out_at IS NOT NULL);
 
 --
 -- Name: events_to_fan_out; Type: INDEX; Schema: hookrelay; Owner: -
@@ -3575,94 +3601,94 @@ CREATE INDEX events_default_event_idx ON hookrelay.events_default USING btree (e
 CREATE INDEX events_to_fan_out ON ONLY hookrelay.events USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
 
 --
--- Name: events_default_id_created_at_idx; Type: INDEX; Schema: hookrelay; Owner: -
+-- Name: events_to_fan_out_default; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX events_default_id_created_at_idx ON hookrelay.events_default USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
+CREATE INDEX events_to_fan_out_default ON hookrelay.events_default USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
 
 --
--- Name: attempts_default_delivery_id_attempt_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: attempts_by_delivery_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.attempts_by_delivery ATTACH PARTITION hookrelay.attempts_default_delivery_id_attempt_idx;
+ALTER INDEX hookrelay.attempts_by_delivery ATTACH PARTITION hookrelay.attempts_by_delivery_default;
 
 --
--- Name: attempts_default_pkey; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: attempts_pkey_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.attempts_pkey ATTACH PARTITION hookrelay.attempts_default_pkey;
+ALTER INDEX hookrelay.attempts_pkey ATTACH PARTITION hookrelay.attempts_pkey_default;
 
 --
--- Name: deliveries_default_created_at_id_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_by_key_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_newest ATTACH PARTITION hookrelay.deliveries_default_created_at_id_idx;
+ALTER INDEX hookrelay.deliveries_by_key ATTACH PARTITION hookrelay.deliveries_by_key_default;
 
 --
--- Name: deliveries_default_endpoint_id_created_at_id_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_dead_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_waiting ATTACH PARTITION hookrelay.deliveries_default_endpoint_id_created_at_id_idx;
+ALTER INDEX hookrelay.deliveries_dead ATTACH PARTITION hookrelay.deliveries_dead_default;
 
 --
--- Name: deliveries_default_endpoint_id_created_at_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_due_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_dead ATTACH PARTITION hookrelay.deliveries_default_endpoint_id_created_at_idx;
+ALTER INDEX hookrelay.deliveries_due ATTACH PARTITION hookrelay.deliveries_due_default;
 
 --
--- Name: deliveries_default_endpoint_id_locked_until_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_event_id_endpoint_id_key_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_leased ATTACH PARTITION hookrelay.deliveries_default_endpoint_id_locked_until_idx;
+ALTER INDEX hookrelay.deliveries_event_id_endpoint_id_key ATTACH PARTITION hookrelay.deliveries_event_id_endpoint_id_key_default;
 
 --
--- Name: deliveries_default_endpoint_id_ordering_key_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_key_leased_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_key_leased ATTACH PARTITION hookrelay.deliveries_default_endpoint_id_ordering_key_idx;
+ALTER INDEX hookrelay.deliveries_key_leased ATTACH PARTITION hookrelay.deliveries_key_leased_default;
 
 --
--- Name: deliveries_default_endpoint_id_ordering_key_state_ordering__idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_leased_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_by_key ATTACH PARTITION hookrelay.deliveries_default_endpoint_id_ordering_key_state_ordering__idx;
+ALTER INDEX hookrelay.deliveries_leased ATTACH PARTITION hookrelay.deliveries_leased_default;
 
 --
--- Name: deliveries_default_event_id_endpoint_id_key; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_newest_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_event_id_endpoint_id_key ATTACH PARTITION hookrelay.deliveries_default_event_id_endpoint_id_key;
+ALTER INDEX hookrelay.deliveries_newest ATTACH PARTITION hookrelay.deliveries_newest_default;
 
 --
--- Name: deliveries_default_next_attempt_at_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_pkey_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_due ATTACH PARTITION hookrelay.deliveries_default_next_attempt_at_idx;
+ALTER INDEX hookrelay.deliveries_pkey ATTACH PARTITION hookrelay.deliveries_pkey_default;
 
 --
--- Name: deliveries_default_pkey; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: deliveries_waiting_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.deliveries_pkey ATTACH PARTITION hookrelay.deliveries_default_pkey;
+ALTER INDEX hookrelay.deliveries_waiting ATTACH PARTITION hookrelay.deliveries_waiting_default;
 
 --
--- Name: events_default_event_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: events_fanned_out_by_name_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.events_fanned_out_by_name ATTACH PARTITION hookrelay.events_default_event_idx;
+ALTER INDEX hookrelay.events_fanned_out_by_name ATTACH PARTITION hookrelay.events_fanned_out_by_name_default;
 
 --
--- Name: events_default_id_created_at_idx; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: events_pkey_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.events_to_fan_out ATTACH PARTITION hookrelay.events_default_id_created_at_idx;
+ALTER INDEX hookrelay.events_pkey ATTACH PARTITION hookrelay.events_pkey_default;
 
 --
--- Name: events_default_pkey; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+-- Name: events_to_fan_out_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
 --
 
-ALTER INDEX hookrelay.events_pkey ATTACH PARTITION hookrelay.events_default_pkey;
+ALTER INDEX hookrelay.events_to_fan_out ATTACH PARTITION hookrelay.events_to_fan_out_default;
 
 --
 -- Name: deliveries deliveries_dead_event; Type: TRIGGER; Schema: hookrelay; Owner: -
