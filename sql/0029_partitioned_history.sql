@@ -168,63 +168,20 @@ BEGIN
 END
 $$;
 
--- Retention of the oldest day whose whole range is older than `keep`: in one transaction, the
--- day's three partitions are detached, the rows retention keeps (see hookrelay.kept_events:
--- the event with ALL its deliveries and attempts) are inserted again through the parents,
--- landing in the DEFAULT partitions, and the detached tables are dropped. Nothing is lost if it
--- fails midway. Detaching locks the three parents ACCESS EXCLUSIVE until commit, so the
--- transaction waits at most lock_timeout for them ('busy': tried again on the next pass), and a
--- day keeping more than `max_kept` events is left whole for a later pass ('too many kept'), so
--- the lock is held only while a few rows are copied. Re-inserting fires the parents' triggers:
--- events_wake_workers and deliveries_ordered_added at most wake an idle worker, which then
--- finds the kept work as it was; nothing an application sees.
-CREATE FUNCTION hookrelay.retire_history_day(keep interval, keep_dead interval, max_kept bigint)
-RETURNS TABLE (suffix text, outcome text, kept bigint, rows_estimate bigint)
-LANGUAGE plpgsql SECURITY DEFINER
+-- The part of hookrelay.retire_history_day that changes anything, for one day's partitions
+-- (`suffix`) and the events kept (`ids`): detach, move the kept rows, drop.
+CREATE FUNCTION hookrelay.detach_and_keep(suffix text, ids uuid[]) RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET lock_timeout = '200ms'
 AS $$
 DECLARE
-    ids uuid[];
+    tbl text;
 BEGIN
-    SELECT p.suffix INTO suffix FROM hookrelay.history_partitions() p
-    WHERE p.ends_at <= now() - keep
-    ORDER BY p.ends_at LIMIT 1;
-    IF suffix IS NULL THEN
-        RETURN;
-    END IF;
-    -- Looked at before taking any lock, and again under it.
-    ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
-    IF cardinality(ids) > max_kept THEN
-        outcome := 'too many kept';
-        kept := cardinality(ids);
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    BEGIN
-        -- Parents first, all three, in one statement: no deadlock with the pipeline's statements.
-        LOCK TABLE ONLY hookrelay.events, hookrelay.deliveries, hookrelay.attempts
-            IN ACCESS EXCLUSIVE MODE;
-    EXCEPTION WHEN lock_not_available THEN
-        outcome := 'busy';
-        RETURN NEXT;
-        RETURN;
-    END;
-    ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
-    IF cardinality(ids) > max_kept THEN
-        outcome := 'too many kept';
-        kept := cardinality(ids);
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    rows_estimate := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c
-                      WHERE c.oid = format('hookrelay.%I', 'events_' || suffix)::regclass);
-    EXECUTE format('ALTER TABLE hookrelay.events DETACH PARTITION hookrelay.%I', 'events_' || suffix);
-    EXECUTE format('ALTER TABLE hookrelay.deliveries DETACH PARTITION hookrelay.%I',
-                   'deliveries_' || suffix);
-    EXECUTE format('ALTER TABLE hookrelay.attempts DETACH PARTITION hookrelay.%I',
-                   'attempts_' || suffix);
-    kept := hookrelay.move_to_parent('events', 'events_' || suffix, 't.id = ANY ($1)', ids);
+    FOREACH tbl IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP
+        EXECUTE format('ALTER TABLE hookrelay.%I DETACH PARTITION hookrelay.%I',
+                       tbl, tbl || '_' || suffix);
+    END LOOP;
+    PERFORM hookrelay.move_to_parent('events', 'events_' || suffix, 't.id = ANY ($1)', ids);
     PERFORM hookrelay.move_to_parent('deliveries', 'deliveries_' || suffix,
                                      't.event_id = ANY ($1)', ids);
     -- By delivery (attempts_by_delivery), the deliveries read by their event.
@@ -235,7 +192,64 @@ BEGIN
         ids);
     EXECUTE format('DROP TABLE hookrelay.%I, hookrelay.%I, hookrelay.%I',
                    'events_' || suffix, 'deliveries_' || suffix, 'attempts_' || suffix);
-    outcome := 'dropped';
+END
+$$;
+
+-- Retention of one day whose whole range is older than `keep`, the oldest that can go: in one
+-- transaction, the day's three partitions are detached, the rows retention keeps (see
+-- hookrelay.kept_events: the event with ALL its deliveries and attempts) are inserted again
+-- through the parents, landing in the DEFAULT partitions, and the detached tables are dropped.
+-- Nothing is lost if it fails midway. Detaching locks the three parents ACCESS EXCLUSIVE until
+-- commit, so the transaction waits at most lock_timeout for its locks ('busy': tried again on
+-- the next pass, nothing changed), and a day keeping more than `max_kept` events is left whole
+-- for a later pass ('too many kept', one row for each such day), so the locks are held only
+-- while a few rows are copied. Re-inserting fires the parents' triggers: events_wake_workers
+-- and deliveries_ordered_added at most wake an idle worker, which then finds the kept work as
+-- it was; nothing an application sees. Returns no 'dropped' row when no day could go.
+CREATE FUNCTION hookrelay.retire_history_day(keep interval, keep_dead interval, max_kept bigint)
+RETURNS TABLE (suffix text, outcome text, kept bigint, rows_estimate bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '200ms'
+AS $$
+DECLARE
+    day record;
+    ids uuid[];
+BEGIN
+    -- Looked at before taking any lock, and again under it.
+    FOR day IN SELECT p.suffix FROM hookrelay.history_partitions() p
+               WHERE p.ends_at <= now() - keep ORDER BY p.ends_at
+    LOOP
+        suffix := day.suffix;
+        ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
+        kept := cardinality(ids);
+        EXIT WHEN kept <= max_kept;
+        outcome := 'too many kept';
+        RETURN NEXT;
+        suffix := NULL;
+    END LOOP;
+    IF suffix IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        -- Parents first, all three in one statement: no deadlock with the pipeline's statements.
+        LOCK TABLE ONLY hookrelay.events, hookrelay.deliveries, hookrelay.attempts
+            IN ACCESS EXCLUSIVE MODE;
+        ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
+        kept := cardinality(ids);
+        IF kept > max_kept THEN
+            outcome := 'too many kept';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        rows_estimate := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c
+                          WHERE c.oid = format('hookrelay.%I', 'events_' || suffix)::regclass);
+        PERFORM hookrelay.detach_and_keep(suffix, ids);
+        outcome := 'dropped';
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        -- The block is a subtransaction: whatever it did is undone.
+        outcome := 'busy';
+    END;
     RETURN NEXT;
 END
 $$;
@@ -548,6 +562,10 @@ $$;
 REVOKE EXECUTE ON FUNCTION hookrelay.grant_roles(), hookrelay.grant_roles_0024() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION hookrelay.attach_history_range(timestamptz, timestamptz, text),
                            hookrelay.add_history_partitions(integer),
-                           hookrelay.retire_history_day(interval, interval, bigint)
+                           hookrelay.retire_history_day(interval, interval, bigint),
+                           hookrelay.detach_and_keep(text, uuid[]),
+                           hookrelay.move_to_parent(text, text, text, uuid[]),
+                           hookrelay.kept_events(text, interval, bigint),
+                           hookrelay.name_partition_indexes(regclass, text)
     FROM PUBLIC;
 SELECT hookrelay.grant_roles();

@@ -736,6 +736,35 @@ END
 $$;
 
 --
+-- Name: detach_and_keep(text, uuid[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.detach_and_keep(suffix text, ids uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    tbl text;
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP
+        EXECUTE format('ALTER TABLE hookrelay.%I DETACH PARTITION hookrelay.%I',
+                       tbl, tbl || '_' || suffix);
+    END LOOP;
+    PERFORM hookrelay.move_to_parent('events', 'events_' || suffix, 't.id = ANY ($1)', ids);
+    PERFORM hookrelay.move_to_parent('deliveries', 'deliveries_' || suffix,
+                                     't.event_id = ANY ($1)', ids);
+    -- By delivery (attempts_by_delivery), the deliveries read by their event.
+    PERFORM hookrelay.move_to_parent(
+        'attempts', 'attempts_' || suffix,
+        format('t.delivery_id = ANY (ARRAY(SELECT d.id FROM hookrelay.%I d '
+               'WHERE d.event_id = ANY ($1)))', 'deliveries_' || suffix),
+        ids);
+    EXECUTE format('DROP TABLE hookrelay.%I, hookrelay.%I, hookrelay.%I',
+                   'events_' || suffix, 'deliveries_' || suffix, 'attempts_' || suffix);
+END
+$_$;
+
+--
 -- Name: disable_failing_endpoints(interval, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1899,62 +1928,48 @@ CREATE FUNCTION hookrelay.retire_history_day(keep interval, keep_dead interval, 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET lock_timeout TO '200ms'
-    AS $_$
+    AS $$
 DECLARE
+    day record;
     ids uuid[];
 BEGIN
-    SELECT p.suffix INTO suffix FROM hookrelay.history_partitions() p
-    WHERE p.ends_at <= now() - keep
-    ORDER BY p.ends_at LIMIT 1;
+    -- Looked at before taking any lock, and again under it.
+    FOR day IN SELECT p.suffix FROM hookrelay.history_partitions() p
+               WHERE p.ends_at <= now() - keep ORDER BY p.ends_at
+    LOOP
+        suffix := day.suffix;
+        ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
+        kept := cardinality(ids);
+        EXIT WHEN kept <= max_kept;
+        outcome := 'too many kept';
+        RETURN NEXT;
+        suffix := NULL;
+    END LOOP;
     IF suffix IS NULL THEN
         RETURN;
     END IF;
-    -- Looked at before taking any lock, and again under it.
-    ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
-    IF cardinality(ids) > max_kept THEN
-        outcome := 'too many kept';
-        kept := cardinality(ids);
-        RETURN NEXT;
-        RETURN;
-    END IF;
     BEGIN
-        -- Parents first, all three, in one statement: no deadlock with the pipeline's statements.
+        -- Parents first, all three in one statement: no deadlock with the pipeline's statements.
         LOCK TABLE ONLY hookrelay.events, hookrelay.deliveries, hookrelay.attempts
             IN ACCESS EXCLUSIVE MODE;
-    EXCEPTION WHEN lock_not_available THEN
-        outcome := 'busy';
-        RETURN NEXT;
-        RETURN;
-    END;
-    ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
-    IF cardinality(ids) > max_kept THEN
-        outcome := 'too many kept';
+        ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
         kept := cardinality(ids);
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    rows_estimate := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c
-                      WHERE c.oid = format('hookrelay.%I', 'events_' || suffix)::regclass);
-    EXECUTE format('ALTER TABLE hookrelay.events DETACH PARTITION hookrelay.%I', 'events_' || suffix);
-    EXECUTE format('ALTER TABLE hookrelay.deliveries DETACH PARTITION hookrelay.%I',
-                   'deliveries_' || suffix);
-    EXECUTE format('ALTER TABLE hookrelay.attempts DETACH PARTITION hookrelay.%I',
-                   'attempts_' || suffix);
-    kept := hookrelay.move_to_parent('events', 'events_' || suffix, 't.id = ANY ($1)', ids);
-    PERFORM hookrelay.move_to_parent('deliveries', 'deliveries_' || suffix,
-                                     't.event_id = ANY ($1)', ids);
-    -- By delivery (attempts_by_delivery), the deliveries read by their event.
-    PERFORM hookrelay.move_to_parent(
-        'attempts', 'attempts_' || suffix,
-        format('t.delivery_id = ANY (ARRAY(SELECT d.id FROM hookrelay.%I d '
-               'WHERE d.event_id = ANY ($1)))', 'deliveries_' || suffix),
-        ids);
-    EXECUTE format('DROP TABLE hookrelay.%I, hookrelay.%I, hookrelay.%I',
-                   'events_' || suffix, 'deliveries_' || suffix, 'attempts_' || suffix);
-    outcome := 'dropped';
+        IF kept > max_kept THEN
+            outcome := 'too many kept';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        rows_estimate := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c
+                          WHERE c.oid = format('hookrelay.%I', 'events_' || suffix)::regclass);
+        PERFORM hookrelay.detach_and_keep(suffix, ids);
+        outcome := 'dropped';
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        -- The block is a subtransaction: whatever it did is undone.
+        outcome := 'busy';
+    END;
     RETURN NEXT;
 END
-$_$;
+$$;
 
 --
 -- Name: set_actor(jsonb); Type: FUNCTION; Schema: hookrelay; Owner: -

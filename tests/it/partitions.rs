@@ -423,3 +423,47 @@ async fn maintenance_keeps_days_ahead_and_leaves_a_day_with_default_rows_alone()
         format!("hookrelay.events_{in_three}")
     );
 }
+
+#[tokio::test]
+async fn a_day_keeping_too_much_stays_whole_and_younger_days_still_go() {
+    let db = TestDb::new().await;
+    db.endpoint("crm", "http://127.0.0.1:9/hooks", SECRET).await;
+    let older = past_day(&db, 12).await;
+    let younger = past_day(&db, 10).await;
+    db.client
+        .batch_execute(&history(
+            &[
+                ("pending", "12 days", Some("pending")),
+                ("delivered", "10 days", Some("delivered")),
+            ],
+            true,
+        ))
+        .await
+        .unwrap();
+    let rows = db
+        .client
+        .query(
+            "SELECT suffix, outcome, kept
+             FROM hookrelay.retire_history_day('7 days', '30 days', 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (older.clone(), "too many kept".to_string(), 1),
+            (younger.clone(), "dropped".to_string(), 0)
+        ]
+    );
+    assert!(exists(&db, &format!("deliveries_{older}")).await);
+    assert!(!exists(&db, &format!("deliveries_{younger}")).await);
+    assert_eq!(
+        placement(&db, "pending").await,
+        format!("hookrelay.events_{older}")
+    );
+}

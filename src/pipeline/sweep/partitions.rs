@@ -62,28 +62,35 @@ pub async fn maintain(
     for _ in 0..MOST_DAYS {
         let rows =
             pooler::query(&client, RETIRE_PARTITION, &[&keep, &keep_dead, &MAX_KEPT]).await?;
-        let Some(row) = rows.first() else { break };
-        let suffix: String = row.try_get("suffix")?;
-        let outcome: String = row.try_get("outcome")?;
-        let kept: i64 = row.try_get("kept")?;
-        if outcome != "dropped" {
-            tracing::debug!(
+        let mut dropped = false;
+        for row in &rows {
+            let suffix: String = row.try_get("suffix")?;
+            let outcome: String = row.try_get("outcome")?;
+            let kept: i64 = row.try_get("kept")?;
+            if outcome != "dropped" {
+                // Busy: tried again on the next pass; too many kept: once its work is done.
+                tracing::debug!(
+                    partition = suffix,
+                    outcome,
+                    kept,
+                    "history partition not retired yet"
+                );
+                continue;
+            }
+            let events: i64 = row.try_get("rows")?;
+            tracing::info!(
                 partition = suffix,
-                outcome,
                 kept,
-                "history partition not retired yet"
+                events,
+                "retention dropped a day of history"
             );
+            metrics.pruned.get_or_create(&Kind { kind: "days" }).inc();
+            done.retired.push(suffix);
+            dropped = true;
+        }
+        if !dropped {
             break;
         }
-        let rows: i64 = row.try_get("rows")?;
-        tracing::info!(
-            partition = suffix,
-            kept,
-            events = rows,
-            "retention dropped a day of history"
-        );
-        metrics.pruned.get_or_create(&Kind { kind: "days" }).inc();
-        done.retired.push(suffix);
     }
     Ok(done)
 }
