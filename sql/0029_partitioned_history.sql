@@ -526,12 +526,19 @@ BEGIN
 END
 $$;
 
--- Privileges as they were, granted again on the new tables.
+-- Privileges as they were, granted again on the new tables. Whoever could read events may read
+-- its DEFAULT partition too, which the retention sweep reads directly (a partition read by its
+-- own name needs its own grant).
 DO $$
 DECLARE
     g record;
 BEGIN
-    FOR g IN SELECT * FROM history_grants LOOP
+    FOR g IN SELECT * FROM history_grants
+             UNION ALL
+             SELECT 'events_default', NULL, h.grantee, h.privilege_type, h.is_grantable
+             FROM history_grants h
+             WHERE h.tbl = 'events' AND h.col IS NULL AND h.privilege_type = 'SELECT'
+    LOOP
         EXECUTE format('GRANT %s%s ON hookrelay.%I TO %s%s', g.privilege_type,
                        CASE WHEN g.col IS NOT NULL THEN format(' (%I)', g.col) END, g.tbl,
                        CASE WHEN g.grantee = 0 THEN 'PUBLIC'
@@ -541,8 +548,9 @@ BEGIN
 END
 $$;
 
--- The worker now draws delivery and attempt ids from sequences, and runs partition
--- maintenance (functions that run as their owner, who owns the tables).
+-- The worker now draws delivery and attempt ids from sequences, reads the DEFAULT partition of
+-- events, and runs partition maintenance (functions that run as their owner, who owns the
+-- tables).
 ALTER FUNCTION hookrelay.grant_roles() RENAME TO grant_roles_0024;
 CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
 LANGUAGE plpgsql AS $$
@@ -552,6 +560,8 @@ BEGIN
     IF 'hookrelay_worker' = ANY (granted) THEN
         GRANT USAGE ON SEQUENCE hookrelay.deliveries_id_seq, hookrelay.attempts_id_seq
             TO hookrelay_worker;
+        -- The retention sweep reads the DEFAULT partition by its name.
+        GRANT SELECT ON hookrelay.events_default TO hookrelay_worker;
         GRANT EXECUTE ON FUNCTION hookrelay.add_history_partitions(integer),
                                   hookrelay.retire_history_day(interval, interval, bigint)
             TO hookrelay_worker;

@@ -1152,6 +1152,8 @@ BEGIN
     IF 'hookrelay_worker' = ANY (granted) THEN
         GRANT USAGE ON SEQUENCE hookrelay.deliveries_id_seq, hookrelay.attempts_id_seq
             TO hookrelay_worker;
+        -- The retention sweep reads the DEFAULT partition by its name.
+        GRANT SELECT ON hookrelay.events_default TO hookrelay_worker;
         GRANT EXECUTE ON FUNCTION hookrelay.add_history_partitions(integer),
                                   hookrelay.retire_history_day(interval, interval, bigint)
             TO hookrelay_worker;

@@ -467,3 +467,42 @@ async fn a_day_keeping_too_much_stays_whole_and_younger_days_still_go() {
         format!("hookrelay.events_{older}")
     );
 }
+
+#[tokio::test]
+async fn the_worker_role_drops_days_and_sweeps_the_default_partition() {
+    let db = TestDb::new().await;
+    db.endpoint("crm", "http://127.0.0.1:9/hooks", SECRET).await;
+    let day = past_day(&db, 10).await;
+    // 20 days ago has no partition: that event is in the DEFAULT one, swept row by row.
+    db.client
+        .batch_execute(&history(
+            &[
+                ("in_a_day", "10 days", Some("delivered")),
+                ("in_default", "20 days", Some("delivered")),
+            ],
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        placement(&db, "in_default").await,
+        "hookrelay.events_default"
+    );
+    let worker = crate::roles::login(&db, "hookrelay_worker", "sweeper", "sweeper-password").await;
+    let pool = hookrelay::db::pool(&worker.url, 1).expect("pool").pool;
+    let removed = sweep::pass(
+        &pool,
+        &Retention::default(),
+        &Metrics::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("the worker role runs retention");
+    assert_eq!(
+        removed, 1,
+        "the sweep deleted the event in the DEFAULT partition"
+    );
+    assert!(!exists(&db, &format!("events_{day}")).await);
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.events").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM hookrelay.attempts").await, 0);
+}
