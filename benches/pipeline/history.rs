@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use crate::growth::{claims_at, empty_claim_cost};
+use crate::growth::{claims_at, empty_claim_cost, ClaimCost};
 use crate::{Bench, Figure};
 
 const SCENARIO: &str = "history";
@@ -197,12 +197,33 @@ pub async fn run(b: &Bench) -> Vec<Figure> {
     let dropped = measured(&client, drop_days(&worker, NEWEST + DAYS / 2 - 1)).await;
     eprintln!("history: retention of {} days by DELETE", DAYS / 2);
     let deleted = measured(&client, delete_days(&worker, NEWEST - 1)).await;
-    let label = format!("{:.0} M rows", rows as f64 / 1e6);
-    let half = format!("{} days, {:.1} M rows", DAYS / 2, rows as f64 / 2e6);
     eprintln!(
         "  dropped {} events in {:.2} s, deleted {} in {:.1} s",
         dropped.events, dropped.seconds, deleted.events, deleted.seconds
     );
+    figures(
+        rows,
+        &Measured {
+            dropped,
+            deleted,
+            empty,
+            full,
+        },
+    )
+}
+
+/// What the scenario measured.
+struct Measured {
+    dropped: Retired,
+    deleted: Retired,
+    empty: ClaimCost,
+    full: ClaimCost,
+}
+
+fn figures(rows: i64, m: &Measured) -> Vec<Figure> {
+    let (dropped, deleted, empty, full) = (&m.dropped, &m.deleted, &m.empty, &m.full);
+    let label = format!("{:.0} M rows", rows as f64 / 1e6);
+    let half = format!("{} days, {:.1} M rows", DAYS / 2, rows as f64 / 2e6);
     vec![
         Figure::new(
             SCENARIO,

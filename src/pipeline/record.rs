@@ -161,6 +161,14 @@ pub async fn release_orphans(client: &Client, worker: &str, held: &Held) -> Resu
     pooler::execute(client, RELEASE_ORPHANS, &[&worker, &held.snapshot()]).await
 }
 
+/// The least and greatest event id of a batch: the range of the partition key that lets
+/// record_results.sql read only the batch's days.
+fn key_range(events: &[Uuid]) -> (Uuid, Uuid) {
+    let first = events.iter().min().copied().unwrap_or_default();
+    let last = events.iter().max().copied().unwrap_or_default();
+    (first, last)
+}
+
 /// Writes one batch of results in a single statement.
 pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Result<(), DbError> {
     let n = batch.len();
@@ -198,9 +206,7 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
         .collect();
     gone.sort_unstable();
     gone.dedup();
-    // The batch's range of event ids, the partition key: see record_results.sql.
-    let first = events.iter().min().copied().unwrap_or_default();
-    let last = events.iter().max().copied().unwrap_or_default();
+    let (first, last) = key_range(&events);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays, &durations,
         &started, &worker, &events, &first, &last,
