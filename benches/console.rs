@@ -34,8 +34,8 @@ FROM hookrelay.events e,
                           WHEN e.object_id::int % 100 < 9 THEN 'pending'
                           WHEN e.object_id::int % 100 = 9 THEN 'cancelled'
                           ELSE 'delivered' END AS state) s;
-INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, duration_ms, status, error, response_excerpt)
-SELECT id, 1, created_at, 20 + id % 80, last_status,
+INSERT INTO hookrelay.attempts (delivery_id, event_id, attempt, started_at, duration_ms, status, error, response_excerpt)
+SELECT id, event_id, 1, created_at, 20 + id % 80, last_status,
        CASE WHEN last_status = 500 THEN 'HTTP 500 Internal Server Error' END, 'ok'
 FROM hookrelay.deliveries;
 INSERT INTO hookrelay.endpoint_stats (endpoint_id, minute, delivered, failed)

@@ -3,7 +3,8 @@
 -- as it now is). Generated, do not edit; after adding a migration, regenerate it with
 --     HOOKRELAY_BLESS=1 cargo test --test it schema_snapshot
 -- and review the diff. Made by pg_dump --schema-only --schema=hookrelay --no-owner
--- --no-privileges, without its version lines and session settings.
+-- --no-privileges, without its version lines and session settings, and without the daily
+-- partitions of events, deliveries and attempts (dated, they change every day).
 --
 -- PostgreSQL database dump
 --
@@ -13,6 +14,28 @@
 --
 
 CREATE SCHEMA hookrelay;
+
+--
+-- Name: add_history_partitions(integer); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.add_history_partitions(days_ahead integer) RETURNS TABLE(day date, outcome text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    today date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+    FOR day IN SELECT today + i FROM generate_series(0, greatest(days_ahead, 0)) i LOOP
+        CONTINUE WHEN to_regclass(format('hookrelay.%I', 'events_p' || to_char(day, 'YYYYMMDD')))
+                      IS NOT NULL;
+        outcome := hookrelay.attach_history_range(day::timestamp AT TIME ZONE 'UTC',
+                                                  (day + 1)::timestamp AT TIME ZONE 'UTC',
+                                                  'p' || to_char(day, 'YYYYMMDD'));
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
 
 --
 -- Name: admit(bigint[], integer[], integer, boolean, bigint[], integer[]); Type: FUNCTION; Schema: hookrelay; Owner: -
@@ -116,6 +139,44 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+END
+$$;
+
+--
+-- Name: attach_history_range(timestamp with time zone, timestamp with time zone, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.attach_history_range(lo timestamp with time zone, hi timestamp with time zone, suffix text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET lock_timeout TO '200ms'
+    AS $$
+DECLARE
+    tbl text;
+    lower_bound text := CASE WHEN lo IS NULL THEN 'MINVALUE'
+                             ELSE quote_literal(hookrelay.id_floor(lo)) END;
+    options text[];
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP
+        SELECT c.reloptions INTO options FROM pg_class c
+        WHERE c.oid = to_regclass(format('hookrelay.%I', tbl || '_default'));
+        EXECUTE format('CREATE TABLE hookrelay.%I (LIKE hookrelay.%I INCLUDING DEFAULTS '
+                       'INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)%s',
+                       tbl || '_' || suffix, tbl,
+                       CASE WHEN options IS NOT NULL
+                            THEN format(' WITH (%s)', array_to_string(options, ', ')) END);
+        EXECUTE format('ALTER TABLE hookrelay.%I ATTACH PARTITION hookrelay.%I '
+                       'FOR VALUES FROM (%s) TO (%L)',
+                       tbl, tbl || '_' || suffix, lower_bound, hookrelay.id_floor(hi));
+        PERFORM hookrelay.name_partition_indexes(format('hookrelay.%I', tbl || '_' || suffix),
+                                                 suffix);
+    END LOOP;
+    RETURN 'attached';
+EXCEPTION
+    -- Each a rollback of the whole range (the block is a subtransaction).
+    WHEN check_violation THEN RETURN 'rows in default';
+    WHEN invalid_object_definition OR duplicate_table THEN RETURN 'overlap';
+    WHEN lock_not_available THEN RETURN 'busy';
 END
 $$;
 
@@ -680,6 +741,35 @@ END
 $$;
 
 --
+-- Name: detach_and_keep(text, uuid[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.detach_and_keep(suffix text, ids uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    tbl text;
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['events', 'deliveries', 'attempts'] LOOP
+        EXECUTE format('ALTER TABLE hookrelay.%I DETACH PARTITION hookrelay.%I',
+                       tbl, tbl || '_' || suffix);
+    END LOOP;
+    PERFORM hookrelay.move_to_parent('events', 'events_' || suffix, 't.id = ANY ($1)', ids);
+    PERFORM hookrelay.move_to_parent('deliveries', 'deliveries_' || suffix,
+                                     't.event_id = ANY ($1)', ids);
+    -- By delivery (attempts_by_delivery), the deliveries read by their event.
+    PERFORM hookrelay.move_to_parent(
+        'attempts', 'attempts_' || suffix,
+        format('t.delivery_id = ANY (ARRAY(SELECT d.id FROM hookrelay.%I d '
+               'WHERE d.event_id = ANY ($1)))', 'deliveries_' || suffix),
+        ids);
+    EXECUTE format('DROP TABLE hookrelay.%I, hookrelay.%I, hookrelay.%I',
+                   'events_' || suffix, 'deliveries_' || suffix, 'attempts_' || suffix);
+END
+$_$;
+
+--
 -- Name: disable_failing_endpoints(interval, integer); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1021,7 +1111,9 @@ CREATE FUNCTION hookrelay.forget_attempts_of_deliveries() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    DELETE FROM hookrelay.attempts a WHERE a.delivery_id = ANY (ARRAY(SELECT g.id FROM gone g));
+    DELETE FROM hookrelay.attempts a
+    WHERE a.delivery_id = ANY (ARRAY(SELECT g.id FROM gone g))
+      AND a.event_id = ANY (ARRAY(SELECT g.event_id FROM gone g));
     RETURN NULL;
 END
 $$;
@@ -1060,21 +1152,16 @@ CREATE FUNCTION hookrelay.grant_roles() RETURNS text[]
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    granted text[] := hookrelay.grant_roles_0022();
-    role_name text;
+    granted text[] := hookrelay.grant_roles_0024();
 BEGIN
-    FOREACH role_name IN ARRAY granted LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION hookrelay.current_traceparent(), '
-                       'hookrelay.current_tracestate(), hookrelay.trace_parent(text), '
-                       'hookrelay.trace_state(text), hookrelay.trace_dropped(text, text), '
-                       'hookrelay.checked_trace(text, text) TO %I',
-                       role_name);
-    END LOOP;
-    IF 'hookrelay_app' = ANY (granted) THEN
-        GRANT INSERT (traceparent, tracestate) ON hookrelay.events TO hookrelay_app;
-    END IF;
-    IF 'hookrelay_operator' = ANY (granted) THEN
-        GRANT SELECT (trace_context, emit_dead) ON hookrelay.endpoints TO hookrelay_operator;
+    IF 'hookrelay_worker' = ANY (granted) THEN
+        GRANT USAGE ON SEQUENCE hookrelay.deliveries_id_seq, hookrelay.attempts_id_seq
+            TO hookrelay_worker;
+        -- The retention sweep reads the DEFAULT partition by its name.
+        GRANT SELECT ON hookrelay.events_default TO hookrelay_worker;
+        GRANT EXECUTE ON FUNCTION hookrelay.add_history_partitions(integer),
+                                  hookrelay.retire_history_day(interval, interval, bigint)
+            TO hookrelay_worker;
     END IF;
     RETURN granted;
 END
@@ -1202,6 +1289,52 @@ END
 $$;
 
 --
+-- Name: grant_roles_0024(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.grant_roles_0024() RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    granted text[] := hookrelay.grant_roles_0022();
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY granted LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION hookrelay.current_traceparent(), '
+                       'hookrelay.current_tracestate(), hookrelay.trace_parent(text), '
+                       'hookrelay.trace_state(text), hookrelay.trace_dropped(text, text), '
+                       'hookrelay.checked_trace(text, text) TO %I',
+                       role_name);
+    END LOOP;
+    IF 'hookrelay_app' = ANY (granted) THEN
+        GRANT INSERT (traceparent, tracestate) ON hookrelay.events TO hookrelay_app;
+    END IF;
+    IF 'hookrelay_operator' = ANY (granted) THEN
+        GRANT SELECT (trace_context, emit_dead) ON hookrelay.endpoints TO hookrelay_operator;
+    END IF;
+    RETURN granted;
+END
+$$;
+
+--
+-- Name: history_partitions(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.history_partitions() RETURNS TABLE(suffix text, ends_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT substr(c.relname, length('events_') + 1),
+           hookrelay.id_time(substring(pg_get_expr(c.relpartbound, c.oid)
+                                       FROM 'TO \(''([0-9a-f-]+)''\)')::uuid)
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'hookrelay.events'::regclass
+      AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+    ORDER BY 2
+$$;
+
+--
 -- Name: id_floor(timestamp with time zone); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1326,6 +1459,31 @@ CREATE FUNCTION hookrelay.is_reserved_header(name text) RETURNS boolean
 $$;
 
 --
+-- Name: kept_events(text, interval, bigint); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.kept_events(suffix text, keep_dead interval, most bigint) RETURNS uuid[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    kept uuid[];
+BEGIN
+    EXECUTE format(
+        'SELECT ARRAY(SELECT k.id FROM (
+             SELECT e.id FROM hookrelay.%1$I e WHERE e.fanned_out_at IS NULL
+             UNION
+             SELECT d.event_id FROM hookrelay.%2$I d WHERE d.state = ''pending''
+             UNION
+             SELECT d.event_id FROM hookrelay.%2$I d JOIN hookrelay.%1$I e ON e.id = d.event_id
+             WHERE d.state = ''dead'' AND e.created_at >= now() - $1) k LIMIT $2 + 1)',
+        'events_' || suffix, 'deliveries_' || suffix)
+        INTO kept USING keep_dead, most;
+    RETURN kept;
+END
+$_$;
+
+--
 -- Name: kept_fields(jsonb, text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -1428,6 +1586,53 @@ CREATE FUNCTION hookrelay.lock_ordering_key(key text) RETURNS void
     AS $$
     -- 1752198514: hookrelay's class of advisory locks, apart from the application's own.
     SELECT pg_advisory_xact_lock(1752198514, hashtext(key)) WHERE key IS NOT NULL
+$$;
+
+--
+-- Name: move_to_parent(text, text, text, uuid[]); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.move_to_parent(parent text, detached text, filter text, kept uuid[]) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    columns text := (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                     FROM pg_attribute a
+                     WHERE a.attrelid = format('hookrelay.%I', parent)::regclass
+                       AND a.attnum > 0 AND NOT a.attisdropped);
+    moved bigint;
+BEGIN
+    EXECUTE format('INSERT INTO hookrelay.%1$I (%3$s) SELECT %3$s FROM hookrelay.%2$I t WHERE %4$s',
+                   parent, detached, columns, filter)
+        USING kept;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$_$;
+
+--
+-- Name: name_partition_indexes(regclass, text); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.name_partition_indexes(tbl regclass, suffix text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    i record;
+BEGIN
+    FOR i IN SELECT c.relname AS name, p.relname AS parent
+             FROM pg_index x
+             JOIN pg_class c ON c.oid = x.indexrelid
+             JOIN pg_inherits h ON h.inhrelid = x.indexrelid
+             JOIN pg_class p ON p.oid = h.inhparent
+             WHERE x.indrelid = tbl
+    LOOP
+        CONTINUE WHEN i.name = i.parent || '_' || suffix;
+        EXECUTE format('ALTER INDEX hookrelay.%I RENAME TO %I', i.name, i.parent || '_' || suffix);
+    END LOOP;
+END
 $$;
 
 --
@@ -1720,6 +1925,57 @@ CREATE FUNCTION hookrelay.replay_events(ep hookrelay.endpoints, since timestamp 
                                ep.filter, '{}', true))
       AND (NOT ep.skip_empty_changes
            OR NOT hookrelay.changes_left_empty(e.changes, e.model, ep.include_fields))
+$$;
+
+--
+-- Name: retire_history_day(interval, interval, bigint); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.retire_history_day(keep interval, keep_dead interval, max_kept bigint) RETURNS TABLE(suffix text, outcome text, kept bigint, rows_estimate bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET lock_timeout TO '200ms'
+    AS $$
+DECLARE
+    day record;
+    ids uuid[];
+BEGIN
+    -- Looked at before taking any lock, and again under it.
+    FOR day IN SELECT p.suffix FROM hookrelay.history_partitions() p
+               WHERE p.ends_at <= now() - keep ORDER BY p.ends_at
+    LOOP
+        suffix := day.suffix;
+        ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
+        kept := cardinality(ids);
+        EXIT WHEN kept <= max_kept;
+        outcome := 'too many kept';
+        RETURN NEXT;
+        suffix := NULL;
+    END LOOP;
+    IF suffix IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        -- Parents first, all three in one statement: no deadlock with the pipeline's statements.
+        LOCK TABLE ONLY hookrelay.events, hookrelay.deliveries, hookrelay.attempts
+            IN ACCESS EXCLUSIVE MODE;
+        ids := hookrelay.kept_events(suffix, keep_dead, max_kept);
+        kept := cardinality(ids);
+        IF kept > max_kept THEN
+            outcome := 'too many kept';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        rows_estimate := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c
+                          WHERE c.oid = format('hookrelay.%I', 'events_' || suffix)::regclass);
+        PERFORM hookrelay.detach_and_keep(suffix, ids);
+        outcome := 'dropped';
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        -- The block is a subtransaction: whatever it did is undone.
+        outcome := 'busy';
+    END;
+    RETURN NEXT;
+END
 $$;
 
 --
@@ -2640,6 +2896,7 @@ $$;
 CREATE TABLE hookrelay.attempts (
     id bigint NOT NULL,
     delivery_id bigint NOT NULL,
+    event_id uuid NOT NULL,
     attempt integer NOT NULL,
     started_at timestamp with time zone NOT NULL,
     duration_ms integer,
@@ -2648,19 +2905,42 @@ CREATE TABLE hookrelay.attempts (
     error text,
     response_excerpt text,
     worker text
-);
+)
+PARTITION BY RANGE (event_id);
 
 --
 -- Name: attempts_id_seq; Type: SEQUENCE; Schema: hookrelay; Owner: -
 --
 
-ALTER TABLE hookrelay.attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME hookrelay.attempts_id_seq
+CREATE SEQUENCE hookrelay.attempts_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
+    CACHE 1;
+
+--
+-- Name: attempts_id_seq; Type: SEQUENCE OWNED BY; Schema: hookrelay; Owner: -
+--
+
+ALTER SEQUENCE hookrelay.attempts_id_seq OWNED BY hookrelay.attempts.id;
+
+--
+-- Name: attempts_default; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.attempts_default (
+    id bigint DEFAULT nextval('hookrelay.attempts_id_seq'::regclass) NOT NULL,
+    delivery_id bigint NOT NULL,
+    event_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration_ms integer,
+    status integer,
+    error_code text,
+    error text,
+    response_excerpt text,
+    worker text
 );
 
 --
@@ -2702,7 +2982,7 @@ CREATE TABLE hookrelay.deliveries (
     ordering_at timestamp with time zone,
     CONSTRAINT delivery_state_is_known CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'cancelled'::text])))
 )
-WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
+PARTITION BY RANGE (event_id);
 
 --
 -- Name: events; Type: TABLE; Schema: hookrelay; Owner: -
@@ -2723,7 +3003,7 @@ CREATE TABLE hookrelay.events (
     traceparent text DEFAULT hookrelay.current_traceparent(),
     tracestate text DEFAULT hookrelay.current_tracestate()
 )
-WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
+PARTITION BY RANGE (id);
 
 --
 -- Name: backlog; Type: VIEW; Schema: hookrelay; Owner: -
@@ -2750,14 +3030,44 @@ CREATE VIEW hookrelay.backlog AS
 -- Name: deliveries_id_seq; Type: SEQUENCE; Schema: hookrelay; Owner: -
 --
 
-ALTER TABLE hookrelay.deliveries ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME hookrelay.deliveries_id_seq
+CREATE SEQUENCE hookrelay.deliveries_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
-);
+    CACHE 1;
+
+--
+-- Name: deliveries_id_seq; Type: SEQUENCE OWNED BY; Schema: hookrelay; Owner: -
+--
+
+ALTER SEQUENCE hookrelay.deliveries_id_seq OWNED BY hookrelay.deliveries.id;
+
+--
+-- Name: deliveries_default; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.deliveries_default (
+    id bigint DEFAULT nextval('hookrelay.deliveries_id_seq'::regclass) NOT NULL,
+    event_id uuid NOT NULL,
+    endpoint_id bigint NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now(),
+    locked_until timestamp with time zone,
+    locked_by text,
+    last_status integer,
+    last_error_code text,
+    last_error text,
+    delivered_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts_base integer DEFAULT 0 NOT NULL,
+    ordering_key text,
+    ordering_at timestamp with time zone,
+    CONSTRAINT delivery_state_is_known CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text, 'cancelled'::text])))
+)
+WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
 
 --
 -- Name: delivery_log; Type: VIEW; Schema: hookrelay; Owner: -
@@ -2917,6 +3227,27 @@ ALTER TABLE hookrelay.endpoints ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
 );
 
 --
+-- Name: events_default; Type: TABLE; Schema: hookrelay; Owner: -
+--
+
+CREATE TABLE hookrelay.events_default (
+    id uuid DEFAULT hookrelay.uuid_v7() NOT NULL,
+    event text NOT NULL,
+    model text,
+    object_id text,
+    object jsonb DEFAULT '{}'::jsonb NOT NULL,
+    changes jsonb,
+    actor jsonb DEFAULT hookrelay.current_actor(),
+    account_id text,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    fanned_out_at timestamp with time zone,
+    ordering_key text,
+    traceparent text DEFAULT hookrelay.current_traceparent(),
+    tracestate text DEFAULT hookrelay.current_tracestate()
+)
+WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_insert_scale_factor='0.05');
+
+--
 -- Name: held_keys; Type: VIEW; Schema: hookrelay; Owner: -
 --
 
@@ -2998,11 +3329,48 @@ CREATE UNLOGGED TABLE hookrelay.workers (
 WITH (fillfactor='50');
 
 --
+-- Name: attempts_default; Type: TABLE ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.attempts ATTACH PARTITION hookrelay.attempts_default DEFAULT;
+
+--
+-- Name: deliveries_default; Type: TABLE ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.deliveries ATTACH PARTITION hookrelay.deliveries_default DEFAULT;
+
+--
+-- Name: events_default; Type: TABLE ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.events ATTACH PARTITION hookrelay.events_default DEFAULT;
+
+--
+-- Name: attempts id; Type: DEFAULT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.attempts ALTER COLUMN id SET DEFAULT nextval('hookrelay.attempts_id_seq'::regclass);
+
+--
+-- Name: deliveries id; Type: DEFAULT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.deliveries ALTER COLUMN id SET DEFAULT nextval('hookrelay.deliveries_id_seq'::regclass);
+
+--
 -- Name: attempts attempts_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
 ALTER TABLE ONLY hookrelay.attempts
-    ADD CONSTRAINT attempts_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT attempts_pkey PRIMARY KEY (id, event_id);
+
+--
+-- Name: attempts_default attempts_pkey_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.attempts_default
+    ADD CONSTRAINT attempts_pkey_default PRIMARY KEY (id, event_id);
 
 --
 -- Name: backfills backfills_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3019,11 +3387,25 @@ ALTER TABLE ONLY hookrelay.deliveries
     ADD CONSTRAINT deliveries_event_id_endpoint_id_key UNIQUE (event_id, endpoint_id);
 
 --
+-- Name: deliveries_default deliveries_event_id_endpoint_id_key_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.deliveries_default
+    ADD CONSTRAINT deliveries_event_id_endpoint_id_key_default UNIQUE (event_id, endpoint_id);
+
+--
 -- Name: deliveries deliveries_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
 ALTER TABLE ONLY hookrelay.deliveries
-    ADD CONSTRAINT deliveries_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT deliveries_pkey PRIMARY KEY (id, event_id);
+
+--
+-- Name: deliveries_default deliveries_pkey_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.deliveries_default
+    ADD CONSTRAINT deliveries_pkey_default PRIMARY KEY (id, event_id);
 
 --
 -- Name: endpoint_state endpoint_state_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3075,6 +3457,13 @@ ALTER TABLE ONLY hookrelay.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 
 --
+-- Name: events_default events_pkey_default; Type: CONSTRAINT; Schema: hookrelay; Owner: -
+--
+
+ALTER TABLE ONLY hookrelay.events_default
+    ADD CONSTRAINT events_pkey_default PRIMARY KEY (id);
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
 --
 
@@ -3099,49 +3488,97 @@ ALTER TABLE ONLY hookrelay.workers
 -- Name: attempts_by_delivery; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX attempts_by_delivery ON hookrelay.attempts USING btree (delivery_id, attempt);
+CREATE INDEX attempts_by_delivery ON ONLY hookrelay.attempts USING btree (delivery_id, attempt);
+
+--
+-- Name: attempts_by_delivery_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX attempts_by_delivery_default ON hookrelay.attempts_default USING btree (delivery_id, attempt);
 
 --
 -- Name: deliveries_by_key; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_by_key ON hookrelay.deliveries USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
+CREATE INDEX deliveries_by_key ON ONLY hookrelay.deliveries USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
+
+--
+-- Name: deliveries_by_key_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_by_key_default ON hookrelay.deliveries_default USING btree (endpoint_id, ordering_key, state, ordering_at, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'dead'::text])));
 
 --
 -- Name: deliveries_dead; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_dead ON hookrelay.deliveries USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
+CREATE INDEX deliveries_dead ON ONLY hookrelay.deliveries USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
+
+--
+-- Name: deliveries_dead_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_dead_default ON hookrelay.deliveries_default USING btree (endpoint_id, created_at) WHERE (state = 'dead'::text);
 
 --
 -- Name: deliveries_due; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_due ON hookrelay.deliveries USING btree (next_attempt_at) WHERE (state = 'pending'::text);
+CREATE INDEX deliveries_due ON ONLY hookrelay.deliveries USING btree (next_attempt_at) WHERE (state = 'pending'::text);
+
+--
+-- Name: deliveries_due_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_due_default ON hookrelay.deliveries_default USING btree (next_attempt_at) WHERE (state = 'pending'::text);
 
 --
 -- Name: deliveries_key_leased; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_key_leased ON hookrelay.deliveries USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
+CREATE INDEX deliveries_key_leased ON ONLY hookrelay.deliveries USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
+
+--
+-- Name: deliveries_key_leased_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_key_leased_default ON hookrelay.deliveries_default USING btree (endpoint_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (locked_until IS NOT NULL));
 
 --
 -- Name: deliveries_leased; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_leased ON hookrelay.deliveries USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
+CREATE INDEX deliveries_leased ON ONLY hookrelay.deliveries USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
+
+--
+-- Name: deliveries_leased_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_leased_default ON hookrelay.deliveries_default USING btree (endpoint_id, locked_until) WHERE (locked_until IS NOT NULL);
 
 --
 -- Name: deliveries_newest; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_newest ON hookrelay.deliveries USING btree (created_at, id);
+CREATE INDEX deliveries_newest ON ONLY hookrelay.deliveries USING btree (created_at, id);
+
+--
+-- Name: deliveries_newest_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_newest_default ON hookrelay.deliveries_default USING btree (created_at, id);
 
 --
 -- Name: deliveries_waiting; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX deliveries_waiting ON hookrelay.deliveries USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
+CREATE INDEX deliveries_waiting ON ONLY hookrelay.deliveries USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
+
+--
+-- Name: deliveries_waiting_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX deliveries_waiting_default ON hookrelay.deliveries_default USING btree (endpoint_id, created_at, id) WHERE ((state = 'pending'::text) AND (next_attempt_at = 'infinity'::timestamp with time zone));
 
 --
 -- Name: endpoint_stats_by_minute; Type: INDEX; Schema: hookrelay; Owner: -
@@ -3171,13 +3608,109 @@ CREATE UNIQUE INDEX endpoints_name_ignoring_case ON hookrelay.endpoints USING bt
 -- Name: events_fanned_out_by_name; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX events_fanned_out_by_name ON hookrelay.events USING btree (event) WHERE (fanned_out_at IS NOT NULL);
+CREATE INDEX events_fanned_out_by_name ON ONLY hookrelay.events USING btree (event) WHERE (fanned_out_at IS NOT NULL);
+
+--
+-- Name: events_fanned_out_by_name_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX events_fanned_out_by_name_default ON hookrelay.events_default USING btree (event) WHERE (fanned_out_at IS NOT NULL);
 
 --
 -- Name: events_to_fan_out; Type: INDEX; Schema: hookrelay; Owner: -
 --
 
-CREATE INDEX events_to_fan_out ON hookrelay.events USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
+CREATE INDEX events_to_fan_out ON ONLY hookrelay.events USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
+
+--
+-- Name: events_to_fan_out_default; Type: INDEX; Schema: hookrelay; Owner: -
+--
+
+CREATE INDEX events_to_fan_out_default ON hookrelay.events_default USING btree (id, created_at) WHERE (fanned_out_at IS NULL);
+
+--
+-- Name: attempts_by_delivery_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.attempts_by_delivery ATTACH PARTITION hookrelay.attempts_by_delivery_default;
+
+--
+-- Name: attempts_pkey_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.attempts_pkey ATTACH PARTITION hookrelay.attempts_pkey_default;
+
+--
+-- Name: deliveries_by_key_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_by_key ATTACH PARTITION hookrelay.deliveries_by_key_default;
+
+--
+-- Name: deliveries_dead_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_dead ATTACH PARTITION hookrelay.deliveries_dead_default;
+
+--
+-- Name: deliveries_due_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_due ATTACH PARTITION hookrelay.deliveries_due_default;
+
+--
+-- Name: deliveries_event_id_endpoint_id_key_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_event_id_endpoint_id_key ATTACH PARTITION hookrelay.deliveries_event_id_endpoint_id_key_default;
+
+--
+-- Name: deliveries_key_leased_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_key_leased ATTACH PARTITION hookrelay.deliveries_key_leased_default;
+
+--
+-- Name: deliveries_leased_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_leased ATTACH PARTITION hookrelay.deliveries_leased_default;
+
+--
+-- Name: deliveries_newest_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_newest ATTACH PARTITION hookrelay.deliveries_newest_default;
+
+--
+-- Name: deliveries_pkey_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_pkey ATTACH PARTITION hookrelay.deliveries_pkey_default;
+
+--
+-- Name: deliveries_waiting_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.deliveries_waiting ATTACH PARTITION hookrelay.deliveries_waiting_default;
+
+--
+-- Name: events_fanned_out_by_name_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.events_fanned_out_by_name ATTACH PARTITION hookrelay.events_fanned_out_by_name_default;
+
+--
+-- Name: events_pkey_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.events_pkey ATTACH PARTITION hookrelay.events_pkey_default;
+
+--
+-- Name: events_to_fan_out_default; Type: INDEX ATTACH; Schema: hookrelay; Owner: -
+--
+
+ALTER INDEX hookrelay.events_to_fan_out ATTACH PARTITION hookrelay.events_to_fan_out_default;
 
 --
 -- Name: deliveries deliveries_dead_event; Type: TRIGGER; Schema: hookrelay; Owner: -

@@ -11,11 +11,11 @@ use crate::{Bench, Figure};
 const SCENARIO: &str = "cost-growth";
 const BATCH: usize = 100;
 
-struct ClaimCost {
+pub struct ClaimCost {
     /// Mean time of a fan-out claim of BATCH events, ms.
-    fan_out_ms: f64,
+    pub fan_out_ms: f64,
     /// Mean time of a due-deliveries claim that finds nothing due, ms.
-    due_ms: f64,
+    pub due_ms: f64,
 }
 
 async fn add_history(client: &tokio_postgres::Client, endpoint: i64, rows: i64) {
@@ -30,8 +30,8 @@ async fn add_history(client: &tokio_postgres::Client, endpoint: i64, rows: i64) 
              INSERT INTO hookrelay.deliveries
                  (event_id, endpoint_id, state, attempts, next_attempt_at, delivered_at, last_status, created_at)
              SELECT id, {endpoint}, 'delivered', 1, NULL, created_at, 200, created_at FROM hookrelay.events;
-             INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, duration_ms, status)
-             SELECT id, 1, created_at, 3, 200 FROM hookrelay.deliveries"
+             INSERT INTO hookrelay.attempts (delivery_id, event_id, attempt, started_at, duration_ms, status)
+             SELECT id, event_id, 1, created_at, 3, 200 FROM hookrelay.deliveries"
         ))
         .await
         .unwrap();
@@ -76,7 +76,13 @@ async fn loaded_database(b: &Bench, history: i64, events: i64) -> String {
 
 async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
     let url = loaded_database(b, history, events).await;
-    let db = hookrelay::db::pool(&url, 2).unwrap();
+    claims_at(&url).await
+}
+
+/// The mean cost of each claim while the worker's claims drain the events not fanned out yet
+/// of the database at `url`.
+pub async fn claims_at(url: &str) -> ClaimCost {
+    let db = hookrelay::db::pool(url, 2).unwrap();
     let pooled = db.pool.get().await.unwrap();
     let lease = Lease::new(Duration::from_secs(60), "bench");
     let (mut fan_out, mut fan_outs) = (Duration::ZERO, 0u32);
@@ -117,11 +123,25 @@ async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
     }
 }
 
+/// Events the claims are measured on.
+pub fn claimed_events(b: &Bench) -> i64 {
+    if b.quick {
+        10_000
+    } else {
+        20_000
+    }
+}
+
+/// Claim costs with no history at all.
+pub async fn empty_claim_cost(b: &Bench) -> ClaimCost {
+    claim_cost(b, 0, claimed_events(b)).await
+}
+
 pub async fn run(b: &Bench) -> Vec<Figure> {
     let history = if b.quick { 500_000 } else { 5_000_000 };
-    let events = if b.quick { 10_000 } else { 20_000 };
+    let events = claimed_events(b);
     eprintln!("cost growth: claims with an empty history");
-    let empty = claim_cost(b, 0, events).await;
+    let empty = empty_claim_cost(b).await;
     eprintln!("cost growth: claims with {history} delivered rows of history");
     let full = claim_cost(b, history, events).await;
     let label = format!("{}M rows", history as f64 / 1e6);

@@ -6,12 +6,14 @@
 //! process (the `hookrelay` binary built with the bench). Scenarios:
 //! burn-down, defaults (one endpoint, every setting at its default), HTTP ceiling, plan
 //! stability, latency, producer cost (and graphile-worker's `add_job` beside it), scale-out (1, 2
-//! and 4 worker processes), ordered delivery per key, cost growth with history, footprint.
+//! and 4 worker processes), ordered delivery per key, cost growth with history, history
+//! retention (partition drop against DELETE, not in `--quick`), footprint.
 
 mod burn;
 mod defaults;
 mod graphile;
 mod growth;
+mod history;
 mod latency;
 mod ordered;
 mod plans;
@@ -324,6 +326,10 @@ async fn run_scenarios(bench: &Bench, wanted: &dyn Fn(&str) -> bool) -> Vec<Figu
     }
     if wanted("cost-growth") {
         figures.extend(growth::run(bench).await);
+    }
+    // Minutes of writing history first: left out of --quick runs.
+    if wanted("history") && !bench.quick {
+        figures.extend(history::run(bench).await);
     }
     if wanted("ordered") {
         figures.extend(ordered::run(bench).await);

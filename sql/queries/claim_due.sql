@@ -9,6 +9,15 @@
 -- 0022); the others are parked until the delivery they wait for settles.
 -- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id, $4 and $5 endpoints and how
 -- many of this worker's requests to each have ended, their results not yet written (see admit).
+-- Partitions (0030): deliveries are partitioned by their event's id, and their primary key is
+-- (id, event_id). The updates here find their deliveries by a list of ids and join nothing:
+-- joined with the batch on id (as before 0030), plans made on empty tables read each delivery
+-- through deliveries_newest (created_at, id) by its second column, a walk of the whole index per
+-- row once the table has grown; joined on event_id too, they walked (event_id, endpoint_id)
+-- whole (both measured with the `plans` test). A list of ids leaves the primary key the only
+-- index whose first column it bounds (and 0030 makes the primary key last, which the planner
+-- prefers when empty statistics make the costs equal). The attempts written here carry the
+-- event id (their partition key).
 WITH due AS (
     SELECT d.id, d.endpoint_id, d.attempts, d.locked_until, d.locked_by, d.next_attempt_at,
            d.ordering_key, d.ordering_at, d.event_id
@@ -35,14 +44,17 @@ WITH due AS (
     -- A parked delivery whose lease expired gives the lease up: the release looks for
     -- unleased deliveries, and a lease would count as one of the key in flight.
     UPDATE hookrelay.deliveries d
-    SET next_attempt_at = CASE WHEN t.verdict = 'park' THEN NULL
-                               ELSE now() + interval '200 milliseconds' END,
-        locked_until = CASE WHEN t.verdict = 'park' THEN NULL ELSE d.locked_until END,
-        locked_by = CASE WHEN t.verdict = 'park' THEN NULL ELSE d.locked_by END,
+    SET next_attempt_at = CASE WHEN d.id = ANY (ARRAY(SELECT k.id FROM turn k
+                                                      WHERE k.verdict = 'park'))
+                               THEN NULL ELSE now() + interval '200 milliseconds' END,
+        locked_until = CASE WHEN d.id = ANY (ARRAY(SELECT k.id FROM turn k
+                                                   WHERE k.verdict = 'park'))
+                            THEN NULL ELSE d.locked_until END,
+        locked_by = CASE WHEN d.id = ANY (ARRAY(SELECT k.id FROM turn k
+                                                WHERE k.verdict = 'park'))
+                         THEN NULL ELSE d.locked_by END,
         updated_at = now()
-    FROM turn t
-    WHERE d.id = t.id AND t.verdict <> 'send'
-      AND d.id = ANY (ARRAY(SELECT k.id FROM turn k))
+    WHERE d.id = ANY (ARRAY(SELECT k.id FROM turn k WHERE k.verdict <> 'send'))
     RETURNING d.id
 ), ready AS (
     SELECT due.* FROM due WHERE NOT EXISTS (SELECT 1 FROM waits w WHERE w.id = due.id)
@@ -65,14 +77,14 @@ WITH due AS (
                                        ORDER BY ready.next_attempt_at, ready.id) AS rank
     FROM ready
 ), admitted AS (
-    SELECT r.id, r.attempts, r.locked_until, r.locked_by
+    SELECT r.id, r.event_id, r.attempts, r.locked_until, r.locked_by
     FROM ranked r
     JOIN granted g ON g.endpoint_id = r.endpoint_id AND r.rank <= g.granted
     UNION ALL
-    SELECT w.id, w.attempts, w.locked_until, w.locked_by
+    SELECT w.id, w.event_id, w.attempts, w.locked_until, w.locked_by
     FROM granted g
     CROSS JOIN LATERAL (
-        SELECT d.id, d.attempts, d.locked_until, d.locked_by
+        SELECT d.id, d.event_id, d.attempts, d.locked_until, d.locked_by
         FROM hookrelay.deliveries d
         -- The endpoint's rows, written as a range on deliveries_waiting's leading columns
         -- rather than `d.endpoint_id = g.endpoint_id`: an equality makes the endpoint a
@@ -102,13 +114,13 @@ WITH due AS (
 ), parked AS (
     UPDATE hookrelay.deliveries d
     SET next_attempt_at = 'infinity', updated_at = now()
-    FROM ranked r
-    JOIN granted g ON g.endpoint_id = r.endpoint_id
-    WHERE d.id = r.id AND r.rank > g.granted
-      AND d.id = ANY (ARRAY(SELECT k.id FROM ranked k))
+    WHERE d.id = ANY (ARRAY(SELECT r.id FROM ranked r
+                            JOIN granted g ON g.endpoint_id = r.endpoint_id
+                            WHERE r.rank > g.granted))
 ), expired AS (
-    INSERT INTO hookrelay.attempts (delivery_id, attempt, started_at, error_code, error, worker)
-    SELECT admitted.id, admitted.attempts, now(), 'lease_expired',
+    INSERT INTO hookrelay.attempts
+        (delivery_id, event_id, attempt, started_at, error_code, error, worker)
+    SELECT admitted.id, admitted.event_id, admitted.attempts, now(), 'lease_expired',
            'worker ' || coalesce(admitted.locked_by, '?')
                || ' stopped before recording a result; the request may or may not have been sent',
            admitted.locked_by
@@ -120,12 +132,11 @@ WITH due AS (
         next_attempt_at = now() + $2::bigint * interval '1 millisecond',
         locked_until = now() + $2::bigint * interval '1 millisecond',
         locked_by = $3::text,
-        last_error_code = CASE WHEN admitted.locked_until IS NOT NULL THEN 'lease_expired'
-                               ELSE d.last_error_code END,
+        last_error_code = CASE WHEN d.id = ANY (ARRAY(SELECT k.id FROM admitted k
+                                                      WHERE k.locked_until IS NOT NULL))
+                               THEN 'lease_expired' ELSE d.last_error_code END,
         updated_at = now()
-    FROM admitted
-    WHERE d.id = admitted.id
-      AND d.id = ANY (ARRAY(SELECT k.id FROM admitted k))
+    WHERE d.id = ANY (ARRAY(SELECT k.id FROM admitted k))
     RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.attempts_base, d.ordering_key
 )
 SELECT

@@ -2,6 +2,13 @@
 -- delete those whose every delivery is finished and that are older than the retention, with
 -- their deliveries and attempts (by cascade). Events with a dead delivery are kept for the
 -- longer dead retention; events with pending work are never removed.
+--
+-- Partitions (0030): whole days are retired by dropping their partitions
+-- (hookrelay.retire_history_day); this sweep reads only the DEFAULT partition, which holds
+-- the work kept past its day's drop and what was written while no day's partition existed.
+-- Sweeping the daily partitions would DELETE most of each day's rows before its drop. (With a
+-- retention shorter than a day, src/pipeline/sweep.rs runs this on `hookrelay.events` instead:
+-- no day's drop comes soon enough for it.)
 -- $1 cursor (examine ids after it), $2 window size, $3 retention in seconds,
 -- $4 dead retention in seconds.
 --
@@ -13,7 +20,7 @@
 -- 14.9 s for one window of 1,000). The `plans` integration test checks this shape.
 WITH window_ AS (
     SELECT e.id, e.created_at, e.fanned_out_at
-    FROM hookrelay.events e
+    FROM hookrelay.events_default e
     WHERE e.id > $1
     ORDER BY e.id
     LIMIT $2

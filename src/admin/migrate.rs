@@ -164,6 +164,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0029_free_slots.sql",
         sql: include_str!("../../sql/0029_free_slots.sql"),
     },
+    Migration {
+        version: 30,
+        name: "0030_partitioned_history.sql",
+        sql: include_str!("../../sql/0030_partitioned_history.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

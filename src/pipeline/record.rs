@@ -21,6 +21,7 @@ use deadpool_postgres::{Client, Pool};
 use crate::db::pooler;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Proof, Step};
@@ -40,6 +41,8 @@ pub const MAX_BATCH: usize = 512;
 #[derive(Debug)]
 pub struct Finished {
     pub delivery_id: i64,
+    /// The delivery's event: its partition key, so the result reads one day's partition.
+    pub event_id: Uuid,
     pub endpoint_id: i64,
     pub attempt: u32,
     pub outcome: Outcome,
@@ -178,10 +181,19 @@ pub async fn release_orphans(client: &Client, worker: &str, held: &Held) -> Resu
     pooler::execute(client, RELEASE_ORPHANS, &[&worker, &held.snapshot()]).await
 }
 
+/// The least and greatest event id of a batch: the range of the partition key that lets
+/// record_results.sql read only the batch's days.
+fn key_range(events: &[Uuid]) -> (Uuid, Uuid) {
+    let first = events.iter().min().copied().unwrap_or_default();
+    let last = events.iter().max().copied().unwrap_or_default();
+    (first, last)
+}
+
 /// Writes one batch of results in a single statement.
 pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Result<(), DbError> {
     let n = batch.len();
     let mut ids = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
     let mut outcomes = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
@@ -193,6 +205,7 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
     let mut started = Vec::with_capacity(n);
     for f in batch {
         ids.push(f.delivery_id);
+        events.push(f.event_id);
         attempts.push(f.attempt as i32);
         outcomes.push(f.outcome.as_str());
         statuses.push(f.result.status.map(i32::from));
@@ -213,9 +226,10 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
         .collect();
     gone.sort_unstable();
     gone.dedup();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+    let (first, last) = key_range(&events);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &ids, &attempts, &outcomes, &statuses, &codes, &errors, &excerpts, &delays, &durations,
-        &started, &worker,
+        &started, &worker, &events, &first, &last,
     ];
     if gone.is_empty() {
         // The common case: one statement, no transaction round trips.

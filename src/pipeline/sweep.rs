@@ -1,13 +1,18 @@
-//! Retention: keeps the tables bounded by removing finished history in small batches.
+//! Retention: keeps the tables bounded by removing finished history.
 //!
-//! Every `interval`, the sweeper walks the events table in id order (ids are time-ordered)
-//! one window at a time, each window its own short transaction that skips locked rows, and
-//! removes events older than the retention whose deliveries are all finished — with their
-//! deliveries and attempts. Events with a dead delivery stay for the longer dead retention;
-//! events with pending work are never removed. It stops a pass as soon as it reaches events
-//! younger than the retention, so a pass costs little when there is nothing to prune.
+//! The history tables are partitioned by day (migration 0030): every `interval` a pass first
+//! keeps partitions ready for the coming days and drops the days older than the retention
+//! whole ([`partitions`]), which writes next to nothing however many rows a day held. Then the
+//! sweeper walks the DEFAULT partition (the work kept past its day's drop, and what was written
+//! while no day's partition existed) — or, with a retention shorter than a day, which no day's
+//! drop can honour, the whole events table — in id order (ids are time-ordered), one window at a time,
+//! each window its own short transaction that skips locked rows, and removes events older than
+//! the retention whose deliveries are all finished — with their deliveries and attempts.
+//! Events with a dead delivery stay for the longer dead retention; events with pending work
+//! are never removed. It stops a pass as soon as it reaches events younger than the retention,
+//! so a pass costs little when there is nothing to prune.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -20,7 +25,18 @@ use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Retry, Step};
 use crate::metrics::{Kind, Metrics};
 
+pub mod partitions;
+
 const PRUNE_EVENTS: &str = include_str!("../../sql/queries/prune_events.sql");
+
+/// The sweep of every partition, for a retention shorter than a day: a day's partitions are
+/// dropped only once the whole day is past the retention, so rows due sooner are deleted.
+static PRUNE_ALL_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    PRUNE_EVENTS.replace("FROM hookrelay.events_default e", "FROM hookrelay.events e")
+});
+
+/// The retention below which the sweep deletes from every partition (see [`PRUNE_ALL_EVENTS`]).
+const DAY: Duration = Duration::from_secs(86_400);
 const PRUNE_STATS: &str = include_str!("../../sql/queries/prune_stats.sql");
 
 /// Events examined per statement.
@@ -63,12 +79,12 @@ async fn prune_window(pool: &Pool, cursor: Uuid, retention: &Retention) -> Resul
     let client = pool.get().await?;
     let keep = retention.keep.as_secs_f64();
     let keep_dead = retention.keep_dead.as_secs_f64().max(keep);
-    let row = pooler::query_one(
-        &client,
-        PRUNE_EVENTS,
-        &[&cursor, &WINDOW, &keep, &keep_dead],
-    )
-    .await?;
+    let sql = if retention.keep < DAY {
+        PRUNE_ALL_EVENTS.as_str()
+    } else {
+        PRUNE_EVENTS
+    };
+    let row = pooler::query_one(&client, sql, &[&cursor, &WINDOW, &keep, &keep_dead]).await?;
     Ok(Window {
         last_examined: row.try_get(0)?,
         examined: row.try_get(1)?,
@@ -77,13 +93,18 @@ async fn prune_window(pool: &Pool, cursor: Uuid, retention: &Retention) -> Resul
     })
 }
 
-/// One full pass. Returns the number of events removed.
+/// One full pass: partition maintenance, then the sweep of the DEFAULT partition. Returns the
+/// number of events the sweep removed (dropped days are logged and counted apart).
 pub async fn pass(
     pool: &Pool,
     retention: &Retention,
     metrics: &Metrics,
     token: &CancellationToken,
 ) -> Result<i64, DbError> {
+    let maintained = partitions::maintain(pool, retention, metrics).await?;
+    if !maintained.added.is_empty() {
+        tracing::debug!(days = ?maintained.added, "created history partitions ahead");
+    }
     let mut cursor = Uuid::nil();
     let mut removed = 0;
     loop {

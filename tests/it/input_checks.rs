@@ -33,8 +33,9 @@ async fn an_event_named_before_the_ascii_rule_is_still_delivered() {
     let definition: String = db
         .client
         .query_one(
+            // The partitioned table's: each partition has a copy of it (0030).
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint
-             WHERE conname = 'event_must_be_valid'",
+             WHERE conname = 'event_must_be_valid' AND conrelid = 'hookrelay.events'::regclass",
             &[],
         )
         .await

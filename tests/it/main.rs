@@ -23,6 +23,7 @@ mod operator_cli;
 mod ops_events;
 mod ordered;
 mod ordered_delivery;
+mod partitions;
 mod plans;
 mod pooler;
 mod processes;

@@ -8,6 +8,11 @@
 //! fills the tables without analyzing again (the plans are kept), and reads the plan each
 //! statement actually ran: every read of `events` and `deliveries` must go through the index
 //! meant for it, with an index condition. Plan shape only, no timing.
+//!
+//! The history tables are partitioned by day (migration 0030): a plan reads partitions, each
+//! through its own copy of the parent's index; scans are named by the parent table and index.
+
+use std::collections::HashMap;
 
 use crate::support::TestDb;
 
@@ -39,17 +44,19 @@ const FILL: &str = "
     SELECT id, true FROM hookrelay.endpoints
     ON CONFLICT (endpoint_id) DO UPDATE SET waiting = true;";
 
+const NIL_ID: &str = "00000000-0000-0000-0000-000000000000";
 const NIL: &str = "'00000000-0000-0000-0000-000000000000'";
 
-/// The arguments of record_results for the deliveries `ids` (an array literal of `n` ids),
-/// each a first attempt that was delivered.
-fn record_args(ids: &str, n: usize) -> String {
+/// The arguments of record_results for the deliveries `ids` of the events `events` (array
+/// literals of `n` ids; `first` and `last` the least and greatest event), each a first attempt
+/// that was delivered.
+fn record_args(ids: &str, events: &str, (first, last): (&str, &str), n: usize) -> String {
     let n = format!("array[{n}]");
     format!(
         "('{ids}'::bigint[], array_fill(1, {n}), array_fill('delivered'::text, {n}), \
           array_fill(200, {n}), array_fill(NULL::text, {n}), array_fill(NULL::text, {n}), \
           array_fill(NULL::text, {n}), array_fill(0::bigint, {n}), array_fill(1, {n}), \
-          array_fill(now(), {n}), 'w')"
+          array_fill(now(), {n}), 'w', '{events}'::uuid[], '{first}', '{last}')"
     )
 }
 
@@ -67,7 +74,7 @@ fn statements() -> Vec<Hot> {
         Hot {
             name: "record_results",
             sql: RECORD_RESULTS.into(),
-            first: record_args("{1}", 1),
+            first: record_args("{1}", &format!("{{{NIL_ID}}}"), (NIL_ID, NIL_ID), 1),
             // Filled in once the leased deliveries exist (see `plans_after`).
             then: String::new(),
         },
@@ -92,26 +99,58 @@ fn statements() -> Vec<Hot> {
     ]
 }
 
-/// Each scan of a large table in `plan`: (table, index or "none", has an index condition).
-fn scans(plan: &serde_json::Value, out: &mut Vec<Scan>) {
+/// Each scan of a large table in `plan`: (table, index or "none", has the index condition it needs), by
+/// the names of the partitioned table and index (`parents` maps each partition's to them).
+fn scans(plan: &serde_json::Value, parents: &HashMap<String, String>, out: &mut Vec<Scan>) {
     let is_scan = plan["Node Type"]
         .as_str()
         .is_some_and(|t| t.ends_with("Scan"));
-    if let (Some(table), true) = (plan["Relation Name"].as_str(), is_scan) {
+    let parent = |name: &str| parents.get(name).map_or(name, String::as_str).to_string();
+    if let (Some(relation), true) = (plan["Relation Name"].as_str(), is_scan) {
+        let table = parent(relation);
         if table == "events" || table == "deliveries" || table == "attempts" {
-            let index = plan["Index Name"].as_str().unwrap_or("none").to_string();
-            out.push((table.into(), index, plan.get("Index Cond").is_some()));
+            let index = parent(plan["Index Name"].as_str().unwrap_or("none"));
+            let keyed = plan["Index Cond"]
+                .as_str()
+                .is_some_and(|c| keyed_by(&index).is_none_or(|key| c.contains(key)));
+            out.push((table, index, keyed));
         }
     }
     for child in plan["Plans"].as_array().into_iter().flatten() {
-        scans(child, out);
+        scans(child, parents, out);
     }
+}
+
+/// The condition an index must be read with, when a condition alone is not enough: the
+/// (event_id, endpoint_id) key, which record_results may read, by a list of events (a range
+/// of them would read every delivery between the batch's first and last event).
+fn keyed_by(index: &str) -> Option<&'static str> {
+    (index == "deliveries_event_id_endpoint_id_key").then_some("event_id = ANY")
+}
+
+/// Each partition of the history tables, and each index of a partition, with the name of the
+/// partitioned table or index it belongs to.
+async fn partition_parents(client: &tokio_postgres::Client) -> HashMap<String, String> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text, p.relname::text
+             FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent
+             WHERE c.relnamespace = 'hookrelay'::regnamespace",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
 /// The indexes each statement may read its large tables through.
 fn allowed(statement: &str, table: &str) -> &'static [&'static str] {
     match (statement, table) {
-        ("record_results", "deliveries") => &["deliveries_pkey"],
+        ("record_results", "deliveries") => {
+            &["deliveries_pkey", "deliveries_event_id_endpoint_id_key"]
+        }
         ("claim_new", "events") => &["events_to_fan_out", "events_pkey"],
         ("claim_due", "deliveries") => &["deliveries_due", "deliveries_waiting", "deliveries_pkey"],
         ("claim_due", "events") => &["events_pkey"],
@@ -152,19 +191,23 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
             .unwrap_or_else(|e| panic!("first run of {}: {e}", h.name));
     }
     db.client.batch_execute(FILL).await.unwrap();
+    let parents = partition_parents(&db.client).await;
     let mut found = Vec::new();
     for h in &hot {
         let then = if h.then.is_empty() {
-            let ids: String = session
+            let leased = session
                 .query_one(
-                    "SELECT array_agg(id)::text FROM (SELECT id FROM hookrelay.deliveries
-                     WHERE locked_by = 'w' ORDER BY id LIMIT 128) k",
+                    "SELECT array_agg(id)::text, array_agg(event_id)::text,
+                            (array_agg(event_id::text ORDER BY event_id))[1],
+                            (array_agg(event_id::text ORDER BY event_id DESC))[1]
+                     FROM (SELECT id, event_id FROM hookrelay.deliveries
+                           WHERE locked_by = 'w' ORDER BY id LIMIT 128) k",
                     &[],
                 )
                 .await
-                .unwrap()
-                .get(0);
-            record_args(&ids, 128)
+                .unwrap();
+            let text = |i| leased.get::<_, String>(i);
+            record_args(&text(0), &text(1), (&text(2), &text(3)), 128)
         } else {
             h.then.clone()
         };
@@ -179,13 +222,14 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
         session.batch_execute("ROLLBACK").await.unwrap();
         let plan: serde_json::Value = row.get(0);
         let mut out = Vec::new();
-        scans(&plan[0]["Plan"], &mut out);
+        scans(&plan[0]["Plan"], &parents, &mut out);
         found.push((h.name, out));
     }
     found
 }
 
-/// Each scan of a large table: (table, index or "none", whether it has an index condition).
+/// Each scan of a large table: (table, index or "none", whether it has the index condition it
+/// needs: any, or the one [`keyed_by`] names for its index).
 type Scan = (String, String, bool);
 
 /// Every scan of a large table goes through an allowed index with a condition; all the

@@ -55,6 +55,7 @@ impl Task {
         };
         let finished = Finished {
             delivery_id: job.delivery_id,
+            event_id: job.event.id,
             endpoint_id: job.target.id,
             attempt: job.attempt,
             outcome,

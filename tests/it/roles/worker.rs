@@ -1,6 +1,7 @@
 //! A worker role does its whole job (claims, delivers, retries, disables on 410, reports
 //! metrics, prunes) and may not change endpoints or write events.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hookrelay::config::WorkerConfig;
@@ -24,10 +25,12 @@ const REFUSED: &[&str] = &[
 /// `flaky` (order.paid only) fails its first request, so its delivery is retried by a due
 /// claim; `gone` answers 410.
 async fn flaky_and_gone(db: &TestDb) -> Receiver {
-    let receiver = Receiver::with(|req, n| match req.path.as_str() {
+    let flaky_calls = AtomicUsize::new(0);
+    let receiver = Receiver::with(move |req, _| match req.path.as_str() {
         "/gone" => Reply::status(410),
-        // The first request to /flaky fails, so the delivery is retried by a due claim.
-        "/flaky" if n == 0 => Reply::status(500),
+        // The first request to /flaky fails, so the delivery is retried by a due claim. Counted
+        // per path: the two endpoints' first requests go out together, in either order.
+        "/flaky" if flaky_calls.fetch_add(1, Ordering::SeqCst) == 0 => Reply::status(500),
         _ => Reply::status(200),
     })
     .await;
