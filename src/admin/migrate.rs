@@ -159,6 +159,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0028_cheap_outbox_row.sql",
         sql: include_str!("../../sql/0028_cheap_outbox_row.sql"),
     },
+    Migration {
+        version: 30,
+        name: "0030_producer_cost.sql",
+        sql: include_str!("../../sql/0030_producer_cost.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

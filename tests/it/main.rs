@@ -26,6 +26,7 @@ mod ordered_delivery;
 mod plans;
 mod pooler;
 mod processes;
+mod producer_cost;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;
