@@ -751,13 +751,15 @@ CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, mod
 DECLARE
     new_id uuid;
 BEGIN
-    IF emit.ordering_key = '' THEN
-        RAISE EXCEPTION 'ordering_key is empty'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'give a key such as ''customer:42'', or leave ordering_key out (NULL) to order by model and object_id';
+    IF emit.ordering_key IS NOT NULL THEN
+        IF emit.ordering_key = '' THEN
+            RAISE EXCEPTION 'ordering_key is empty'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'give a key such as ''customer:42'', or leave ordering_key out (NULL) to order by model and object_id';
+        END IF;
+        -- Before the insert: the event's id and created_at are made once the key is ours.
+        PERFORM hookrelay.lock_ordering_key(emit.ordering_key);
     END IF;
-    -- Before the insert: the event's id and created_at are made once the key is ours.
-    PERFORM hookrelay.lock_ordering_key(emit.ordering_key);
     IF emit.traceparent IS NULL AND emit.tracestate IS NULL THEN
         INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
                                       ordering_key)
