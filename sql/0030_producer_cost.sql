@@ -85,7 +85,7 @@ CREATE DOMAIN hookrelay.valid_event AS hookrelay.event_fields CHECK (
 -- setting fanned_out_at (the only column it may update), does not check it again: that was
 -- one more evaluation of the rules per event on the same cores. Events written before 0015
 -- under older rules are fanned out as before (the constraint is NOT VALID for old rows, and
--- the mark passes).
+-- the mark passes: the arms of an OR are evaluated in order, so the cast is never reached).
 ALTER TABLE hookrelay.events
     DROP CONSTRAINT event_must_be_valid,
     ADD CONSTRAINT event_must_be_valid CHECK (
