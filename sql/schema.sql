@@ -16,6 +16,44 @@
 CREATE SCHEMA hookrelay;
 
 --
+-- Name: event_fields; Type: TYPE; Schema: hookrelay; Owner: -
+--
+
+CREATE TYPE hookrelay.event_fields AS (
+	event text,
+	object jsonb,
+	changes jsonb
+);
+
+--
+-- Name: check_event(text, jsonb, jsonb, timestamp with time zone); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.check_event(event text, object jsonb, changes jsonb, fanned_out_at timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+BEGIN
+    -- The fast test first: every insert pays for it.
+    IF fanned_out_at IS NULL AND (length(event) NOT BETWEEN 1 AND 200 OR event ~ '[^A-Za-z0-9._:/-]') THEN
+        RAISE EXCEPTION 'new row for relation "events" violates check constraint "%"',
+                'event_name_must_be_1_to_200_characters_without_spaces'
+            USING ERRCODE = 'check_violation', SCHEMA = 'hookrelay', TABLE = 'events',
+                  CONSTRAINT = 'event_name_must_be_1_to_200_characters_without_spaces',
+                  DETAIL = hookrelay.event_name_problem(event) || '.',
+                  HINT = 'Name events like order.paid: 1 to 200 of A-Z a-z 0-9 . _ - : /';
+    END IF;
+    RETURN hookrelay.check_event(event, object, changes);
+END
+$$;
+
+--
+-- Name: valid_event; Type: DOMAIN; Schema: hookrelay; Owner: -
+--
+
+CREATE DOMAIN hookrelay.valid_event AS hookrelay.event_fields
+	CONSTRAINT valid_event_check CHECK (((((length((VALUE).event) >= 1) AND (length((VALUE).event) <= 200)) AND ((VALUE).event !~ '[^A-Za-z0-9._:/-]'::text) AND (jsonb_typeof((VALUE).object) = 'object'::text) AND (((VALUE).changes IS NULL) OR (jsonb_typeof((VALUE).changes) = 'object'::text))) OR hookrelay.check_event((VALUE).event, (VALUE).object, (VALUE).changes, NULL::timestamp with time zone)));
+
+--
 -- Name: add_history_partitions(integer); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -457,27 +495,6 @@ END
 $$;
 
 --
--- Name: check_event(text, jsonb, jsonb, timestamp with time zone); Type: FUNCTION; Schema: hookrelay; Owner: -
---
-
-CREATE FUNCTION hookrelay.check_event(event text, object jsonb, changes jsonb, fanned_out_at timestamp with time zone) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    AS $$
-BEGIN
-    -- The fast test first: every insert pays for it.
-    IF fanned_out_at IS NULL AND (length(event) NOT BETWEEN 1 AND 200 OR event ~ '[^A-Za-z0-9._:/-]') THEN
-        RAISE EXCEPTION 'new row for relation "events" violates check constraint "%"',
-                'event_name_must_be_1_to_200_characters_without_spaces'
-            USING ERRCODE = 'check_violation', SCHEMA = 'hookrelay', TABLE = 'events',
-                  CONSTRAINT = 'event_name_must_be_1_to_200_characters_without_spaces',
-                  DETAIL = hookrelay.event_name_problem(event) || '.',
-                  HINT = 'Name events like order.paid: 1 to 200 of A-Z a-z 0-9 . _ - : /';
-    END IF;
-    RETURN hookrelay.check_event(event, object, changes);
-END
-$$;
-
---
 -- Name: check_filter(text); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
@@ -829,13 +846,15 @@ CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, mod
 DECLARE
     new_id uuid;
 BEGIN
-    IF emit.ordering_key = '' THEN
-        RAISE EXCEPTION 'ordering_key is empty'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'give a key such as ''customer:42'', or leave ordering_key out (NULL) to order by model and object_id';
+    IF emit.ordering_key IS NOT NULL THEN
+        IF emit.ordering_key = '' THEN
+            RAISE EXCEPTION 'ordering_key is empty'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'give a key such as ''customer:42'', or leave ordering_key out (NULL) to order by model and object_id';
+        END IF;
+        -- Before the insert: the event's id and created_at are made once the key is ours.
+        PERFORM hookrelay.lock_ordering_key(emit.ordering_key);
     END IF;
-    -- Before the insert: the event's id and created_at are made once the key is ours.
-    PERFORM hookrelay.lock_ordering_key(emit.ordering_key);
     IF emit.traceparent IS NULL AND emit.tracestate IS NULL THEN
         INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
                                       ordering_key)
@@ -1582,10 +1601,10 @@ $$;
 --
 
 CREATE FUNCTION hookrelay.lock_ordering_key(key text) RETURNS void
-    LANGUAGE sql
+    LANGUAGE sql STRICT
     AS $$
     -- 1752198514: hookrelay's class of advisory locks, apart from the application's own.
-    SELECT pg_advisory_xact_lock(1752198514, hashtext(key)) WHERE key IS NOT NULL
+    SELECT pg_advisory_xact_lock(1752198514, hashtext(key))
 $$;
 
 --
@@ -2877,15 +2896,15 @@ END
 $$;
 
 --
--- Name: wake_workers(); Type: FUNCTION; Schema: hookrelay; Owner: -
+-- Name: wake_idle_workers_now(); Type: FUNCTION; Schema: hookrelay; Owner: -
 --
 
-CREATE FUNCTION hookrelay.wake_workers() RETURNS trigger
+CREATE FUNCTION hookrelay.wake_idle_workers_now() RETURNS timestamp with time zone
     LANGUAGE plpgsql
     AS $$
 BEGIN
     PERFORM pg_notify('hookrelay_events', '');
-    RETURN NULL;
+    RETURN clock_timestamp();
 END
 $$;
 
@@ -2985,6 +3004,17 @@ CREATE TABLE hookrelay.deliveries (
 PARTITION BY RANGE (event_id);
 
 --
+-- Name: wake_until; Type: SEQUENCE; Schema: hookrelay; Owner: -
+--
+
+CREATE UNLOGGED SEQUENCE hookrelay.wake_until
+    START WITH 0
+    INCREMENT BY 1
+    MINVALUE 0
+    NO MAXVALUE
+    CACHE 1;
+
+--
 -- Name: events; Type: TABLE; Schema: hookrelay; Owner: -
 --
 
@@ -2997,7 +3027,11 @@ CREATE TABLE hookrelay.events (
     changes jsonb,
     actor jsonb DEFAULT hookrelay.current_actor(),
     account_id text,
-    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    created_at timestamp with time zone DEFAULT 
+CASE
+    WHEN ((pg_sequence_last_value('hookrelay.wake_until'::regclass))::numeric > EXTRACT(epoch FROM now())) THEN hookrelay.wake_idle_workers_now()
+    ELSE clock_timestamp()
+END NOT NULL,
     fanned_out_at timestamp with time zone,
     ordering_key text,
     traceparent text DEFAULT hookrelay.current_traceparent(),
@@ -3239,7 +3273,11 @@ CREATE TABLE hookrelay.events_default (
     changes jsonb,
     actor jsonb DEFAULT hookrelay.current_actor(),
     account_id text,
-    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    created_at timestamp with time zone DEFAULT 
+CASE
+    WHEN ((pg_sequence_last_value('hookrelay.wake_until'::regclass))::numeric > EXTRACT(epoch FROM now())) THEN hookrelay.wake_idle_workers_now()
+    ELSE clock_timestamp()
+END NOT NULL,
     fanned_out_at timestamp with time zone,
     ordering_key text,
     traceparent text DEFAULT hookrelay.current_traceparent(),
@@ -3302,17 +3340,6 @@ CREATE TABLE hookrelay.schema_migrations (
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
-
---
--- Name: wake_until; Type: SEQUENCE; Schema: hookrelay; Owner: -
---
-
-CREATE UNLOGGED SEQUENCE hookrelay.wake_until
-    START WITH 0
-    INCREMENT BY 1
-    MINVALUE 0
-    NO MAXVALUE
-    CACHE 1;
 
 --
 -- Name: workers; Type: TABLE; Schema: hookrelay; Owner: -
@@ -3447,7 +3474,7 @@ ALTER TABLE ONLY hookrelay.endpoints
 --
 
 ALTER TABLE hookrelay.events
-    ADD CONSTRAINT event_must_be_valid CHECK (((((length(event) >= 1) AND (length(event) <= 200)) AND (event !~ '[^A-Za-z0-9._:/-]'::text) AND (jsonb_typeof(object) = 'object'::text) AND ((changes IS NULL) OR (jsonb_typeof(changes) = 'object'::text))) OR hookrelay.check_event(event, object, changes, fanned_out_at))) NOT VALID;
+    ADD CONSTRAINT event_must_be_valid CHECK (((fanned_out_at IS NOT NULL) OR (((ROW(event, object, changes))::hookrelay.valid_event).event IS NOT NULL))) NOT VALID;
 
 --
 -- Name: events events_pkey; Type: CONSTRAINT; Schema: hookrelay; Owner: -
@@ -3813,12 +3840,6 @@ CREATE TRIGGER endpoints_validate_signing BEFORE INSERT OR UPDATE ON hookrelay.e
 --
 
 CREATE TRIGGER events_forget_deliveries AFTER DELETE ON hookrelay.events REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION hookrelay.forget_deliveries_of_events();
-
---
--- Name: events events_wake_workers; Type: TRIGGER; Schema: hookrelay; Owner: -
---
-
-CREATE TRIGGER events_wake_workers AFTER INSERT ON hookrelay.events FOR EACH STATEMENT WHEN (((pg_sequence_last_value('hookrelay.wake_until'::regclass))::numeric > EXTRACT(epoch FROM now()))) EXECUTE FUNCTION hookrelay.wake_workers();
 
 --
 -- Name: workers workers_track_waiting; Type: TRIGGER; Schema: hookrelay; Owner: -

@@ -169,6 +169,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0030_partitioned_history.sql",
         sql: include_str!("../../sql/0030_partitioned_history.sql"),
     },
+    Migration {
+        version: 31,
+        name: "0031_producer_cost.sql",
+        sql: include_str!("../../sql/0031_producer_cost.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -1,9 +1,10 @@
 //! The wake-up path: a dedicated connection that `LISTEN`s for commits of new events.
 //!
-//! Inserts notify only while some worker is idle (see `hookrelay.wake_workers()`), so this is
-//! a latency shortcut, not the source of truth: the worker's poll still finds everything. The
-//! connection reconnects with backoff and is checked every 10 s, and each (re)connection wakes
-//! the worker once in case something was committed while it was down.
+//! Inserts notify only while some worker is idle (see `hookrelay.wake_idle_workers_now()`, in
+//! the default of `events.created_at`), so this is a latency shortcut, not the source of truth:
+//! the worker's poll still finds everything. The connection reconnects with backoff and is
+//! checked every 10 s, and each (re)connection wakes the worker once in case something was
+//! committed while it was down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

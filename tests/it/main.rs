@@ -27,6 +27,7 @@ mod partitions;
 mod plans;
 mod pooler;
 mod processes;
+mod producer_cost;
 mod protect_guard;
 mod protect_isolation;
 mod protect_policy;

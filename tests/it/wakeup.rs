@@ -178,3 +178,43 @@ async fn inserts_notify_while_any_worker_waits_and_stop_when_none_does() {
         assert_eq!(sent, expected, "{what}");
     }
 }
+
+#[tokio::test]
+async fn a_bulk_insert_while_a_worker_waits_notifies_once_and_a_rolled_back_one_not_at_all() {
+    let db = TestDb::new().await;
+    let (_listen, notifications) = count_notifications(&db.url).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO hookrelay.workers (id, host, pid, waiting) VALUES ('a', 'h', 1, true)",
+        )
+        .await
+        .unwrap();
+    // The wake-up test runs for every row (it is the default of created_at since 0031):
+    // PostgreSQL folds the transaction's identical notifications into one, sent at commit.
+    db.client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO hookrelay.events (event, object)
+             SELECT 'order.paid', jsonb_build_object('id', i) FROM generate_series(1, 500) i;
+             ROLLBACK;",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        notifications.load(Ordering::SeqCst),
+        0,
+        "a rolled-back insert wakes nobody"
+    );
+    db.emit_many(500).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while notifications.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        notifications.load(Ordering::SeqCst),
+        1,
+        "500 rows in one statement"
+    );
+}
