@@ -215,14 +215,14 @@ impl Pacer {
         self.backlog
     }
 
-    /// Whether a recorded batch can matter: this idle worker's last pump sent a delivery of
-    /// an ordered key, whose result may have made the key's next delivery due. (Slots are
-    /// freed when requests end, before their results are written: see [`Event::Ended`].) A release notifies only workers already
-    /// idle when it commits, and a result is often written while its worker is going idle;
-    /// without this, such a key waited for the poll (measured: one key drained at ~10
-    /// deliveries/s). Unordered work does not wake the worker: its results release nothing.
+    /// Whether a recorded batch can matter: this worker sent a delivery of an ordered key,
+    /// whose result may make the key's next delivery due. A release notifies only workers
+    /// already idle when it commits, and a result is often written while its worker is busy
+    /// or going idle: without this, such a key waited for the poll (measured: one key drained
+    /// at ~10 deliveries/s). Unordered work does not wake the worker: its results release
+    /// nothing, and its slots are freed when its requests end (see [`Event::Ended`]).
     pub(super) fn awaits_results(&self) -> bool {
-        self.waiting && self.keyed
+        self.keyed
     }
 
     /// The current pump sent a delivery that holds its ordering key's place.
@@ -249,7 +249,12 @@ impl Pacer {
         self.last_pump = now;
         self.gather_until = None;
         self.found = false;
-        self.keyed = false;
+        // A pump woken because slots or results came free may find nothing yet: an ordered
+        // key's next delivery is due only once the result before it is written. Its results
+        // must still wake us, so only other wake-ups forget that ordered work was sent.
+        if wake != Wake::Capacity {
+            self.keyed = false;
+        }
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
         }

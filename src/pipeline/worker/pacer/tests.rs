@@ -102,8 +102,14 @@ fn an_idle_worker_whose_pump_sent_an_ordered_delivery_is_woken_by_its_results() 
     p.going_idle(2);
     p.idle(None, false, now);
     assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
-    // The pump it causes sends nothing more: results no longer wake it.
+    // A pump woken by a request ending finds nothing yet (the key waits for the result
+    // before it): the results still wake the worker.
     p.begin(Wake::Capacity, 2, now);
+    assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
+    p.idle(None, false, now);
+    assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
+    // Once another wake-up's pump sends nothing ordered, results no longer wake it.
+    p.begin(Wake::Tick, 2, now);
     assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
     p.idle(None, false, now);
     assert_eq!(p.on(Event::Recorded), None);
