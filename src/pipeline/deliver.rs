@@ -372,6 +372,11 @@ fn static_headers(list: &[(String, String)]) -> Result<HeaderMap, AttemptError> 
 }
 
 impl Attempt {
+    /// Whether the receiver answered `410 Gone`, which disables its endpoint.
+    pub fn is_gone(&self) -> bool {
+        self.error.as_ref().map(|e| e.code) == Some(ErrorCode::Gone)
+    }
+
     /// An attempt that did nothing yet, to fill in.
     pub fn none() -> Attempt {
         Attempt {

@@ -7,8 +7,9 @@
 //!
 //! A `410 Gone` answer disables its endpoint and cancels the endpoint's pending deliveries
 //! (`hookrelay.endpoint_gone`), in the same transaction as the batch that recorded it. After
-//! each batch the recorder signals the worker: the leases it cleared free slots of endpoints
-//! that were at their `max_in_flight`.
+//! each batch the recorder signals the worker, which listens only while it has sent deliveries
+//! of ordered keys: their results may make a key's next delivery due. (Slots are freed earlier,
+//! when a request ends: see [`Held::ended`].)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use uuid::Uuid;
 use crate::db::task::Session;
 use crate::db::{DbError, DbTask, Flow, Health, Proof, Step};
 use crate::pipeline::claim::Unwritten;
-use crate::pipeline::deliver::{Attempt, ErrorCode};
+use crate::pipeline::deliver::Attempt;
 use crate::pipeline::retry::Outcome;
 
 const RECORD_RESULTS: &str = include_str!("../../sql/queries/record_results.sql");
@@ -221,7 +222,7 @@ pub async fn write(client: &mut Client, batch: &[Finished], worker: &str) -> Res
     }
     let mut gone: Vec<i64> = batch
         .iter()
-        .filter(|f| f.result.error.as_ref().map(|e| e.code) == Some(ErrorCode::Gone))
+        .filter(|f| f.result.is_gone())
         .map(|f| f.endpoint_id)
         .collect();
     gone.sort_unstable();

@@ -176,3 +176,17 @@ impl Step for Sweeper {
         Ok(Flow::After(self.retention.interval))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_of_every_partition_reads_the_parent_where_the_usual_one_reads_default() {
+        // The variant is made by replacing text: if the query's wording changed, the short
+        // retention would silently sweep the DEFAULT partition alone.
+        assert_eq!(PRUNE_EVENTS.matches("hookrelay.events_default").count(), 1);
+        assert!(!PRUNE_ALL_EVENTS.contains("events_default"));
+        assert!(PRUNE_ALL_EVENTS.contains("FROM hookrelay.events e"));
+    }
+}

@@ -39,8 +39,7 @@ impl Task {
         drop(permit);
         // So is the endpoint's, except after a 410: that endpoint gets nothing more until the
         // result that disables it is written.
-        let gone = result.error.as_ref().map(|e| e.code) == Some(ErrorCode::Gone);
-        if !gone {
+        if !result.is_gone() {
             self.held.ended(job.delivery_id, job.target.id);
         }
         self.metrics
