@@ -1571,25 +1571,49 @@ BEGIN
     -- while a later one was sent): never two at once. Looked up among the key's leases
     -- (deliveries_key_leased); an expired lease is not in flight (its worker is gone, and it
     -- is due again itself).
+    -- Pending is written as none of the other states (delivery_state_is_known), which
+    -- implies no other partial index's predicate: with `state = 'pending'`, a plan made on empty
+    -- tables took deliveries_due as often as not, a walk of every pending delivery (0032).
     SELECT p.id INTO blocker
     FROM hookrelay.deliveries p
     WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.locked_until IS NOT NULL
-      AND p.locked_until > now() AND p.state = 'pending' AND p.id <> me
+      AND p.locked_until > now() AND p.state NOT IN ('delivered', 'dead', 'cancelled')
+      AND p.id <> me
     LIMIT 1
     FOR SHARE SKIP LOCKED;
     IF FOUND THEN
         RETURN 'park';
     END IF;
     -- Blockers seen but locked by another transaction (claiming or settling them): look again.
-    IF EXISTS (SELECT 1 FROM hookrelay.deliveries p
-               WHERE p.endpoint_id = ep_id AND p.ordering_key = key
-                 AND p.state = ANY (CASE WHEN blocks_on_dead THEN '{pending,dead}'::text[] ELSE '{pending}' END)
-                 AND (p.ordering_at, p.event_id) < (at, evt))
-       OR EXISTS (SELECT 1 FROM hookrelay.deliveries p
-                  WHERE p.endpoint_id = ep_id AND p.ordering_key = key
-                    AND p.locked_until IS NOT NULL AND p.locked_until > now()
-                    AND p.state = 'pending' AND p.id <> me)
-    THEN
+    -- The same three lookups without SKIP LOCKED (0032): each reads the key's own entries in
+    -- an order only its index has, so that no plan can take another index.
+    SELECT p.id INTO blocker
+    FROM hookrelay.deliveries p
+    WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.state = 'pending'
+      AND (p.ordering_at, p.event_id) < (at, evt)
+    ORDER BY p.ordering_at DESC, p.event_id DESC
+    LIMIT 1;
+    IF FOUND THEN
+        RETURN 'later';
+    END IF;
+    IF blocks_on_dead THEN
+        SELECT p.id INTO blocker
+        FROM hookrelay.deliveries p
+        WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.state = 'dead'
+          AND (p.ordering_at, p.event_id) < (at, evt)
+        ORDER BY p.ordering_at DESC, p.event_id DESC
+        LIMIT 1;
+        IF FOUND THEN
+            RETURN 'later';
+        END IF;
+    END IF;
+    SELECT p.id INTO blocker
+    FROM hookrelay.deliveries p
+    WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.locked_until IS NOT NULL
+      AND p.locked_until > now() AND p.state NOT IN ('delivered', 'dead', 'cancelled')
+      AND p.id <> me
+    LIMIT 1;
+    IF FOUND THEN
         RETURN 'later';
     END IF;
     RETURN 'send';
@@ -1761,9 +1785,10 @@ CREATE FUNCTION hookrelay.release_key(endpoint_id bigint, key text) RETURNS bool
 DECLARE
     ep_id   bigint := release_key.endpoint_id;
     head    bigint;
+    head_event uuid;
     touched integer;
 BEGIN
-    SELECT p.id INTO head
+    SELECT p.id, p.event_id INTO head, head_event
     FROM hookrelay.deliveries p
     WHERE p.endpoint_id = ep_id AND p.ordering_key = key AND p.state = 'pending'
       AND p.locked_until IS NULL
@@ -1782,7 +1807,8 @@ BEGIN
                                ELSE d.next_attempt_at END,
         updated_at = now()
     FROM hookrelay.endpoints ep
-    WHERE d.id = head AND ep.id = d.endpoint_id AND d.state = 'pending';
+    WHERE d.id = head AND d.event_id = head_event AND ep.id = d.endpoint_id
+      AND d.state = 'pending';
     GET DIAGNOSTICS touched = ROW_COUNT;
     IF touched > 0 THEN
         PERFORM hookrelay.wake_idle_workers();

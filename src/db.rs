@@ -147,7 +147,7 @@ const WORKER_PLANNING: &str = "-c enable_seqscan=off -c jit=off \
 ///
 /// The [`WORKER_SESSION`] time limits come first, so a database URL's own `options` can
 /// change them.
-pub(crate) fn worker_session(config: &mut Config) {
+pub fn worker_session(config: &mut Config) {
     with_session(config, WORKER_SESSION);
     let options = format!(
         "{} {WORKER_PLANNING}",

@@ -174,6 +174,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0031_producer_cost.sql",
         sql: include_str!("../../sql/0031_producer_cost.sql"),
     },
+    Migration {
+        version: 32,
+        name: "0032_key_turn_index.sql",
+        sql: include_str!("../../sql/0032_key_turn_index.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -25,6 +25,7 @@ mod ordered;
 mod ordered_delivery;
 mod partitions;
 mod plans;
+mod plans_keyed;
 mod pooler;
 mod processes;
 mod producer_cost;

@@ -101,7 +101,11 @@ fn statements() -> Vec<Hot> {
 
 /// Each scan of a large table in `plan`: (table, index or "none", has the index condition it needs), by
 /// the names of the partitioned table and index (`parents` maps each partition's to them).
-fn scans(plan: &serde_json::Value, parents: &HashMap<String, String>, out: &mut Vec<Scan>) {
+pub(crate) fn scans(
+    plan: &serde_json::Value,
+    parents: &HashMap<String, String>,
+    out: &mut Vec<Scan>,
+) {
     let is_scan = plan["Node Type"]
         .as_str()
         .is_some_and(|t| t.ends_with("Scan"));
@@ -122,15 +126,16 @@ fn scans(plan: &serde_json::Value, parents: &HashMap<String, String>, out: &mut 
 }
 
 /// The condition an index must be read with, when a condition alone is not enough: the
-/// (event_id, endpoint_id) key, which record_results may read, by a list of events (a range
-/// of them would read every delivery between the batch's first and last event).
+/// (event_id, endpoint_id) key, which record_results may read, by a list of events, and an
+/// ordered key's release by its one event (a range of them would read every delivery between
+/// the batch's first and last event).
 fn keyed_by(index: &str) -> Option<&'static str> {
-    (index == "deliveries_event_id_endpoint_id_key").then_some("event_id = ANY")
+    (index == "deliveries_event_id_endpoint_id_key").then_some("event_id = ")
 }
 
 /// Each partition of the history tables, and each index of a partition, with the name of the
 /// partitioned table or index it belongs to.
-async fn partition_parents(client: &tokio_postgres::Client) -> HashMap<String, String> {
+pub(crate) async fn partition_parents(client: &tokio_postgres::Client) -> HashMap<String, String> {
     let rows = client
         .query(
             "SELECT c.relname::text, p.relname::text
