@@ -125,9 +125,16 @@ BEGIN
         -- `sent`, waiting for its result to be written) holds no slot.
         done := coalesce((SELECT s.n FROM unnest(sent_ids, sent) AS s(id, n)
                           WHERE s.id = ep_id), 0);
+        -- The endpoint is compared as `endpoint_id + 0`, which no index can take as a
+        -- condition (0032): written as a plain equality, a plan made while a partition was
+        -- empty and analyzed (the days made ahead, after any ANALYZE) read that partition
+        -- through (event_id, endpoint_id) by its second column, a walk of the whole day's
+        -- deliveries once it filled, on every claim. Now the only index that fits is
+        -- deliveries_leased, whose entries are the leases in force: the walk is bounded by
+        -- the requests in flight, whatever the history.
         SELECT cap - greatest(count(*) - done, 0) INTO room
         FROM hookrelay.deliveries d
-        WHERE d.endpoint_id = ep_id AND d.locked_until > now();
+        WHERE d.endpoint_id + 0 = ep_id AND d.locked_until > now();
         room := greatest(room, 0);
         IF rate IS NOT NULL THEN
             now_at := clock_timestamp();

@@ -176,8 +176,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 32,
-        name: "0032_key_turn_index.sql",
-        sql: include_str!("../../sql/0032_key_turn_index.sql"),
+        name: "0032_plans_inside_functions.sql",
+        sql: include_str!("../../sql/0032_plans_inside_functions.sql"),
     },
 ];
 

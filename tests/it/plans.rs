@@ -6,13 +6,18 @@
 //! install, or autovacuum while the backlog builds up before any delivery exists) and then run
 //! against tables that have grown. Each test makes the plans that way, in a worker session,
 //! fills the tables without analyzing again (the plans are kept), and reads the plan each
-//! statement actually ran: every read of `events` and `deliveries` must go through the index
-//! meant for it, with an index condition. Plan shape only, no timing.
+//! statement actually ran, and those of the statements run inside the functions it called
+//! (admit, retention's deletes; sent by auto_explain as notices): every read of `events`,
+//! `deliveries` and `attempts` must go through the index meant for it, with an index
+//! condition. Plan shape only, no timing.
 //!
 //! The history tables are partitioned by day (migration 0030): a plan reads partitions, each
 //! through its own copy of the parent's index; scans are named by the parent table and index.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::support::TestDb;
 
@@ -161,6 +166,15 @@ fn allowed(statement: &str, table: &str) -> &'static [&'static str] {
         ("claim_due", "events") => &["events_pkey"],
         ("prune_events", "events") => &["events_pkey"],
         ("prune_events", "deliveries") => &["deliveries_event_id_endpoint_id_key"],
+        // admit()'s count of leases and look for parked deliveries; retention's deletes.
+        (INSIDE, "deliveries") => &[
+            "deliveries_leased",
+            "deliveries_waiting",
+            "deliveries_pkey",
+            "deliveries_event_id_endpoint_id_key",
+        ],
+        (INSIDE, "attempts") => &["attempts_pkey", "attempts_by_delivery"],
+        (INSIDE, "events") => &["events_pkey"],
         _ => &[],
     }
 }
@@ -175,15 +189,60 @@ fn from_the_start(statement: &str, table: &str) -> &'static [&'static str] {
     }
 }
 
+/// Sends the plan of every statement run inside a function or trigger to the session, as a
+/// notice (auto_explain; the server's own log is not the test's to read).
+pub(crate) const NESTED_PLANS: &str = "LOAD 'auto_explain';
+    SET auto_explain.log_min_duration = 0;
+    SET auto_explain.log_nested_statements = on;
+    SET auto_explain.log_format = json;
+    SET auto_explain.log_level = notice;";
+
+/// The plans [`NESTED_PLANS`] sent since the last call, but for the statements the session
+/// itself ran: an EXPLAIN, a prepared statement (shown by its PREPARE), a call by constants
+/// (which reads no table).
+pub(crate) fn nested_plans(notices: &Mutex<Vec<String>>) -> Vec<serde_json::Value> {
+    notices
+        .lock()
+        .unwrap()
+        .drain(..)
+        .filter_map(|n| {
+            n.split_once("plan:")
+                .map(|(_, json)| json.trim().to_string())
+        })
+        .map(|json| serde_json::from_str::<serde_json::Value>(&json).unwrap())
+        .filter(|plan| {
+            let text = plan["Query Text"].as_str().unwrap_or_default().trim_start();
+            !text.starts_with("EXPLAIN") && !text.starts_with("PREPARE")
+        })
+        .collect()
+}
+
+/// A session with the worker's settings whose notices are kept.
+pub(crate) async fn worker_session_with_notices(url: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+    let mut config = hookrelay::db::config(url).unwrap();
+    hookrelay::db::worker_session(&mut config);
+    let (client, mut connection) = config.connect(NoTls).await.unwrap();
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+            if let AsyncMessage::Notice(notice) = message {
+                seen.lock().unwrap().push(notice.message().to_string());
+            }
+        }
+    });
+    (client, notices)
+}
+
 /// Prepares every hot statement in a worker session and runs it once, while `prepare` left the
 /// tables as they are; fills them; returns each statement's scans as it then runs.
-async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
+async fn plans_after(prepare: &str) -> Vec<Found> {
     let db = TestDb::new().await;
     db.endpoint("sink", "http://127.0.0.1:9/", "plans-test-secret-0123")
         .await;
     db.client.batch_execute(prepare).await.unwrap();
-    let pool = hookrelay::db::pool(&db.url, 1).expect("pool").pool;
-    let session = pool.get().await.expect("a worker session");
+    let (session, notices) = worker_session_with_notices(&db.url).await;
     let hot = statements();
     for h in &hot {
         session
@@ -197,6 +256,7 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
     }
     db.client.batch_execute(FILL).await.unwrap();
     let parents = partition_parents(&db.client).await;
+    session.batch_execute(NESTED_PLANS).await.unwrap();
     let mut found = Vec::new();
     for h in &hot {
         let then = if h.then.is_empty() {
@@ -217,6 +277,7 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
             h.then.clone()
         };
         session.batch_execute("BEGIN").await.unwrap();
+        notices.lock().unwrap().clear();
         let row = session
             .query_one(
                 &format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}{then}", h.name),
@@ -228,7 +289,14 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
         let plan: serde_json::Value = row.get(0);
         let mut out = Vec::new();
         scans(&plan[0]["Plan"], &parents, &mut out);
-        found.push((h.name, out));
+        found.push((h.name, String::new(), out));
+        for nested in nested_plans(&notices) {
+            let mut out = Vec::new();
+            scans(&nested["Plan"], &parents, &mut out);
+            let text = nested["Query Text"].as_str().unwrap_or_default();
+            let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            found.push((INSIDE, text.chars().take(160).collect(), out));
+        }
     }
     found
 }
@@ -237,25 +305,40 @@ async fn plans_after(prepare: &str) -> Vec<(&'static str, Vec<Scan>)> {
 /// needs: any, or the one [`keyed_by`] names for its index).
 type Scan = (String, String, bool);
 
+/// The scans of one statement: its name ([`INSIDE`] for a statement run inside a function or
+/// trigger that a hot statement called), its text (for those), its scans.
+type Found = (&'static str, String, Vec<Scan>);
+
+/// The name under which the statements run inside functions and triggers are checked.
+const INSIDE: &str = "inside";
+
 /// Every scan of a large table goes through an allowed index with a condition; all the
-/// statements that do not are named at once.
-fn check(found: &[(&'static str, Vec<Scan>)]) {
+/// statements that do not are named at once. A statement inside a function may have no scan
+/// (it reads small tables only).
+fn check(found: &[Found]) {
     let mut wrong = Vec::new();
-    for (statement, scans) in found {
-        assert!(!scans.is_empty(), "{statement}: no scan found");
+    for (statement, text, scans) in found {
+        assert!(
+            !scans.is_empty() || *statement == INSIDE,
+            "{statement}: no scan found"
+        );
         for (table, index, with_condition) in scans {
             let allowed = allowed(statement, table);
             let fits = (allowed.contains(&index.as_str()) && *with_condition)
                 || from_the_start(statement, table).contains(&index.as_str());
             if !allowed.is_empty() && !fits {
                 wrong.push(format!(
-                    "{statement} reads {table} through {index} (index condition: \
+                    "{statement} {text}\n  reads {table} through {index} (index condition: \
                      {with_condition}), expected one of {allowed:?} with a condition"
                 ));
             }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(
+        found.iter().any(|(statement, _, _)| *statement == INSIDE),
+        "no statement inside a function was seen"
+    );
 }
 
 #[tokio::test]

@@ -6,30 +6,12 @@
 //! These statements run once per ordered delivery and are invisible to `EXPLAIN` of the claim,
 //! so their plans are read with auto_explain, its output sent to this session as notices.
 
-use std::sync::{Arc, Mutex};
+use tokio_postgres::Client;
 
-use tokio_postgres::{AsyncMessage, Client, NoTls};
-
-use crate::plans::{partition_parents, scans};
+use crate::plans::{
+    nested_plans, partition_parents, scans, worker_session_with_notices, NESTED_PLANS,
+};
 use crate::support::TestDb;
-
-/// A session with the worker's settings whose notices are kept.
-async fn worker_session_with_notices(url: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
-    let mut config = hookrelay::db::config(url).unwrap();
-    hookrelay::db::worker_session(&mut config);
-    let (client, mut connection) = config.connect(NoTls).await.unwrap();
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let seen = notices.clone();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
-            if let AsyncMessage::Notice(notice) = message {
-                seen.lock().unwrap().push(notice.message().to_string());
-            }
-        }
-    });
-    (client, notices)
-}
 
 /// The turn of key `k1`'s first delivery, whose key has only delivered ones before it, looked
 /// up with an event not fanned out yet older than it (so that every lookup of key_turn runs
@@ -130,29 +112,11 @@ async fn the_statements_of_an_ordered_keys_turn_and_release_read_the_keys_index(
     assert_eq!(turn_and_release(&db, &session, endpoint).await, "send");
     db.client.batch_execute(&with_endpoint(FILL)).await.unwrap();
 
-    session
-        .batch_execute(
-            "LOAD 'auto_explain';
-             SET auto_explain.log_min_duration = 0;
-             SET auto_explain.log_nested_statements = on;
-             SET auto_explain.log_format = json;
-             SET auto_explain.log_level = notice;",
-        )
-        .await
-        .unwrap();
+    session.batch_execute(NESTED_PLANS).await.unwrap();
     notices.lock().unwrap().clear();
     assert_eq!(turn_and_release(&db, &session, endpoint).await, "send");
     let parents = partition_parents(&db.client).await;
-    let plans: Vec<serde_json::Value> = notices
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|n| {
-            n.split_once("plan:")
-                .map(|(_, json)| json.trim().to_string())
-        })
-        .map(|json| serde_json::from_str(&json).unwrap())
-        .collect();
+    let plans = nested_plans(&notices);
     let mut wrong = Vec::new();
     let mut reading = 0;
     for plan in &plans {

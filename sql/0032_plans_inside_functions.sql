@@ -1,5 +1,7 @@
--- 0032: an ordered key's turn, looked up through its index (issue 15; found by the full-size
--- ordered bench, 100,000 events over 1,000 keys, which drained at 54 deliveries/s).
+-- 0032: the plans of the statements inside functions, which EXPLAIN of the claims does not
+-- show (issue 15). Found by the full-size ordered bench (100,000 events over 1,000 keys drained
+-- at 54 deliveries/s) and then by the `plans` and `plans_keyed` integration tests, which now
+-- read these plans with auto_explain.
 --
 -- key_turn's last look for blockers that another transaction holds was two EXISTS, the first
 -- asking for `state = ANY (CASE WHEN blocks_on_dead THEN '{pending,dead}' ELSE '{pending}'
@@ -10,8 +12,13 @@
 -- generic plan made on empty tables took deliveries_due (every pending delivery, of every
 -- endpoint) or deliveries_dead for an EXISTS, where nothing tells the indexes apart. Now the
 -- last look repeats the three lookups above it without SKIP LOCKED, each in the order only the
--- key's index has. Only functions change; the `plans_keyed` integration test reads the plans of
--- the statements inside key_turn and release_key.
+-- key's index has.
+--
+-- On a partition that is empty and analyzed (the days made ahead, after any ANALYZE), every
+-- index costs the same to the planner, and one that can take a condition on a later column
+-- wins as often as the right one: admit's count of an endpoint's leases took (event_id,
+-- endpoint_id) by endpoint, a walk of the partition's whole index on every claim once the day
+-- came and filled. Only functions change.
 
 CREATE OR REPLACE FUNCTION hookrelay.key_turn(delivery_id bigint, endpoint_id bigint, key text,
                                    at timestamptz, event_id uuid, blocks_on_dead boolean,
@@ -153,5 +160,115 @@ BEGIN
         PERFORM hookrelay.wake_idle_workers();
     END IF;
     RETURN touched > 0;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hookrelay.admit(endpoint_ids bigint[], wanted integer[], waiting_limit integer,
+                                fan_out boolean, sent_ids bigint[], sent integer[])
+RETURNS TABLE (endpoint_id bigint, granted integer, from_waiting integer)
+LANGUAGE plpgsql VOLATILE
+    AS $$
+#variable_conflict use_column
+DECLARE
+    ep_id   bigint;
+    asked   integer;
+    cap     integer;
+    rate    double precision;
+    room    integer;
+    parked  integer;
+    share   integer;
+    budget  integer;
+    tok     double precision;
+    filled  timestamptz;
+    queued  boolean;
+    remains boolean;
+    now_at  timestamptz;
+    done    integer;
+BEGIN
+    budget := greatest(waiting_limit - coalesce((SELECT sum(n) FROM unnest(wanted) n), 0), 0);
+    share := ceil(budget::numeric / greatest(cardinality(endpoint_ids), 1))::integer;
+    FOR ep_id, asked IN
+        SELECT u.id, u.n FROM unnest(endpoint_ids, wanted) AS u(id, n) ORDER BY u.id
+    LOOP
+        endpoint_id := ep_id;
+        granted := 0;
+        from_waiting := 0;
+        SELECT ep.max_in_flight, ep.rate_limit INTO cap, rate
+        FROM hookrelay.endpoints ep WHERE ep.id = ep_id AND ep.active;
+        IF NOT FOUND THEN
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
+        FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO hookrelay.endpoint_throttle AS t (endpoint_id) VALUES (ep_id)
+            ON CONFLICT DO NOTHING;
+            SELECT t.tokens, t.refilled_at, t.waiting INTO tok, filled, queued
+            FROM hookrelay.endpoint_throttle t WHERE t.endpoint_id = ep_id FOR UPDATE;
+        END IF;
+        -- Room: free slots, and whole tokens. A lease whose request has ended (the caller's
+        -- `sent`, waiting for its result to be written) holds no slot.
+        done := coalesce((SELECT s.n FROM unnest(sent_ids, sent) AS s(id, n)
+                          WHERE s.id = ep_id), 0);
+        -- The endpoint is compared as `endpoint_id + 0`, which no index can take as a
+        -- condition (0032): written as a plain equality, a plan made while a partition was
+        -- empty and analyzed (the days made ahead, after any ANALYZE) read that partition
+        -- through (event_id, endpoint_id) by its second column, a walk of the whole day's
+        -- deliveries once it filled, on every claim. Now the only index that fits is
+        -- deliveries_leased, whose entries are the leases in force: the walk is bounded by
+        -- the requests in flight, whatever the history.
+        SELECT cap - greatest(count(*) - done, 0) INTO room
+        FROM hookrelay.deliveries d
+        WHERE d.endpoint_id + 0 = ep_id AND d.locked_until > now();
+        room := greatest(room, 0);
+        IF rate IS NOT NULL THEN
+            now_at := clock_timestamp();
+            tok := least(greatest(rate, 1),
+                         tok + rate * greatest(extract(epoch FROM now_at - filled), 0));
+            room := least(room, floor(tok)::integer);
+        END IF;
+        IF fan_out THEN
+            -- Parked deliveries go first: new ones queue behind them.
+            IF queued AND EXISTS (SELECT 1 FROM hookrelay.deliveries d
+                                  WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                                    AND d.next_attempt_at = 'infinity') THEN
+                remains := true;
+            ELSE
+                granted := least(asked, room);
+                remains := granted < asked;
+            END IF;
+        ELSE
+            granted := least(asked, room);
+            remains := granted < asked;
+            IF queued AND NOT remains THEN
+                parked := least(room - granted, share, budget);
+                IF parked > 0 THEN
+                    SELECT count(*) INTO from_waiting FROM (
+                        SELECT 1 FROM hookrelay.deliveries d
+                        WHERE d.endpoint_id = ep_id AND d.state = 'pending'
+                          AND d.next_attempt_at = 'infinity'
+                        LIMIT parked) p;
+                    budget := budget - from_waiting;
+                    -- Taking all it looked for: there may be more.
+                    remains := from_waiting = parked;
+                ELSE
+                    -- No room or budget to look: they may still be there.
+                    remains := true;
+                END IF;
+            ELSIF queued THEN
+                remains := true;
+            END IF;
+        END IF;
+        IF rate IS NOT NULL THEN
+            UPDATE hookrelay.endpoint_throttle t
+            SET tokens = tok - granted - from_waiting, refilled_at = now_at, waiting = remains
+            WHERE t.endpoint_id = ep_id;
+        ELSIF remains IS DISTINCT FROM queued THEN
+            UPDATE hookrelay.endpoint_throttle t SET waiting = remains
+            WHERE t.endpoint_id = ep_id;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
