@@ -32,10 +32,15 @@ impl Worker {
                 Ok(room) => {
                     let limit = self.config.batch_size.min(room);
                     events = self.cursor.events_for(limit);
+                    // Left out for a moment after a look that found none (0: not claimed).
+                    let fan_out = self.cursor.fan_out_due(Instant::now());
+                    let new = if fan_out { events } else { 0 };
                     lease.unwritten = self.flight.held().unwritten();
-                    let round = self.claim(client, &lease, (events, limit), from, go_busy);
+                    let round = self.claim(client, &lease, (new, limit), from, go_busy);
                     let next = round.await?;
-                    from = self.cursor.resume();
+                    if fan_out {
+                        from = self.cursor.resume();
+                    }
                     next
                 }
             };
@@ -55,8 +60,9 @@ impl Worker {
         }
     }
 
-    /// One round trip: `events` new events and `limit` due deliveries claimed (and, with
-    /// `go_busy`, the worker marked busy), dispatched, and the pacer's decision on what next.
+    /// One round trip: `events` new events (0: no fan-out claim) and `limit` due deliveries
+    /// claimed (and, with `go_busy`, the worker marked busy), dispatched, and the pacer's
+    /// decision on what next.
     async fn claim(
         &mut self,
         client: &Client,
@@ -68,11 +74,19 @@ impl Worker {
         let started = std::time::SystemTime::now();
         let (busy, fresh, due) = tokio::join!(
             self.set_busy(client, go_busy),
-            claim::claim_new(client, events, from, lease),
+            async {
+                match events {
+                    0 => Ok(claim::Claimed::default()),
+                    _ => claim::claim_new(client, events, from, lease).await,
+                }
+            },
             claim::claim_due(client, limit, lease),
         );
         busy?;
         let (fresh, due) = (fresh?, due?);
+        if events > 0 {
+            self.cursor.looked(fresh.taken, Instant::now());
+        }
         let telemetry = self.stages.sender.telemetry();
         telemetry.claimed(started, fresh.taken, &fresh.jobs);
         if self.cursor.count(fresh.taken + due.taken) {
@@ -83,7 +97,7 @@ impl Worker {
         self.cursor
             .fanned_out(fresh.taken, fresh.jobs.len(), fresh.last_event);
         let found = fresh.taken > 0 || due.taken > 0;
-        let full = fresh.taken >= events || due.taken >= limit;
+        let full = (events > 0 && fresh.taken >= events) || due.taken >= limit;
         self.dispatch(fresh.jobs.into_iter().chain(due.jobs));
         let listening = self.stages.listener.is_connected();
         Ok(self
