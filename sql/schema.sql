@@ -1937,7 +1937,7 @@ CREATE TABLE hookrelay.endpoints (
     headers jsonb DEFAULT '{}'::jsonb NOT NULL,
     include_fields jsonb,
     redact_fields jsonb,
-    max_in_flight integer DEFAULT 8 NOT NULL,
+    max_in_flight integer DEFAULT 16 NOT NULL,
     rate_limit double precision,
     disabled_reason text,
     disabled_at timestamp with time zone,

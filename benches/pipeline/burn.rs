@@ -99,7 +99,7 @@ async fn add_sink_endpoints(b: &Bench, client: &tokio_postgres::Client, endpoint
             .execute(
                 // The sink takes any number of requests at once. max_in_flight counts claimed
                 // deliveries (running, queued in the worker, or waiting for their result to be
-                // written), so it is set well above the worker's slots; the default of 8
+                // written), so it is set well above the worker's slots; the default (16)
                 // protects ordinary receivers.
                 "INSERT INTO hookrelay.endpoints (name, url, secret, max_in_flight)
                  VALUES ($1, $2, 'bench-secret-0123456789', $3)",

@@ -74,7 +74,7 @@ pub struct EndpointSpec {
     pub include_fields: Option<Value>,
     /// Replacements per model and field.
     pub redact_fields: Option<Value>,
-    /// Requests in flight at once, across all workers (default 8).
+    /// Requests in flight at once, across all workers (default 16).
     pub max_in_flight: Option<i32>,
     /// Requests per second, across all workers (default: no limit).
     pub rate_limit: Option<f64>,

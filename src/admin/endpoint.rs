@@ -75,7 +75,7 @@ pub struct NewEndpoint {
 }
 
 /// The `max_in_flight` of an endpoint that does not set one (the column's default).
-pub const DEFAULT_MAX_IN_FLIGHT: i32 = 8;
+pub const DEFAULT_MAX_IN_FLIGHT: i32 = 16;
 
 /// An endpoint as shown to operators: secrets and header values only as fingerprints.
 #[derive(Debug, Clone, Serialize)]

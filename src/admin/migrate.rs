@@ -179,6 +179,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0032_plans_inside_functions.sql",
         sql: include_str!("../../sql/0032_plans_inside_functions.sql"),
     },
+    Migration {
+        version: 33,
+        name: "0033_default_cap.sql",
+        sql: include_str!("../../sql/0033_default_cap.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -101,7 +101,7 @@ pub struct EndpointAddArgs {
     /// 'Authorization: Bearer …'. hookrelay's own headers cannot be replaced.
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
-    /// Requests in flight at once to this endpoint, across all workers (default 8).
+    /// Requests in flight at once to this endpoint, across all workers (default 16).
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub max_in_flight: Option<i32>,
     /// Requests per second to this endpoint, across all workers (default: no limit).

@@ -67,7 +67,7 @@ async fn claims_read_their_batch_not_the_table_after_a_fresh_install() {
     assert_eq!(delivered, total);
     eprintln!("rows read for {total} events: events {events_read}, deliveries {deliveries_read}");
     // An event is read a few times (claimed, marked, sent). A delivery is read more: created,
-    // parked (the default max_in_flight of 8 parks most of these), counted, taken back and
+    // parked (the default max_in_flight parks most of these), counted, taken back and
     // recorded, with the plans made at start until the first re-plan. A plan that walks a table
     // reads it over and over: before these fixes, events were read 16 to 20 times each and
     // deliveries 500 times (measured since: 3 and 23 to 51).

@@ -100,7 +100,7 @@ async fn twenty_held_requests(db: &TestDb) -> (Receiver, Arc<AtomicBool>) {
     .await;
     db.endpoint("crm", &receiver.url("/"), "secret-secret-secret")
         .await;
-    // Room for all 20 at once (the default max_in_flight is 8).
+    // Room for all 20 at once (more than the default max_in_flight).
     db.client
         .execute("UPDATE hookrelay.endpoints SET max_in_flight = 20", &[])
         .await
