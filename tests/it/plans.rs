@@ -22,7 +22,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 use crate::support::TestDb;
 
 const RECORD_RESULTS: &str = include_str!("../../sql/queries/record_results.sql");
-const CLAIM_NEW: &str = include_str!("../../sql/queries/claim_new.sql");
+pub(crate) const CLAIM_NEW: &str = include_str!("../../sql/queries/claim_new.sql");
 const CLAIM_DUE: &str = include_str!("../../sql/queries/claim_due.sql");
 const PRUNE_EVENTS: &str = include_str!("../../sql/queries/prune_events.sql");
 const JOB_COLUMNS: &str = include_str!("../../sql/queries/job_columns.sql");
@@ -65,6 +65,11 @@ fn record_args(ids: &str, events: &str, (first, last): (&str, &str), n: usize) -
     )
 }
 
+/// A claim's text with the job columns spliced in, as `src/pipeline/claim.rs` does.
+pub(crate) fn with_job_columns(claim: &str) -> String {
+    claim.replacen("-- @job_columns\n", JOB_COLUMNS, 1)
+}
+
 /// One statement: its text, and its arguments before and after the tables were filled.
 struct Hot {
     name: &'static str,
@@ -74,7 +79,6 @@ struct Hot {
 }
 
 fn statements() -> Vec<Hot> {
-    let with_columns = |q: &str| q.replacen("-- @job_columns\n", JOB_COLUMNS, 1);
     vec![
         Hot {
             name: "record_results",
@@ -85,13 +89,13 @@ fn statements() -> Vec<Hot> {
         },
         Hot {
             name: "claim_new",
-            sql: with_columns(CLAIM_NEW),
+            sql: with_job_columns(CLAIM_NEW),
             first: format!("(64, 60000, 'w', {NIL}, '{{}}', '{{}}')"),
             then: format!("(64, 60000, 'w', {NIL}, '{{1}}', '{{1}}')"),
         },
         Hot {
             name: "claim_due",
-            sql: with_columns(CLAIM_DUE),
+            sql: with_job_columns(CLAIM_DUE),
             first: "(64, 60000, 'w', '{}', '{}')".into(),
             then: "(64, 60000, 'w', '{1}', '{1}')".into(),
         },

@@ -1,12 +1,14 @@
 //! History partitioned by day (migration 0030): an upgrade keeps every row of a populated
 //! database, retention drops whole days and keeps the work it always kept, and maintenance
-//! keeps partitions ready ahead without ever failing.
+//! keeps partitions ready ahead without ever failing, and the fan-out claim sets up no day
+//! before its resume point.
 
 use serde_json::Value;
 
 use crate::support::{Receiver, TestDb};
 
 mod maintenance;
+mod pruning;
 mod retention;
 mod upgrade;
 
