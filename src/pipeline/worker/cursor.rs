@@ -94,6 +94,11 @@ impl ClaimCursor {
         self.found_none_at = (events == 0).then_some(now);
     }
 
+    /// New events may be waiting whatever the last look found: a notification, or the poll.
+    pub(super) fn expect_events(&mut self) {
+        self.found_none_at = None;
+    }
+
     /// Whether a busy worker's claim now also looks for new events: not within
     /// [`FAN_OUT_RECHECK`] of a look that found none.
     pub(super) fn fan_out_due(&self, now: Instant) -> bool {
@@ -186,6 +191,9 @@ mod tests {
         );
         cursor.looked(1, later + FAN_OUT_RECHECK);
         assert!(cursor.fan_out_due(later + FAN_OUT_RECHECK));
+        cursor.looked(0, later);
+        cursor.expect_events();
+        assert!(cursor.fan_out_due(later), "notified: look at once");
     }
 
     #[test]

@@ -18,6 +18,11 @@ impl Worker {
     /// the next claim overlaps the requests in flight.
     pub(super) async fn pump(&mut self, client: &Client, wake: Wake) -> Result<(), WorkerError> {
         let now = Instant::now();
+        // Only freed slots leave the fan-out out (see `FAN_OUT_RECHECK`): a notification or
+        // the poll says to look for new events.
+        if !matches!(wake, Wake::Capacity) {
+            self.cursor.expect_events();
+        }
         let mut go_busy = self.pacer.begin(wake, self.stages.listener.heard(), now);
         let worker_id = self.config.worker_id.clone();
         let mut lease = Lease::new(self.config.lease, &worker_id);
