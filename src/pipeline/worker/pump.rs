@@ -37,8 +37,10 @@ impl Worker {
                 Ok(room) => {
                     let limit = self.config.batch_size.min(room);
                     events = self.cursor.events_for(limit);
-                    // Left out for a moment after a look that found none (0: not claimed).
-                    let fan_out = self.cursor.fan_out_due(Instant::now());
+                    // Left out for a moment after a look that found none (0: not claimed),
+                    // but never a scan from the start: `start` counted it as made.
+                    let fan_out =
+                        matches!(from, Scan::FromStart) || self.cursor.fan_out_due(Instant::now());
                     let new = if fan_out { events } else { 0 };
                     lease.unwritten = self.flight.held().unwritten();
                     let round = self.claim(client, &lease, (new, limit), from, go_busy);
