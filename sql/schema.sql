@@ -2942,6 +2942,48 @@ END
 $$;
 
 --
+-- Name: work_floor(); Type: FUNCTION; Schema: hookrelay; Owner: -
+--
+
+CREATE FUNCTION hookrelay.work_floor() RETURNS uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    AS $$
+DECLARE
+    bound uuid := hookrelay.id_floor(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');
+    day   text;
+    lo    uuid;
+    found boolean;
+BEGIN
+    bound := least(bound,
+                   (SELECT min(d.event_id::text COLLATE "C")::uuid
+                    FROM hookrelay.deliveries_default d WHERE d.state = 'pending'),
+                   (SELECT min(e.id::text COLLATE "C")::uuid
+                    FROM hookrelay.events_default e WHERE e.fanned_out_at IS NULL));
+    FOR day, lo IN
+        SELECT substr(c.relname, length('deliveries_') + 1), b[1]::uuid
+        FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                        'FROM \(''([0-9a-f-]+)''\)') b
+        WHERE i.inhparent = 'hookrelay.deliveries'::regclass
+        ORDER BY 2
+    LOOP
+        EXIT WHEN lo >= bound;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM hookrelay.%I WHERE state = ''pending'')
+                            OR EXISTS (SELECT 1 FROM hookrelay.%I WHERE fanned_out_at IS NULL)',
+                       'deliveries_' || day, 'events_' || day)
+            INTO found;
+        IF found THEN
+            RETURN lo;
+        END IF;
+    END LOOP;
+    RETURN bound;
+END
+$$;
+
+--
 -- Name: attempts; Type: TABLE; Schema: hookrelay; Owner: -
 --
 

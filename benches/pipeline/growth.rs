@@ -90,6 +90,8 @@ pub async fn claims_at(url: &str) -> ClaimCost {
     // As the worker does: resume a little before the last event claimed, and settle what was
     // claimed before the next claim (untimed), so leases do not pile up.
     let mut from = claim::Scan::FromStart;
+    // From the work floor, which the worker reads now and then (not timed).
+    let floor = claim::work_floor(&pooled).await.unwrap();
     let settle = pooled
         .prepare(
             "UPDATE hookrelay.deliveries SET state = 'delivered', locked_until = NULL, \
@@ -111,7 +113,9 @@ pub async fn claims_at(url: &str) -> ClaimCost {
             from = claim::Scan::After(claim::resume_point(last, claim::RESUME_SLACK));
         }
         let started = Instant::now();
-        claim::claim_due(&pooled, BATCH, &lease).await.unwrap();
+        claim::claim_due(&pooled, BATCH, &lease, floor)
+            .await
+            .unwrap();
         due += started.elapsed();
         dues += 1;
         let ids: Vec<i64> = claimed.jobs.iter().map(|j| j.delivery_id).collect();

@@ -184,6 +184,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0033_default_cap.sql",
         sql: include_str!("../../sql/0033_default_cap.sql"),
     },
+    Migration {
+        version: 34,
+        name: "0034_work_floor.sql",
+        sql: include_str!("../../sql/0034_work_floor.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -29,6 +29,8 @@ const JOB_COLUMNS: &str = include_str!("../../sql/queries/job_columns.sql");
 /// Where a claim's final SELECT takes [`JOB_COLUMNS`].
 const JOB_COLUMNS_AT: &str = "-- @job_columns\n";
 
+const WORK_FLOOR: &str = include_str!("../../sql/queries/work_floor.sql");
+
 static CLAIM_NEW: LazyLock<String> =
     LazyLock::new(|| with_job_columns(include_str!("../../sql/queries/claim_new.sql")));
 static CLAIM_DUE: LazyLock<String> =
@@ -313,11 +315,13 @@ pub async fn claim_new(
     })
 }
 
-/// Claims up to `limit` deliveries that are due (retries, expired leases).
+/// Claims up to `limit` deliveries that are due (retries, expired leases), of events from
+/// `floor` on: the work floor ([`work_floor`]), or the nil uuid for every day.
 pub async fn claim_due(
     client: &Client,
     limit: usize,
     lease: &Lease<'_>,
+    floor: Uuid,
 ) -> Result<Claimed, crate::db::DbError> {
     let rows = pooler::query(
         client,
@@ -328,6 +332,7 @@ pub async fn claim_due(
             &lease.worker,
             &lease.unwritten.endpoints,
             &lease.unwritten.counts,
+            &floor,
         ],
     )
     .await?;
@@ -337,6 +342,13 @@ pub async fn claim_due(
         jobs,
         last_event: None,
     })
+}
+
+/// The work floor: no pending delivery belongs to an event with a lower id, as of now (see
+/// `hookrelay.work_floor()`, migration 0034).
+pub async fn work_floor(client: &Client) -> Result<Uuid, crate::db::DbError> {
+    let row = pooler::query_one(client, WORK_FLOOR, &[]).await?;
+    Ok(row.try_get(0)?)
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 mod alerts;
 mod cursor;
 mod flight;
+mod floor;
 mod idle;
 mod outage;
 mod pacer;

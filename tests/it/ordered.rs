@@ -73,7 +73,9 @@ async fn delivery(db: &TestDb, key: &str, seq: i32) -> i64 {
 async fn claim_due(db: &TestDb, pool: &db::Db) -> Vec<String> {
     let client = pool.pool.get().await.unwrap();
     let lease = Lease::new(Duration::from_secs(30), "test-worker");
-    let claimed = claim::claim_due(&client, 50, &lease)
+    // From the work floor, as the worker claims.
+    let floor = claim::work_floor(&client).await.expect("work floor");
+    let claimed = claim::claim_due(&client, 50, &lease, floor)
         .await
         .expect("claim due");
     let ids: Vec<i64> = claimed.jobs.iter().map(|j| j.delivery_id).collect();

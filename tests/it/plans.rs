@@ -23,7 +23,7 @@ use crate::support::TestDb;
 
 const RECORD_RESULTS: &str = include_str!("../../sql/queries/record_results.sql");
 pub(crate) const CLAIM_NEW: &str = include_str!("../../sql/queries/claim_new.sql");
-const CLAIM_DUE: &str = include_str!("../../sql/queries/claim_due.sql");
+pub(crate) const CLAIM_DUE: &str = include_str!("../../sql/queries/claim_due.sql");
 const PRUNE_EVENTS: &str = include_str!("../../sql/queries/prune_events.sql");
 const JOB_COLUMNS: &str = include_str!("../../sql/queries/job_columns.sql");
 
@@ -51,6 +51,9 @@ const FILL: &str = "
 
 const NIL_ID: &str = "00000000-0000-0000-0000-000000000000";
 const NIL: &str = "'00000000-0000-0000-0000-000000000000'";
+/// The work floor of a database whose pending work is all of today (UTC): today's first id.
+pub(crate) const TODAY: &str =
+    "hookrelay.id_floor(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')";
 
 /// The arguments of record_results for the deliveries `ids` of the events `events` (array
 /// literals of `n` ids; `first` and `last` the least and greatest event), each a first attempt
@@ -96,8 +99,8 @@ fn statements() -> Vec<Hot> {
         Hot {
             name: "claim_due",
             sql: with_job_columns(CLAIM_DUE),
-            first: "(64, 60000, 'w', '{}', '{}')".into(),
-            then: "(64, 60000, 'w', '{1}', '{1}')".into(),
+            first: format!("(64, 60000, 'w', '{{}}', '{{}}', {TODAY})"),
+            then: format!("(64, 60000, 'w', '{{1}}', '{{1}}', {TODAY})"),
         },
         Hot {
             name: "prune_events",

@@ -6,13 +6,15 @@
 //! index entries of everything claimed since the last vacuum). Claims are sized in deliveries,
 //! so events per claim follow the deliveries each event has made lately; a busy worker leaves
 //! the fan-out out of its claims for a moment after one found nothing. The cursor also counts
-//! claimed rows to say when the sessions should plan again (see [`super::replan`]).
+//! claimed rows to say when the sessions should plan again (see [`super::replan`]), and holds
+//! the work floor due claims start from (see [`super::floor`]).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::floor::WorkFloor;
 use super::replan::Replan;
 use crate::pipeline::claim::{self, Scan};
 
@@ -40,6 +42,8 @@ pub(super) struct ClaimCursor {
     /// When the last fan-out claim came back without an event (None: it found some).
     found_none_at: Option<Instant>,
     replan: Replan,
+    /// Where due claims start.
+    pub(super) floor: WorkFloor,
 }
 
 impl ClaimCursor {
@@ -50,6 +54,7 @@ impl ClaimCursor {
             fan_out: 1.0,
             found_none_at: None,
             replan: Replan::new(),
+            floor: WorkFloor::default(),
         }
     }
 

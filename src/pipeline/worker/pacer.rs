@@ -324,6 +324,11 @@ impl Pacer {
         self.burst.idle(heard);
     }
 
+    /// Whether the last idle check said work would be due by `now`.
+    pub(super) fn expects_due(&self, now: Instant) -> bool {
+        self.db_due_at.is_some_and(|at| at <= now)
+    }
+
     /// The idle check answered at `now`: the earliest due work (parked deliveries that can
     /// be claimed at once are due now), and whether an endpoint with parked deliveries is
     /// `capped`.

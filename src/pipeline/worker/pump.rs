@@ -79,7 +79,14 @@ impl Worker {
         go_busy: bool,
     ) -> Result<Next, WorkerError> {
         let started = std::time::SystemTime::now();
-        let (busy, fresh, due) = tokio::join!(
+        let now = Instant::now();
+        let expected = self.pacer.expects_due(now);
+        let floor = self.cursor.floor.bound();
+        // Read again in the same round trip, for the next claims: a round trip of its own
+        // before the claim kept the worker marked idle for longer, and so notified by more
+        // inserts in a burst.
+        let reread = self.cursor.floor.due(self.config.poll_interval, now);
+        let (busy, fresh, due, reread) = tokio::join!(
             self.set_busy(client, go_busy),
             async {
                 match events {
@@ -87,12 +94,28 @@ impl Worker {
                     _ => claim::claim_new(client, events, from, lease).await,
                 }
             },
-            claim::claim_due(client, limit, lease),
+            claim::claim_due(client, limit, lease, floor),
+            async {
+                match reread {
+                    true => claim::work_floor(client).await.map(Some),
+                    false => Ok(None),
+                }
+            },
         );
         busy?;
-        let (fresh, due) = (fresh?, due?);
+        let (fresh, due, reread) = (fresh?, due?, reread?);
         if events > 0 {
             self.cursor.looked(fresh.taken, Instant::now());
+        }
+        let found = fresh.taken > 0 || due.taken > 0;
+        self.cursor.floor.claimed(found, expected);
+        if let Some(floor) = reread {
+            // Read beside this claim: it answers any doubt the claim raised.
+            self.cursor.floor.read(floor, now);
+        }
+        if matches!(from, Scan::FromStart) && fresh.taken > 0 {
+            // Late commits, which may be of a day before the floor.
+            self.cursor.floor.doubt();
         }
         let telemetry = self.stages.sender.telemetry();
         telemetry.claimed(started, fresh.taken, &fresh.jobs);
@@ -103,7 +126,6 @@ impl Worker {
         self.stages.metrics.claim("due", due.jobs.len());
         self.cursor
             .fanned_out(fresh.taken, fresh.jobs.len(), fresh.last_event);
-        let found = fresh.taken > 0 || due.taken > 0;
         let full = (events > 0 && fresh.taken >= events) || due.taken >= limit;
         self.dispatch(fresh.jobs.into_iter().chain(due.jobs));
         let listening = self.stages.listener.is_connected();
@@ -134,6 +156,9 @@ impl Worker {
         let telemetry = self.stages.sender.telemetry();
         telemetry.claimed(started, recheck.taken, &recheck.jobs);
         self.cursor.fanned_out(0, 0, recheck.last_event);
+        if matches!(from, Scan::FromStart) && recheck.taken > 0 {
+            self.cursor.floor.doubt();
+        }
         self.stages.metrics.claim("new", recheck.jobs.len());
         let full = recheck.taken >= events;
         self.dispatch(recheck.jobs);

@@ -1,12 +1,13 @@
 //! History partitioned by day (migration 0030): an upgrade keeps every row of a populated
 //! database, retention drops whole days and keeps the work it always kept, and maintenance
-//! keeps partitions ready ahead without ever failing, and the fan-out claim sets up no day
-//! before its resume point.
+//! keeps partitions ready ahead without ever failing, the claims set up no day before their
+//! resume point or the work floor, and work below the floor still goes out.
 
 use serde_json::Value;
 
 use crate::support::{Receiver, TestDb};
 
+mod floor;
 mod maintenance;
 mod pruning;
 mod retention;
