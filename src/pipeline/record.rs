@@ -83,6 +83,11 @@ impl Held {
         }
     }
 
+    /// Whether every delivery claimed has had its result written.
+    pub fn is_empty(&self) -> bool {
+        self.ids().is_empty()
+    }
+
     /// The ids held now.
     pub fn snapshot(&self) -> Vec<i64> {
         self.ids().keys().copied().collect()

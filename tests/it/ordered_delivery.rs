@@ -441,3 +441,34 @@ async fn the_cli_and_apply_files_set_ordered_and_on_dead() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_keys_deliveries_follow_each_other_without_waiting_for_the_poll() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::ok().await;
+    ordered_endpoint(&db, &receiver.url("/hooks"), "block").await;
+    const EVENTS: i32 = 300;
+    for seq in 0..EVENTS {
+        emit_keyed(&db, "k", seq).await;
+    }
+    // With a poll of a minute, each delivery of the key must be claimed when the result before
+    // it is written (the worker's own recorder releases it): one wait for the poll fails this.
+    let mut config = db.config();
+    config.poll_interval = Duration::from_secs(60);
+    let worker = db.start_worker(config);
+    let done = db
+        .wait_count(
+            "SELECT count(*) FROM hookrelay.deliveries WHERE state = 'delivered'",
+            i64::from(EVENTS),
+            Duration::from_secs(30),
+        )
+        .await;
+    worker.stop().await;
+    assert_eq!(done, i64::from(EVENTS));
+    let sent: Vec<i64> = receiver
+        .requests()
+        .iter()
+        .map(|r| key_and_seq(r).1)
+        .collect();
+    assert_eq!(sent, (0..i64::from(EVENTS)).collect::<Vec<_>>());
+}

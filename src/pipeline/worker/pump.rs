@@ -23,6 +23,9 @@ impl Worker {
         if !matches!(wake, Wake::Capacity) {
             self.cursor.expect_events();
         }
+        if self.flight.held().is_empty() {
+            self.pacer.nothing_held();
+        }
         let mut go_busy = self.pacer.begin(wake, self.stages.listener.heard(), now);
         let worker_id = self.config.worker_id.clone();
         let mut lease = Lease::new(self.config.lease, &worker_id);
