@@ -106,7 +106,12 @@ impl Worker {
             },
         );
         busy?;
-        let (fresh, due, reread) = (fresh?, due?, reread?);
+        let (fresh, due) = (fresh?, due?);
+        // Claimed work is dispatched whatever became of the floor's read: the old floor stays.
+        let reread = reread.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "the work floor was not read again");
+            None
+        });
         if events > 0 {
             self.cursor.looked(fresh.taken, Instant::now());
         }
