@@ -55,23 +55,34 @@ pub struct Finished {
 /// (see [`release_orphans`]). A finished one is noted with its endpoint: its request is over,
 /// so it holds none of the endpoint's slots (see [`Unwritten`]).
 #[derive(Debug, Default)]
-pub struct Held(Mutex<HashMap<i64, Option<i64>>>);
+pub struct Held(Mutex<HashMap<i64, Hold>>);
+
+/// One held delivery.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    /// It holds its ordering key's place: its result, once written, may release the key's
+    /// next delivery.
+    keyed: bool,
+    /// The endpoint, once its request has ended.
+    ended: Option<i64>,
+}
 
 impl Held {
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Option<i64>>> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Hold>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A claimed delivery, now this process's to send and record.
-    pub fn insert(&self, delivery_id: i64) {
-        self.ids().insert(delivery_id, None);
+    /// A claimed delivery, now this process's to send and record; `keyed`: of an ordered key.
+    pub fn insert(&self, delivery_id: i64, keyed: bool) {
+        let hold = Hold { keyed, ended: None };
+        self.ids().insert(delivery_id, hold);
     }
 
     /// A held delivery's request to `endpoint_id` ended; its result is on its way to the
     /// recorder.
     pub fn ended(&self, delivery_id: i64, endpoint_id: i64) {
-        if let Some(state) = self.ids().get_mut(&delivery_id) {
-            *state = Some(endpoint_id);
+        if let Some(hold) = self.ids().get_mut(&delivery_id) {
+            hold.ended = Some(endpoint_id);
         }
     }
 
@@ -83,9 +94,9 @@ impl Held {
         }
     }
 
-    /// Whether every delivery claimed has had its result written.
-    pub fn is_empty(&self) -> bool {
-        self.ids().is_empty()
+    /// Whether a delivery of an ordered key is held: its result is still to be written.
+    pub fn holds_keyed(&self) -> bool {
+        self.ids().values().any(|hold| hold.keyed)
     }
 
     /// The ids held now.
@@ -96,8 +107,8 @@ impl Held {
     /// Per endpoint, the held deliveries whose requests have ended.
     pub fn unwritten(&self) -> Unwritten {
         let mut per_endpoint: HashMap<i64, i32> = HashMap::new();
-        for endpoint in self.ids().values().flatten() {
-            *per_endpoint.entry(*endpoint).or_default() += 1;
+        for endpoint in self.ids().values().filter_map(|hold| hold.ended) {
+            *per_endpoint.entry(endpoint).or_default() += 1;
         }
         let (endpoints, counts) = per_endpoint.into_iter().unzip();
         Unwritten { endpoints, counts }

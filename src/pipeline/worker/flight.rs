@@ -73,13 +73,13 @@ impl InFlight {
         self.tasks.is_empty()
     }
 
-    /// Starts the request task `run` for `claim`.
+    /// Starts the request task `run` for `claim` (`keyed`: of an ordered key).
     pub(super) fn spawn(
         &mut self,
-        claim: Claim,
+        (claim, keyed): (Claim, bool),
         run: impl Future<Output = TaskEnd> + Send + 'static,
     ) {
-        self.held.insert(claim.0);
+        self.held.insert(claim.0, keyed);
         let handle = self.tasks.spawn(run);
         self.claims.insert(handle.id(), claim);
     }
@@ -131,8 +131,8 @@ mod tests {
     async fn ended_tasks_leave_the_set_and_aborted_ones_give_their_claims() {
         let mut flight = InFlight::new(1, Arc::default());
         let sent = TaskEnd::Sent { retry_at: None };
-        flight.spawn((1, 1), async move { sent });
-        flight.spawn((2, 3), std::future::pending());
+        flight.spawn(((1, 1), false), async move { sent });
+        flight.spawn(((2, 3), true), std::future::pending());
         assert_eq!(flight.len(), 2);
         assert_eq!(flight.held().snapshot().len(), 2);
         assert_eq!(flight.join_next().await, Ended::Done(sent));
@@ -142,5 +142,11 @@ mod tests {
         assert!(flight.is_empty());
         // Held until recorded (or given back), not until the task ends.
         assert_eq!(flight.held().snapshot().len(), 2);
+        assert!(flight.held().holds_keyed());
+        flight.held().remove([2]);
+        assert!(
+            !flight.held().holds_keyed(),
+            "only the unordered one is left"
+        );
     }
 }

@@ -230,14 +230,14 @@ impl Pacer {
         self.keyed = true;
     }
 
-    /// Every result this worker held is written: none left can release a key. Until then,
-    /// results wake the worker whatever woke its pumps meanwhile. (Forgotten at any pump that
-    /// was not woken by results, as it was at first, a pump woken by the key's own release
-    /// notification, or by the poll, while the sent delivery was in flight left its result
-    /// waking nothing; the release then notified only if the worker was idle when it
-    /// committed, and one key drained at 22-80 deliveries/s in half the runs instead of
-    /// 320-480.)
-    pub(super) fn nothing_held(&mut self) {
+    /// No delivery of an ordered key is held any more: every such result is written, and none
+    /// left can release a key. Until then, results wake the worker whatever woke its pumps
+    /// meanwhile. (Forgotten at any pump that was not woken by results, as it was at first, a
+    /// pump woken by the key's own release notification, or by the poll, while the sent
+    /// delivery was in flight left its result waking nothing; the release then notified only
+    /// if the worker was idle when it committed, and one key drained at 22-80 deliveries/s in
+    /// half the runs instead of 320-480.)
+    pub(super) fn no_keyed_held(&mut self) {
         self.keyed = false;
     }
 

@@ -23,8 +23,8 @@ impl Worker {
         if !matches!(wake, Wake::Capacity) {
             self.cursor.expect_events();
         }
-        if self.flight.held().is_empty() {
-            self.pacer.nothing_held();
+        if !self.flight.held().holds_keyed() {
+            self.pacer.no_keyed_held();
         }
         let mut go_busy = self.pacer.begin(wake, self.stages.listener.heard(), now);
         let worker_id = self.config.worker_id.clone();
@@ -194,7 +194,7 @@ impl Worker {
                 timeout: self.config.request_timeout_for(job.target.timeout),
             };
             self.flight
-                .spawn((job.delivery_id, job.attempt), task.run(job));
+                .spawn(((job.delivery_id, job.attempt), job.keyed), task.run(job));
         }
         self.stages.metrics.in_flight.set(self.flight.len() as i64);
     }

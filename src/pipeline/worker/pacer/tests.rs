@@ -114,8 +114,8 @@ fn an_idle_worker_whose_pump_sent_an_ordered_delivery_is_woken_by_its_results() 
     assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
     p.idle(None, false, now);
     assert_eq!(p.on(Event::Recorded), Some(Wake::Capacity));
-    // Once every result held is written, results no longer wake it.
-    p.nothing_held();
+    // Once every ordered delivery's result is written, results no longer wake it.
+    p.no_keyed_held();
     p.begin(Wake::Tick, 2, now);
     assert_eq!(p.claimed(false, false, false, true, now), Next::Refresh);
     p.idle(None, false, now);
