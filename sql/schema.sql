@@ -853,6 +853,30 @@ CREATE FUNCTION hookrelay.emit(event text, object jsonb DEFAULT '{}'::jsonb, mod
 DECLARE
     new_id uuid;
 BEGIN
+    IF emit.ordering_key IS NULL AND emit.traceparent IS NULL AND emit.tracestate IS NULL THEN
+        -- The usual call. With no actor or trace context set either, the insert names the three
+        -- context columns, so their defaults (which read and check the settings) are not
+        -- evaluated: each would give NULL.
+        IF coalesce(current_setting('hookrelay.actor', true), '') = ''
+           AND coalesce(current_setting('hookrelay.traceparent', true), '') = ''
+           AND coalesce(current_setting('hookrelay.tracestate', true), '') = '' THEN
+            INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id,
+                                          actor, traceparent, tracestate)
+            VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
+                    coalesce(emit.object_id,
+                             CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
+                    emit.changes, emit.account_id, NULL, NULL, NULL)
+            RETURNING id INTO new_id;
+        ELSE
+            INSERT INTO hookrelay.events (event, object, model, object_id, changes, account_id)
+            VALUES (emit.event, coalesce(emit.object, '{}'::jsonb), emit.model,
+                    coalesce(emit.object_id,
+                             CASE WHEN jsonb_typeof(emit.object) = 'object' THEN emit.object ->> 'id' END),
+                    emit.changes, emit.account_id)
+            RETURNING id INTO new_id;
+        END IF;
+        RETURN new_id;
+    END IF;
     IF emit.ordering_key IS NOT NULL THEN
         IF emit.ordering_key = '' THEN
             RAISE EXCEPTION 'ordering_key is empty'

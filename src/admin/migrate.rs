@@ -189,6 +189,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0034_work_floor.sql",
         sql: include_str!("../../sql/0034_work_floor.sql"),
     },
+    Migration {
+        version: 35,
+        name: "0035_emit_without_context.sql",
+        sql: include_str!("../../sql/0035_emit_without_context.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("hookrela" in ASCII).

@@ -118,6 +118,79 @@ async fn emit_records_the_actor_and_malformed_actors_never_fail_the_transaction(
     assert_eq!(object_id.as_deref(), Some("7"));
 }
 
+/// The actor and trace context of an event emitted, and of one inserted directly (the
+/// columns' defaults), under the same settings.
+async fn context_pair(
+    client: &tokio_postgres::Client,
+    set_local: &str,
+) -> [(Option<serde_json::Value>, Option<String>, Option<String>); 2] {
+    client
+        .batch_execute(&format!("BEGIN; {set_local}"))
+        .await
+        .unwrap();
+    let emitted = emitted(client, "SELECT hookrelay.emit('context.emitted')").await;
+    let inserted = emitted_by_insert(client).await;
+    client.batch_execute("COMMIT").await.unwrap();
+    let mut out = Vec::new();
+    for id in [emitted, inserted] {
+        let row = client
+            .query_one(
+                "SELECT actor, traceparent, tracestate FROM hookrelay.events WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        out.push((row.get(0), row.get(1), row.get(2)));
+    }
+    [out[0].clone(), out[1].clone()]
+}
+
+async fn emitted_by_insert(client: &tokio_postgres::Client) -> uuid::Uuid {
+    emitted(
+        client,
+        "INSERT INTO hookrelay.events (event) VALUES ('context.inserted') RETURNING id",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn emit_without_context_writes_what_the_defaults_would() {
+    // emit skips the context columns' defaults when no setting is set (0035): whatever the
+    // settings, it must write what a direct insert's defaults write.
+    let db = TestDb::new().await;
+    let client = connect(&db.url).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let states = [
+        ("never set", String::new()),
+        (
+            "actor of spaces",
+            "SET LOCAL hookrelay.actor = '   ';".to_owned(),
+        ),
+        ("actor", "SET LOCAL hookrelay.actor = '42';".to_owned()),
+        (
+            "traceparent",
+            format!("SET LOCAL hookrelay.traceparent = '{parent}';"),
+        ),
+        (
+            "tracestate",
+            "SET LOCAL hookrelay.tracestate = 'congo=t61rcWkgMzE';".to_owned(),
+        ),
+        // The settings exist now, empty, since the transactions that set them ended.
+        ("set before, empty now", String::new()),
+    ];
+    let mut seen = Vec::new();
+    for (state, set_local) in &states {
+        let [emitted, inserted] = context_pair(&client, set_local).await;
+        assert_eq!(emitted, inserted, "{state}");
+        seen.push((*state, emitted));
+    }
+    assert_eq!(seen[0].1, (None, None, None));
+    assert_eq!(seen[1].1, (None, None, None));
+    assert_eq!(seen[2].1 .0, Some(json!({"id": "42"})));
+    assert_eq!(seen[3].1 .1.as_deref(), Some(parent));
+    assert_eq!(seen[5].1, (None, None, None));
+}
+
 #[tokio::test]
 async fn bad_events_and_endpoints_are_refused_with_a_clear_message() {
     let db = TestDb::new().await;
