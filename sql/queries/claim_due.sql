@@ -10,7 +10,8 @@
 -- $1 deliveries to claim, $2 lease in milliseconds, $3 worker id, $4 and $5 endpoints and how
 -- many of this worker's requests to each have ended, their results not yet written (see admit),
 -- $6 the work floor: no pending delivery belongs to an event with a lower id (the nil uuid: no
--- bound; see hookrelay.work_floor, 0034).
+-- bound; see hookrelay.work_floor, 0034), $7 when the claim must start by on this server's
+-- clock, or take nothing (NULL: no limit; see claim_new.sql).
 -- Partitions (0030): deliveries are partitioned by their event's id, and their primary key is
 -- (id, event_id). The updates here find their deliveries by a list of ids and join nothing:
 -- joined with the batch on id (as before 0030), plans made on empty tables read each delivery
@@ -36,7 +37,9 @@ WITH due AS (
     WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND d.event_id >= $6::uuid
       AND EXISTS (SELECT 1 FROM hookrelay.endpoints ep WHERE ep.id = d.endpoint_id AND ep.active)
     ORDER BY d.next_attempt_at
-    LIMIT $1
+    -- Nothing once the time to start by has passed ($7); as the limit, see claim_new.sql.
+    LIMIT CASE WHEN $7::timestamptz IS NULL OR statement_timestamp() < $7::timestamptz
+               THEN $1::bigint ELSE 0 END
     -- NO KEY: key_turn's share locks on the deliveries a key waits for must not wait for claims.
     FOR NO KEY UPDATE OF d SKIP LOCKED
 ), turn AS (
@@ -68,7 +71,10 @@ WITH due AS (
     SELECT a.endpoint_id, a.granted, a.from_waiting
     FROM hookrelay.admit(ARRAY(SELECT w.endpoint_id FROM wanted w ORDER BY w.endpoint_id),
                          ARRAY(SELECT w.n FROM wanted w ORDER BY w.endpoint_id),
-                         $1::integer, false, $4::bigint[], $5::integer[]) a
+                         -- No budget for parked deliveries once the time has passed.
+                         CASE WHEN $7::timestamptz IS NULL OR statement_timestamp() < $7::timestamptz
+                              THEN $1::integer ELSE 0 END,
+                         false, $4::bigint[], $5::integer[]) a
 ), ranked AS (
     SELECT ready.*, row_number() OVER (PARTITION BY ready.endpoint_id
                                        ORDER BY ready.next_attempt_at, ready.id) AS rank

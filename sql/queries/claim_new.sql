@@ -4,14 +4,21 @@
 -- One statement: an event is fanned out exactly once.
 -- $1 events to claim, $2 lease in milliseconds, $3 worker id, $4 claim only events with a
 -- greater id (the nil uuid: from the start), $5 and $6 endpoints and how many of this worker's
--- requests to each have ended, their results not yet written (they hold no slot; see admit).
+-- requests to each have ended, their results not yet written (they hold no slot; see admit),
+-- $7 when the claim must start by on this server's clock, or take nothing (NULL: no limit): a
+-- claim that reaches the server after its worker gave up on the connection would lease what no
+-- request will be made for (see src/pipeline/worker/clock.rs).
 WITH claimed AS (
     SELECT e.id
     FROM hookrelay.events e
     WHERE e.fanned_out_at IS NULL AND e.id > $4::uuid
     -- Oldest first, in an order only the index of events to fan out has (see 0012).
     ORDER BY e.id, e.created_at
-    LIMIT $1
+    -- Nothing once the time to start by has passed ($7). As the limit, not a condition: a
+    -- condition is copied onto each day's scan, and the executor then no longer leaves out
+    -- the days before $4 (the `pruning` test).
+    LIMIT CASE WHEN $7::timestamptz IS NULL OR statement_timestamp() < $7::timestamptz
+               THEN $1::bigint ELSE 0 END
     FOR UPDATE SKIP LOCKED
 ), marked AS (
     -- By key: a join with `claimed` may be planned as a merge join over the whole primary key

@@ -31,4 +31,6 @@ SELECT (extract(epoch FROM least(
             (SELECT min(CASE WHEN w.free THEN now() WHEN NOT w.full THEN w.ready_at END)
              FROM waiting w))
         - now()) * 1000)::bigint AS due_in_ms,
-       (SELECT bool_or(w.full) FROM waiting w) IS TRUE AS capped
+       (SELECT bool_or(w.full) FROM waiting w) IS TRUE AS capped,
+       -- The server's clock, for the time each claim must start by (src/pipeline/worker/clock.rs).
+       clock_timestamp() AS server_now

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Client;
 
@@ -144,6 +144,8 @@ pub struct Lease<'a> {
     pub worker: &'a str,
     /// This worker's leases whose requests have ended: they hold no slot.
     pub unwritten: Unwritten,
+    /// When the claim must start on the server's clock, or take nothing (`None`: no limit).
+    pub start_by: Option<SystemTime>,
 }
 
 /// Per endpoint, how many of a worker's leased deliveries have had their request end with
@@ -162,6 +164,7 @@ impl<'a> Lease<'a> {
             duration,
             worker,
             unwritten: Unwritten::default(),
+            start_by: None,
         }
     }
 
@@ -292,6 +295,7 @@ pub async fn claim_new(
             &after,
             &lease.unwritten.endpoints,
             &lease.unwritten.counts,
+            &lease.start_by,
         ],
     )
     .await?;
@@ -333,6 +337,7 @@ pub async fn claim_due(
             &lease.unwritten.endpoints,
             &lease.unwritten.counts,
             &floor,
+            &lease.start_by,
         ],
     )
     .await?;

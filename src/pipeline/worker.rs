@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod alerts;
+mod clock;
 mod cursor;
 mod flight;
 mod floor;
@@ -297,6 +298,8 @@ struct Worker {
     orphans: bool,
     /// Whether systemd was told we are ready.
     ready: bool,
+    /// The database's clock, for the time each claim must start by.
+    clock: clock::DbClock,
 }
 
 /// The loop as a database task: one session per step, until stopped.
@@ -345,6 +348,7 @@ impl Worker {
             summary: Summary::default(),
             orphans: false,
             ready: false,
+            clock: clock::DbClock::default(),
         }
     }
 
@@ -382,7 +386,11 @@ impl Worker {
         session.opened(deadpool_postgres::Object::metrics(&client).created);
         let pid = std::process::id() as i32;
         let registering = [&self.config.worker_id as Param, &self.stages.host, &pid];
-        pooler::execute(&client, WORKER_REGISTER, &registering).await?;
+        let sent = std::time::SystemTime::now();
+        let row = pooler::query_one(&client, WORKER_REGISTER, &registering).await?;
+        let server: std::time::SystemTime = row.try_get(0).map_err(DbError::from)?;
+        self.clock
+            .measured(sent, std::time::SystemTime::now(), server);
         if self.orphans {
             let held = self.flight.held();
             let released = record::release_orphans(&client, &self.config.worker_id, held).await?;

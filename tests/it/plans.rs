@@ -93,14 +93,14 @@ fn statements() -> Vec<Hot> {
         Hot {
             name: "claim_new",
             sql: with_job_columns(CLAIM_NEW),
-            first: format!("(64, 60000, 'w', {NIL}, '{{}}', '{{}}')"),
-            then: format!("(64, 60000, 'w', {NIL}, '{{1}}', '{{1}}')"),
+            first: format!("(64, 60000, 'w', {NIL}, '{{}}', '{{}}', NULL)"),
+            then: format!("(64, 60000, 'w', {NIL}, '{{1}}', '{{1}}', NULL)"),
         },
         Hot {
             name: "claim_due",
             sql: with_job_columns(CLAIM_DUE),
-            first: format!("(64, 60000, 'w', '{{}}', '{{}}', {TODAY})"),
-            then: format!("(64, 60000, 'w', '{{1}}', '{{1}}', {TODAY})"),
+            first: format!("(64, 60000, 'w', '{{}}', '{{}}', {TODAY}, NULL)"),
+            then: format!("(64, 60000, 'w', '{{1}}', '{{1}}', {TODAY}, NULL)"),
         },
         Hot {
             name: "prune_events",

@@ -97,10 +97,12 @@ async fn a_burst_while_the_worker_is_busy_sends_few_notifications() {
     worker.stop().await;
     assert_eq!(delivered, inserts, "every event delivered with a 60 s poll");
     assert!(sent >= 1, "the first insert woke the idle worker");
-    // Notifying every insert would send 200. How often the worker runs dry between claims, and
-    // so waits again, depends on scheduling: 4-7 alone, 11 once in a full parallel run.
+    // Notifying every insert would send 200. How often the worker catches up with the inserts
+    // between claims, and so waits again (each insert until it hears one then notifies),
+    // depends on scheduling: 4-7 alone, 11-36 in full parallel runs on 2 cores. The bound is
+    // well above what scheduling gives and far below notifying every insert.
     assert!(
-        sent <= 20,
+        sent <= 80,
         "{sent} notifications for {inserts} inserts while the worker was busy"
     );
 }

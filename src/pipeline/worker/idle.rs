@@ -1,7 +1,7 @@
 //! The statements behind the pacer's idle and busy decisions: our row in `hookrelay.workers`
 //! says whether inserts should notify us, and the idle check says when work is next due.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Client;
 
@@ -27,12 +27,13 @@ impl Worker {
     }
 
     /// Marks the worker idle; returns when there is next something to claim, and whether some
-    /// endpoint is at its max_in_flight.
+    /// endpoint is at its max_in_flight. Measures the database's clock again.
     pub(super) async fn set_idle(
-        &self,
+        &mut self,
         client: &Client,
     ) -> Result<(Option<Instant>, bool), crate::db::DbError> {
         let pid = std::process::id() as i32;
+        let sent = SystemTime::now();
         let row = pooler::query_one(
             client,
             WORKER_IDLE,
@@ -41,6 +42,8 @@ impl Worker {
         .await?;
         let due_in_ms: Option<i64> = row.get(0);
         let capped: bool = row.get(1);
+        let server: SystemTime = row.try_get(2)?;
+        self.clock.measured(sent, SystemTime::now(), server);
         let due = due_in_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));
         Ok((due, capped))
     }

@@ -3,6 +3,8 @@
 //! comes after each claim is the [`Pacer`](super::pacer::Pacer)'s decision; this file only
 //! runs the statements it asks for.
 
+use std::time::SystemTime;
+
 use deadpool_postgres::Client;
 use tokio::time::Instant;
 
@@ -46,6 +48,7 @@ impl Worker {
                         matches!(from, Scan::FromStart) || self.cursor.fan_out_due(Instant::now());
                     let new = if fan_out { events } else { 0 };
                     lease.unwritten = self.flight.held().unwritten();
+                    lease.start_by = self.clock.start_by(SystemTime::now());
                     let round = self.claim(client, &lease, (new, limit), from, go_busy);
                     let next = round.await?;
                     if fan_out {
@@ -62,10 +65,13 @@ impl Worker {
                     self.pacer.idle(due, capped, Instant::now());
                     return Ok(());
                 }
-                Next::GoIdle => match self.go_idle(client, &lease, events, from).await? {
-                    Some(Next::Claim { go_busy }) => go_busy,
-                    _ => return Ok(()),
-                },
+                Next::GoIdle => {
+                    lease.start_by = self.clock.start_by(SystemTime::now());
+                    match self.go_idle(client, &lease, events, from).await? {
+                        Some(Next::Claim { go_busy }) => go_busy,
+                        _ => return Ok(()),
+                    }
+                }
             };
         }
     }

@@ -6,6 +6,7 @@
 
 mod database;
 mod kill;
+mod late_claims;
 mod partition;
 mod receivers;
 mod relay;

@@ -52,7 +52,7 @@ async fn claim_from(db: &TestDb, from: &str) -> Vec<u64> {
     let plan = started(
         db,
         CLAIM_NEW,
-        &format!("(64, 60000, 'w', {from}, '{{}}', '{{}}')"),
+        &format!("(64, 60000, 'w', {from}, '{{}}', '{{}}', NULL)"),
     )
     .await;
     let mut out = Vec::new();
@@ -66,7 +66,7 @@ async fn due_from(db: &TestDb, floor: &str) -> (Vec<u64>, Vec<u64>) {
     let plan = started(
         db,
         CLAIM_DUE,
-        &format!("(64, 60000, 'w', '{{}}', '{{}}', {floor})"),
+        &format!("(64, 60000, 'w', '{{}}', '{{}}', {floor}, NULL)"),
     )
     .await;
     let (mut deliveries, mut events) = (Vec::new(), Vec::new());
