@@ -12,9 +12,9 @@ const SCENARIO: &str = "cost-growth";
 const BATCH: usize = 100;
 
 pub struct ClaimCost {
-    /// Mean time of a fan-out claim of BATCH events, ms.
+    /// Median time of a fan-out claim of BATCH events, ms.
     pub fan_out_ms: f64,
-    /// Mean time of a due-deliveries claim that finds nothing due, ms.
+    /// Median time of a due-deliveries claim that finds nothing due, ms.
     pub due_ms: f64,
 }
 
@@ -79,14 +79,15 @@ async fn claim_cost(b: &Bench, history: i64, events: i64) -> ClaimCost {
     claims_at(&url).await
 }
 
-/// The mean cost of each claim while the worker's claims drain the events not fanned out yet
-/// of the database at `url`.
+/// The median cost of a claim while the worker's claims drain the events not fanned out yet
+/// of the database at `url`. The median, not the mean: on a shared machine a few claims that
+/// meet a checkpoint or autovacuum (of history just written) moved the mean of 200 claims by a
+/// third from run to run.
 pub async fn claims_at(url: &str) -> ClaimCost {
     let db = hookrelay::db::pool(url, 2).unwrap();
     let pooled = db.pool.get().await.unwrap();
     let lease = Lease::new(Duration::from_secs(60), "bench");
-    let (mut fan_out, mut fan_outs) = (Duration::ZERO, 0u32);
-    let (mut due, mut dues) = (Duration::ZERO, 0u32);
+    let (mut fan_out, mut due) = (Vec::new(), Vec::new());
     // As the worker does: resume a little before the last event claimed, and settle what was
     // claimed before the next claim (untimed), so leases do not pile up.
     let mut from = claim::Scan::FromStart;
@@ -107,8 +108,7 @@ pub async fn claims_at(url: &str) -> ClaimCost {
         if claimed.taken == 0 {
             break;
         }
-        fan_out += started.elapsed();
-        fan_outs += 1;
+        fan_out.push(started.elapsed());
         if let Some(last) = claimed.last_event {
             from = claim::Scan::After(claim::resume_point(last, claim::RESUME_SLACK));
         }
@@ -116,15 +116,22 @@ pub async fn claims_at(url: &str) -> ClaimCost {
         claim::claim_due(&pooled, BATCH, &lease, floor)
             .await
             .unwrap();
-        due += started.elapsed();
-        dues += 1;
+        due.push(started.elapsed());
         let ids: Vec<i64> = claimed.jobs.iter().map(|j| j.delivery_id).collect();
         pooled.execute(&settle, &[&ids]).await.unwrap();
     }
     ClaimCost {
-        fan_out_ms: fan_out.as_secs_f64() * 1000.0 / fan_outs.max(1) as f64,
-        due_ms: due.as_secs_f64() * 1000.0 / dues.max(1) as f64,
+        fan_out_ms: median_ms(fan_out),
+        due_ms: median_ms(due),
     }
+}
+
+/// The median of `times`, in milliseconds (0 for none).
+fn median_ms(mut times: Vec<Duration>) -> f64 {
+    times.sort();
+    times
+        .get(times.len() / 2)
+        .map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
 
 /// Events the claims are measured on.

@@ -128,9 +128,11 @@ async fn measured<F: std::future::Future<Output = i64>>(client: &Client, retire:
     }
 }
 
-/// Partition drop of every day older than `keep_days`; returns the events they held.
+/// Partition drop of every day older than `keep_days`; returns the events they held. A day
+/// found busy (its locks not had within the function's lock_timeout: autovacuum on a day just
+/// written) is tried again shortly, as the worker's retention tries again at its next round.
 async fn drop_days(client: &Client, keep_days: i32) -> i64 {
-    let mut events = 0;
+    let (mut events, mut busy) = (0, 0);
     loop {
         let rows = client
             .query(
@@ -140,11 +142,19 @@ async fn drop_days(client: &Client, keep_days: i32) -> i64 {
             )
             .await
             .unwrap();
-        match rows.first() {
-            Some(row) if row.get::<_, String>(0) == "dropped" => {
-                events += row.get::<_, Option<i64>>(1).unwrap_or(0)
+        let outcome = rows.last().map(|row| row.get::<_, String>(0));
+        match outcome.as_deref() {
+            Some("dropped") => events += rows.last().unwrap().get::<_, Option<i64>>(1).unwrap_or(0),
+            Some("busy") if busy < 600 => {
+                busy += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            _ => return events,
+            other => {
+                if busy > 0 || other.is_some() {
+                    eprintln!("  partition drop: {busy} busy tries, stopped at {other:?}");
+                }
+                return events;
+            }
         }
     }
 }
