@@ -20,6 +20,7 @@
 //! `shutdown_timeout`, and gives back the leases of claimed deliveries that were never sent.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use deadpool_postgres::Client;
 use tokio::sync::{mpsc, Notify};
@@ -386,11 +387,10 @@ impl Worker {
         session.opened(deadpool_postgres::Object::metrics(&client).created);
         let pid = std::process::id() as i32;
         let registering = [&self.config.worker_id as Param, &self.stages.host, &pid];
-        let sent = std::time::SystemTime::now();
+        let sent = SystemTime::now();
         let row = pooler::query_one(&client, WORKER_REGISTER, &registering).await?;
-        let server: std::time::SystemTime = row.try_get(0).map_err(DbError::from)?;
-        self.clock
-            .measured(sent, std::time::SystemTime::now(), server);
+        let server: SystemTime = row.try_get(0).map_err(DbError::from)?;
+        self.clock.measured(sent, SystemTime::now(), server);
         if self.orphans {
             let held = self.flight.held();
             let released = record::release_orphans(&client, &self.config.worker_id, held).await?;
