@@ -279,18 +279,89 @@ pub fn forget_idle_sessions(pool: &Pool, problem: Problem) {
     }
 }
 
-/// The URL with its password replaced, safe to print.
+/// The connection string with every password in it replaced, safe to print: the URL's user
+/// information (up to its last `@`, so a password with an unescaped `@` is hidden whole), a
+/// `password` parameter of the URL's query, and a `password=` of the key-value form.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return redact_keyword(url);
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
+    let rest = match (rest.split_once('@'), rest.rfind('@')) {
+        (Some((userinfo, _)), Some(last)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:****@{host}")
+            format!("{user}:****{}", &rest[last..])
         }
-        _ => url.to_string(),
+        _ => rest.to_string(),
+    };
+    let redacted = match rest.split_once('?') {
+        Some((before, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=****")
+                    }
+                    _ => param.to_string(),
+                })
+                .collect();
+            format!("{before}?{}", params.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}://{redacted}")
+}
+
+/// The key-value form (`host=db password=secret`) with the password's value replaced, quoted
+/// (`password='a b'`, with `\'` inside) or not.
+fn redact_keyword(conninfo: &str) -> String {
+    let mut out = String::with_capacity(conninfo.len());
+    let mut rest = conninfo;
+    while let Some(at) = find_password_key(rest) {
+        out.push_str(&rest[..at]);
+        let after_key = &rest[at + "password".len()..];
+        let value = after_key.trim_start().trim_start_matches('=').trim_start();
+        out.push_str("password=****");
+        let skipped = after_key.len() - value.len();
+        let len = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '\'' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            1 + end
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &after_key[skipped + len.min(value.len())..];
     }
+    out.push_str(rest);
+    out
+}
+
+/// Where a `password` key starts in the key-value form: at the start or after whitespace, and
+/// followed by `=`.
+fn find_password_key(conninfo: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = conninfo[from..].find("password") {
+        let at = from + found;
+        let starts = at == 0 || conninfo[..at].ends_with(char::is_whitespace);
+        let keyed = conninfo[at + "password".len()..]
+            .trim_start()
+            .starts_with('=');
+        if starts && keyed {
+            return Some(at);
+        }
+        from = at + "password".len();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -305,6 +376,34 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact_url("host=db user=x"), "host=db user=x");
+        // An unescaped @ in the password: hidden whole.
+        assert_eq!(
+            redact_url("postgres://app:S3cr@tP@127.0.0.1:5477/shop"),
+            "postgres://app:****@127.0.0.1:5477/shop"
+        );
+        assert_eq!(
+            redact_url("postgres://app@127.0.0.1:5477/shop?password=QSECRETpw&sslmode=disable"),
+            "postgres://app@127.0.0.1:5477/shop?password=****&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("host=127.0.0.1 port=5477 user=app password=KVSECRETpw dbname=shop"),
+            "host=127.0.0.1 port=5477 user=app password=**** dbname=shop"
+        );
+        assert_eq!(
+            redact_url("host=db password = 'a \\' b' dbname=x"),
+            "host=db password=**** dbname=x"
+        );
+        assert_eq!(redact_url("password=x"), "password=****");
+        assert_eq!(redact_url("user=password host=db"), "user=password host=db");
+        for secret in ["S3cr@tP", "QSECRETpw", "KVSECRETpw", "a \\' b"] {
+            for url in [
+                format!("postgres://app:{secret}@db/x"),
+                format!("postgres://app@db/x?password={secret}"),
+                format!("host=db password='{secret}'"),
+            ] {
+                assert!(!redact_url(&url).contains(secret), "{url}");
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,19 @@ async fn no_secret_appears_in_error_messages() {
         "the URL is shown with its password masked: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The other places a password can ride in a connection string: the key-value form, the
+    // URL's query, and an unescaped @ inside the password.
+    let (host, port) = (bad_port.host_str().unwrap().to_owned(), s.closed.port());
+    for url in [
+        format!("host={host} port={port} user=app password={DB_PASSWORD} dbname=x"),
+        format!("postgres://app@{host}:{port}/x?password={DB_PASSWORD}"),
+        format!("postgres://app:tail@{DB_PASSWORD}@{host}:{port}/x"),
+    ] {
+        let out = traced(&url, &["stats"], &[], false);
+        s.seen
+            .output("hookrelay stats (password in the connection string)", &out);
+        assert_eq!(out.status.code(), Some(1));
+    }
     let url = s.url.to_string();
     for (name, text) in [
         (
