@@ -202,6 +202,11 @@ pub(crate) use crate::config::setting::{duration, whole};
 
 /// Runs the parsed command and turns its result into an exit status.
 pub fn main(cli: Cli) -> ExitCode {
+    let known = known_variables();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    for line in settings::unknown_variables(variable_names(), &known) {
+        tracing::warn!("{line}");
+    }
     if let Command::Verify(args) = &cli.command {
         // Receiver side: no database, no runtime.
         return verify::run(args);
@@ -224,6 +229,33 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     }
 }
+
+/// The names of this process's environment variables.
+fn variable_names() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect()
+}
+
+/// Every variable hookrelay reads: each flag's of every command, each setting's, and the
+/// ones read directly.
+fn known_variables() -> Vec<String> {
+    fn flags(command: &clap::Command, out: &mut Vec<String>) {
+        let named = command.get_arguments().filter_map(|a| a.get_env());
+        out.extend(named.filter_map(|e| e.to_str()).map(String::from));
+        for sub in command.get_subcommands() {
+            flags(sub, out);
+        }
+    }
+    let mut known = Vec::new();
+    flags(&<Cli as clap::CommandFactory>::command(), &mut known);
+    known.extend(s::ALL.iter().map(|setting| setting.env.to_string()));
+    known.extend(DIRECT_VARIABLES.iter().map(|name| name.to_string()));
+    known
+}
+
+/// Variables read without a flag.
+const DIRECT_VARIABLES: &[&str] = &["HOOKRELAY_CONFIG", "HOOKRELAY_PG_BINDIR"];
 
 /// The error and its causes on one line, skipping causes the message already includes.
 fn one_line(e: &anyhow::Error) -> String {

@@ -190,15 +190,52 @@ fn unknown_setting(key: &str, value: &Value) -> String {
 /// The known name nearest to `key` by edit distance, when it is near enough to be a typo: at
 /// most a third of the key's length (and at least 1, at most 3 edits) away.
 fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    let limit = (key.chars().count() / 3).clamp(1, 3);
     let lower = key.to_ascii_lowercase().replace('-', "_");
-    known
-        .iter()
-        .chain(SECTIONS)
-        .map(|name| (strsim::damerau_levenshtein(&lower, name), *name))
+    nearest(&lower, known.iter().chain(SECTIONS).copied())
+}
+
+/// The candidate nearest to `key` by edit distance, within a third of its length (1 to 3).
+fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).clamp(1, 3);
+    candidates
+        .map(|name| (strsim::damerau_levenshtein(key, name), name))
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name)
+}
+
+/// Variables of this repository's own tests and benches, which reach the binaries they start.
+const DEVELOPMENT_VARIABLES: &[&str] = &[
+    "HOOKRELAY_BENCH_",
+    "HOOKRELAY_CHAOS_",
+    "HOOKRELAY_TEST_",
+    "HOOKRELAY_BLESS",
+    "HOOKRELAY_CONSOLE_SCREENSHOTS",
+    "HOOKRELAY_DJANGO_VENV",
+];
+
+/// One line for each variable in `names` that looks like hookrelay's (`HOOKRELAY_…`) but is
+/// not one of `known`, with the name it most likely meant. A misspelt flag or file key is
+/// refused; a misspelt variable would otherwise be silently ignored. The value is never shown.
+pub fn unknown_variables(names: impl IntoIterator<Item = String>, known: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|name| name.starts_with("HOOKRELAY_") && !known.contains(&name.as_str()))
+        .filter(|name| {
+            !DEVELOPMENT_VARIABLES
+                .iter()
+                .any(|dev| name.starts_with(dev))
+        })
+        .map(|name| {
+            let meant = nearest(&name, known.iter().copied())
+                .map_or_else(|| ".".to_string(), |m| format!("; did you mean {m}?"));
+            format!(
+                "{name} is set, but hookrelay reads no variable of that name{meant} It is ignored."
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Loads the configuration file named by `--config` or `HOOKRELAY_CONFIG`, if any, making its
@@ -378,6 +415,35 @@ mod tests {
         assert_eq!(
             config_path(&args(&["hookrelay", "run", "--config=b.toml"])),
             Some(PathBuf::from("b.toml"))
+        );
+    }
+
+    #[test]
+    fn misspelt_variables_are_named_with_the_one_meant_and_no_value() {
+        let known = [
+            "HOOKRELAY_CONCURRENCY",
+            "HOOKRELAY_DATABASE_URL",
+            "HOOKRELAY_LEASE",
+        ];
+        let names = [
+            "HOOKRELAY_CONCURENCY",
+            "HOOKRELAY_DATABSE_URL",
+            "HOOKRELAY_LEASE",
+            "HOOKRELAY_SOMETHING_ELSE",
+            "HOOKRELAY_BENCH_HISTORY_ROWS",
+            "PATH",
+        ];
+        let lines = unknown_variables(names.map(String::from), &known);
+        assert_eq!(
+            lines,
+            [
+                "HOOKRELAY_CONCURENCY is set, but hookrelay reads no variable of that name; \
+                 did you mean HOOKRELAY_CONCURRENCY? It is ignored.",
+                "HOOKRELAY_DATABSE_URL is set, but hookrelay reads no variable of that name; \
+                 did you mean HOOKRELAY_DATABASE_URL? It is ignored.",
+                "HOOKRELAY_SOMETHING_ELSE is set, but hookrelay reads no variable of that \
+                 name. It is ignored.",
+            ]
         );
     }
 }

@@ -204,3 +204,29 @@ async fn emit_writes_an_event_and_prints_its_id() {
     assert!(text(&bad).contains("name events like order.paid, with 1 to 200 of"));
     assert!(!text(&bad).contains("Failing row"));
 }
+
+#[tokio::test]
+async fn a_misspelt_variable_is_named_with_the_one_meant_and_its_value_kept_out() {
+    let db = TestDb::new().await;
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["endpoint", "list"])
+        .env("HOOKRELAY_DATABASE_URL", &db.url)
+        .env("HOOKRELAY_CONCURENCY", "zz-value-7741")
+        .env("HOOKRELAY_SHUTDOWN_TIMOUT", "zz-value-7742")
+        .env_remove("HOOKRELAY_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hookrelay");
+    let text = text(&out);
+    assert!(out.status.success(), "the command still runs: {text}");
+    for (typo, meant) in [
+        ("HOOKRELAY_CONCURENCY", "HOOKRELAY_CONCURRENCY"),
+        ("HOOKRELAY_SHUTDOWN_TIMOUT", "HOOKRELAY_SHUTDOWN_TIMEOUT"),
+    ] {
+        assert!(
+            text.contains(&format!("{typo} is set, but hookrelay reads no variable of that name; did you mean {meant}?")),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("zz-value-77"), "no value shown: {text}");
+}
