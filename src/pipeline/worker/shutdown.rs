@@ -52,8 +52,8 @@ impl Worker {
         Ok(self.summary)
     }
 
-    /// Waits for the requests in flight until `deadline`, then abandons the rest; returns the
-    /// claims that were never sent.
+    /// Waits for the requests in flight until `deadline`, then abandons the rest, leases kept;
+    /// returns the claims that were never sent.
     async fn drain(&mut self, deadline: Instant) -> Vec<Claim> {
         let mut unsent = Vec::new();
         while !self.flight.is_empty() {
@@ -63,11 +63,17 @@ impl Worker {
                     self.ended(ended);
                 }
                 Err(_) => {
+                    // Sent, and perhaps received: given back as never sent, they went out
+                    // again with no attempt on record to explain the duplicate. Their leases
+                    // stay; once one expires, the due claim records a lease_expired attempt
+                    // (the request may or may not have been received) and sends it again.
+                    let abandoned = self.flight.abort_all();
                     tracing::warn!(
-                        requests = self.flight.len(),
-                        "requests still running at the shutdown timeout; abandoning them"
+                        requests = abandoned.len(),
+                        "requests still running at the shutdown timeout; abandoning them: \
+                         the receivers may have them, so they keep their leases and go out \
+                         again when the leases expire, each with a lease_expired attempt"
                     );
-                    unsent.extend(self.flight.abort_all());
                     break;
                 }
             }

@@ -83,3 +83,64 @@ async fn sigterm_finishes_requests_in_flight_and_gives_back_the_rest() {
     assert!(status.success(), "exit {status}");
     assert_stopped_cleanly(&db, &receiver).await;
 }
+
+#[tokio::test]
+async fn requests_cut_off_by_the_shutdown_timeout_keep_their_leases_and_leave_a_trace() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::with(|_, _| Reply {
+        status: 200,
+        delay: Duration::from_secs(20),
+    })
+    .await;
+    db.endpoint("a", &receiver.url("/a"), "secret-secret-secret")
+        .await;
+    db.emit("order.paid", json!({ "id": 1 })).await;
+    let child = Command::new(binary())
+        .args(["run", "--database-url", &db.url, "--metrics-addr", "off"])
+        .args(["--shutdown-timeout", "1s"])
+        .env("HOOKRELAY_LOG", "warn")
+        .env("HOOKRELAY_ALLOW_NETWORKS", crate::support::LOOPBACK)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    let status = crate::support::sigterm_and_wait(child).await;
+    assert!(status.success(), "exit {status}");
+    // The receiver may have it: not given back as never sent (which sent it again with no
+    // attempt on record), but kept leased with its attempt counted.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM hookrelay.deliveries
+             WHERE state = 'pending' AND attempts = 1 AND locked_until > now()"
+        )
+        .await,
+        1,
+        "the cut-off request keeps its lease"
+    );
+    // Once the lease expires, the due claim records why it goes out again.
+    db.client
+        .execute(
+            "UPDATE hookrelay.deliveries SET locked_until = now() - interval '1 second',
+                                             next_attempt_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let pool = hookrelay::db::pool(&db.url, 1).unwrap();
+    let client = pool.pool.get().await.unwrap();
+    let lease = hookrelay::pipeline::claim::Lease::new(Duration::from_secs(60), "next");
+    let floor = hookrelay::pipeline::claim::work_floor(&client)
+        .await
+        .unwrap();
+    let claimed = hookrelay::pipeline::claim::claim_due(&client, 10, &lease, floor)
+        .await
+        .unwrap();
+    assert_eq!(claimed.taken, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM hookrelay.attempts WHERE error_code = 'lease_expired'")
+            .await,
+        1,
+        "the duplicate has a lease_expired attempt to explain it"
+    );
+}
