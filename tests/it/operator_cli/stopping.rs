@@ -7,25 +7,26 @@ use serde_json::json;
 
 use crate::support::{binary, Receiver, Reply, TestDb};
 
-/// `hookrelay run` with two slots and batches of two, waiting up to 10 s on shutdown.
-fn spawn_two_slot_worker(db: &TestDb) -> std::process::Child {
+/// `hookrelay run` with `settings`, warnings only, receivers on loopback allowed.
+fn spawn_worker(db: &TestDb, settings: &[&str]) -> std::process::Child {
     Command::new(binary())
-        .args([
-            "run",
-            "--database-url",
-            &db.url,
-            "--concurrency",
-            "2",
-            "--batch-size",
-            "2",
-        ])
-        .args(["--metrics-addr", "off", "--shutdown-timeout", "10s"])
+        .args(["run", "--database-url", &db.url, "--metrics-addr", "off"])
+        .args(settings)
         .env("HOOKRELAY_LOG", "warn")
         .env("HOOKRELAY_ALLOW_NETWORKS", crate::support::LOOPBACK)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
+}
+
+/// `hookrelay run` with two slots and batches of two, waiting up to 10 s on shutdown.
+fn spawn_two_slot_worker(db: &TestDb) -> std::process::Child {
+    let two_slots = ["--concurrency", "2", "--batch-size", "2"];
+    spawn_worker(
+        db,
+        &[&two_slots[..], &["--shutdown-timeout", "10s"]].concat(),
+    )
 }
 
 /// Nothing new started after SIGTERM, no lease is left, the two in flight were recorded and
@@ -95,15 +96,7 @@ async fn requests_cut_off_by_the_shutdown_timeout_keep_their_leases_and_leave_a_
     db.endpoint("a", &receiver.url("/a"), "secret-secret-secret")
         .await;
     db.emit("order.paid", json!({ "id": 1 })).await;
-    let child = Command::new(binary())
-        .args(["run", "--database-url", &db.url, "--metrics-addr", "off"])
-        .args(["--shutdown-timeout", "1s"])
-        .env("HOOKRELAY_LOG", "warn")
-        .env("HOOKRELAY_ALLOW_NETWORKS", crate::support::LOOPBACK)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = spawn_worker(&db, &["--shutdown-timeout", "1s"]);
     assert_eq!(receiver.wait_for(1, Duration::from_secs(10)).await.len(), 1);
     let status = crate::support::sigterm_and_wait(child).await;
     assert!(status.success(), "exit {status}");
