@@ -173,6 +173,17 @@ impl WorkerProcess {
     }
 }
 
+/// A test that fails before stopping its worker must not leave it running: one outlived its
+/// test run by an hour, retrying a database that was gone.
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Receipts of (path, event id), from a receiver's requests.
 pub fn receipts(requests: &[Request]) -> HashMap<(String, String), usize> {
     let mut seen = HashMap::new();
